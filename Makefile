@@ -1,0 +1,49 @@
+# Two entry points (see README): `make book` and `make test`. Both set everything up.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PROFILE ?= auto
+
+# Use the shared image mirror when it sits beside the checkout (CI, developer machines);
+# elsewhere lipkit downloads the images from their public URLs and checks their sha256.
+ifneq ($(wildcard ../shared/data),)
+export LIPKIT_DATA_MIRROR ?= $(abspath ../shared/data)
+endif
+
+.PHONY: install vendor chapters book test unit lab clean
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements.txt
+	$(BIN)/pip install -q --no-deps -e .
+	touch $@
+
+install: $(VENV)/.installed
+
+vendor:
+	./scripts/vendor_js.sh
+
+# Execute the chapters (papermill) with PROFILE, into _build/stage.
+chapters: install vendor
+	$(BIN)/python scripts/run_chapters.py --profile $(PROFILE)
+
+# The static site: _build/html/index.html
+book: install vendor
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python scripts/run_chapters.py --profile $(PROFILE) --build
+
+# The whole test suite. Chapters run once, with the quick profile; the chapter tests and the
+# browser test reuse those executed copies and the site built from them.
+test: install vendor
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python scripts/run_chapters.py --profile quick --build
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -p no:cacheprovider -ra
+
+# Unit tests only (no chapters, no site).
+unit: install
+	$(BIN)/python -m pytest -p no:cacheprovider -ra -m "not chapter and not site"
+
+lab: install
+	$(BIN)/jupyter lab book/
+
+clean:
+	rm -rf _build

@@ -1,0 +1,17 @@
+"""lipkit: Lottery Image Priors (Wu, Chen, Jiang, Wang, TMLR 2023) as an executable book.
+
+Modules, one concept each:
+
+- :mod:`lipkit.models`: the DIP ``skip`` net and the deep decoder.
+- :mod:`lipkit.operators`: degradations (denoising, inpainting, super-resolution).
+- :mod:`lipkit.fit`: the one fitting loop every method uses.
+- :mod:`lipkit.metrics`: PSNR, RGB and DIP's Y-channel SR protocol.
+- :mod:`lipkit.data`: benchmark images by name, checksummed.
+- :mod:`lipkit.plots`, :mod:`lipkit.widgets`: figures and interactive views for the book.
+"""
+
+__version__ = "0.1.0"
+
+from lipkit.device import default_device, seed_everything  # noqa: E402
+
+__all__ = ["__version__", "default_device", "seed_everything"]

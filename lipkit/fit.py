@@ -1,0 +1,339 @@
+"""The one fitting loop: every prior (dense DIP, tickets, deep decoder) is fitted here.
+
+``fit(net, operator, y)`` minimises ``operator.loss(net(z + σ·n), y)`` with Adam, as DIP does:
+fresh input noise n each step (``reg_noise_std``), an exponential moving average of the output
+(``exp_weight``), optional backtracking, and optional per-parameter masks held at zero. Methods
+differ only in the loss (``loss_fn``), the network and the settings.
+
+Given a clean ``reference``, PSNR is tracked every iteration on the device (no host sync); the
+best-over-iterations PSNR is the paper's (oracle) metric, the final PSNR the honest one.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field, replace
+from typing import Callable, Iterable
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from lipkit.device import make_generator, resolve_device
+from lipkit.metrics import psnr_tensor
+from lipkit.operators.base import Operator, image_size
+
+
+class FitDivergedError(RuntimeError):
+    """The loss became NaN or infinite; the message says at which iteration."""
+
+
+@dataclass(frozen=True)
+class FitSettings:
+    """Hyper-parameters of one fit. ``PRESETS`` holds DIP's per-task values."""
+
+    num_iter: int = 3000
+    lr: float = 0.01
+    reg_noise_std: float = 0.0       # std of the Gaussian noise added to z at every step
+    exp_weight: float | None = None  # EMA weight of the output (DIP denoising: 0.99)
+    backtrack: bool = False          # DIP's fallback when the observation PSNR drops
+    backtrack_drop_db: float = 5.0
+    show_every: int = 100            # DIP skips the backtracking check on multiples of this
+
+    def __post_init__(self):
+        if self.num_iter < 1:
+            raise ValueError(f"num_iter must be >= 1, got {self.num_iter}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.reg_noise_std < 0:
+            raise ValueError(f"reg_noise_std must be >= 0, got {self.reg_noise_std}")
+        if self.exp_weight is not None and not 0 <= self.exp_weight < 1:
+            raise ValueError(f"exp_weight must be in [0, 1) or None, got {self.exp_weight}")
+
+
+PRESETS: dict[str, FitSettings] = {
+    # DIP notebooks and the LIP code (see shared reference): Adam 0.01 throughout.
+    "denoise": FitSettings(num_iter=3000, reg_noise_std=1 / 30, exp_weight=0.99),
+    "sr4": FitSettings(num_iter=2000, reg_noise_std=0.03),
+    "sr8": FitSettings(num_iter=4000, reg_noise_std=0.05),
+    "inpaint": FitSettings(num_iter=3000, reg_noise_std=0.03),
+    # Heckel & Hand: no input noise, fixed input, best-PSNR tracking.
+    "deep_decoder": FitSettings(num_iter=1900, reg_noise_std=0.0),
+}
+
+
+@dataclass
+class FitState:
+    """What a callback sees after each optimiser step. Tensors live on the fit's device."""
+
+    iteration: int
+    net: nn.Module
+    output: torch.Tensor          # (1, C, H, W), raw output of this step (noisy input)
+    output_avg: torch.Tensor      # EMA of the output (equals ``output`` without EMA)
+    loss: torch.Tensor            # 0-dim
+    psnr: torch.Tensor | None     # 0-dim PSNR of the tracked output vs the reference, if given
+
+
+@dataclass
+class FitResult:
+    """Outcome of :func:`fit`. Images are (C, H, W) on the CPU; histories are NumPy arrays."""
+
+    output: torch.Tensor                 # tracked output at the last iteration (EMA if enabled)
+    clean_output: torch.Tensor           # net(z) without input noise, after the last step
+    best_output: torch.Tensor | None     # tracked output at the best-PSNR iteration
+    loss_history: np.ndarray
+    psnr_history: np.ndarray | None      # raw output vs reference, per iteration
+    psnr_avg_history: np.ndarray | None  # EMA output vs reference, per iteration
+    tracked: str                         # "avg" or "raw": which output best/final PSNR use
+    best_psnr: float | None
+    best_iteration: int | None           # 0-based
+    final_psnr: float | None
+    iterations: int
+    settings: FitSettings
+    seed: int
+    device: str
+    seconds: float
+    backtracks: list[int] = field(default_factory=list)
+    stopped_early: bool = False
+
+    def summary(self) -> dict:
+        """JSON-friendly numbers of the run."""
+        return dict(best_psnr=self.best_psnr, best_iteration=self.best_iteration,
+                    final_psnr=self.final_psnr, iterations=self.iterations, tracked=self.tracked,
+                    seed=self.seed, device=self.device, seconds=round(self.seconds, 3),
+                    backtracks=len(self.backtracks), settings=asdict(self.settings))
+
+
+Callback = Callable[[FitState], "bool | None"]
+
+
+class Snapshots:
+    """Callback keeping CPU copies of the tracked output every ``every`` iterations (and the last).
+
+    ``frames`` is a list of (iteration, image (C,H,W)) pairs, for the book's iteration browser.
+    """
+
+    def __init__(self, every: int, num_iter: int | None = None):
+        if every < 1:
+            raise ValueError("every must be >= 1")
+        self.every = every
+        self.num_iter = num_iter
+        self.frames: list[tuple[int, torch.Tensor]] = []
+
+    def __call__(self, state: FitState) -> None:
+        i = state.iteration
+        last = self.num_iter is not None and i == self.num_iter - 1
+        if (i + 1) % self.every == 0 or last:
+            self.frames.append((i, state.output_avg[0].detach().float().cpu().clone()))
+
+
+def _check_masks(net: nn.Module, masks: dict[str, torch.Tensor], device) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    params = dict(net.named_parameters())
+    pairs = []
+    for name, mask in masks.items():
+        if name not in params:
+            close = [p for p in params if p.endswith(name) or name.endswith(p)][:3]
+            raise KeyError(f"mask for {name!r} matches no parameter of the network" +
+                           (f" (did you mean {close}?)" if close else ""))
+        p = params[name]
+        if tuple(mask.shape) != tuple(p.shape):
+            raise ValueError(f"mask for {name!r} is {tuple(mask.shape)} but the parameter is {tuple(p.shape)}")
+        pairs.append((p, mask.to(device=device, dtype=p.dtype)))
+    return pairs
+
+
+def fit(
+    net: nn.Module,
+    operator: Operator,
+    observation: torch.Tensor,
+    *,
+    settings: FitSettings | str | None = None,
+    net_input: torch.Tensor | None = None,
+    reference: torch.Tensor | None = None,
+    masks: dict[str, torch.Tensor] | None = None,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    callbacks: Iterable[Callback] = (),
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+    desc: str = "fit",
+    **overrides,
+) -> FitResult:
+    """Fit ``net`` so that ``operator(net(z))`` matches ``observation``.
+
+    Args:
+        net: the prior network; it is moved to ``device`` and trained in place.
+        operator: the degradation; its ``loss`` is the objective unless ``loss_fn`` is given.
+        observation: y, (C, h, w) or (1, C, h, w) in [0, 1].
+        settings: a :class:`FitSettings`, a preset name (``"denoise"``, ``"sr4"``, ...), or None
+            for the defaults; keyword ``overrides`` replace single fields (``num_iter=500``).
+        net_input: z; by default the network's standard input, drawn from ``seed``.
+        reference: the clean image x (C, H, W), to track PSNR. Never used in the loss.
+        masks: parameter name -> {0,1} tensor; those entries start at and stay exactly zero.
+        callbacks: called after every step with a :class:`FitState`; returning True stops.
+        seed: seeds z (when drawn here) and the input-noise stream.
+        device: None picks CUDA when available, else CPU.
+    """
+    if isinstance(settings, str):
+        if settings not in PRESETS:
+            raise KeyError(f"unknown preset {settings!r}; choose from {sorted(PRESETS)}")
+        settings = PRESETS[settings]
+    settings = replace(settings or FitSettings(), **overrides)
+    dev = resolve_device(device)
+
+    y = observation if observation.dim() == 4 else observation[None]
+    y = y.to(dev)
+    height, width = image_size(operator, y)
+    ref = None
+    if reference is not None:
+        ref = (reference if reference.dim() == 4 else reference[None]).to(dev)
+        if tuple(ref.shape[-2:]) != (height, width):
+            raise ValueError(f"reference is {tuple(ref.shape[-2:])} but the operator's image size is {(height, width)}")
+    net.to(dev)
+    operator.to(dev)
+    net.train()
+
+    gen = make_generator(seed, dev)
+    if net_input is None:
+        from lipkit.models import network_input
+
+        net_input = network_input(net, height, width, generator=gen, device=dev)
+    z = net_input.to(dev)
+
+    mask_pairs = _check_masks(net, masks, dev) if masks else []
+
+    def hold_masks() -> None:
+        with torch.no_grad():
+            for p, m in mask_pairs:
+                p.mul_(m)
+
+    hold_masks()
+    params = [p for p in net.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=settings.lr)
+    objective = loss_fn or operator.loss
+    callbacks = list(callbacks)
+
+    n = settings.num_iter
+    loss_hist = torch.zeros(n, device=dev)
+    psnr_hist = torch.zeros(n, device=dev) if ref is not None else None
+    psnr_avg_hist = torch.zeros(n, device=dev) if (ref is not None and settings.exp_weight is not None) else None
+    tracked = "avg" if settings.exp_weight is not None else "raw"
+    best_psnr = torch.tensor(-math.inf, device=dev)
+    best_out: torch.Tensor | None = None
+    out_avg: torch.Tensor | None = None
+
+    # Backtracking state (DIP): last good parameters and observation PSNR.
+    last_good: list[torch.Tensor] | None = None
+    last_obs_psnr: float | None = None
+    backtracks: list[int] = []
+
+    t0 = time.perf_counter()
+    bar = tqdm(range(n), desc=desc, disable=not progress, mininterval=0.5)
+    postfix_every = max(1, n // 40)
+    stopped_early = False
+    done = 0
+    for i in bar:
+        optimizer.zero_grad(set_to_none=True)
+        if settings.reg_noise_std > 0:
+            noise = torch.randn(z.shape, generator=gen, device=dev, dtype=z.dtype)
+            inp = z + settings.reg_noise_std * noise
+        else:
+            inp = z
+        out = net(inp)
+        loss = objective(out, y)
+        loss.backward()
+
+        skip_step = False
+        if settings.backtrack:
+            with torch.no_grad():
+                obs_psnr = float(psnr_tensor(operator(out), y))
+            if i % settings.show_every:
+                bad = not math.isfinite(obs_psnr) or (
+                    last_obs_psnr is not None and obs_psnr - last_obs_psnr < -settings.backtrack_drop_db)
+                if bad and last_good is not None:
+                    with torch.no_grad():
+                        for p, saved in zip(net.parameters(), last_good):
+                            p.copy_(saved)
+                    backtracks.append(i)
+                    skip_step = True  # DIP still stepped on the stale gradient; we do not
+                elif not bad:
+                    last_good = [p.detach().clone() for p in net.parameters()]
+                    last_obs_psnr = obs_psnr
+        if not skip_step:
+            optimizer.step()
+            hold_masks()
+
+        with torch.no_grad():
+            cur = out.detach()
+            if settings.exp_weight is None:
+                out_avg = cur
+            elif out_avg is None:
+                out_avg = cur.clone()
+            else:
+                out_avg = out_avg * settings.exp_weight + cur * (1 - settings.exp_weight)
+            loss_hist[i] = loss.detach()
+            p_track = None
+            if ref is not None:
+                p_raw = psnr_tensor(cur, ref)
+                psnr_hist[i] = p_raw
+                p_track = p_raw
+                if psnr_avg_hist is not None:
+                    p_track = psnr_tensor(out_avg, ref)
+                    psnr_avg_hist[i] = p_track
+                tracked_img = out_avg if psnr_avg_hist is not None else cur
+                better = p_track > best_psnr
+                best_out = tracked_img.clone() if best_out is None else torch.where(better, tracked_img, best_out)
+                best_psnr = torch.maximum(best_psnr, p_track)
+        done = i + 1
+
+        if (i + 1) % 100 == 0 or i == n - 1:
+            # one sync every 100 steps to catch divergence early
+            if not torch.isfinite(loss_hist[max(0, i - 99): i + 1]).all():
+                bad_at = int(torch.nonzero(~torch.isfinite(loss_hist[: i + 1]))[0])
+                raise FitDivergedError(
+                    f"the loss became {float(loss_hist[bad_at])} at iteration {bad_at}; lower lr "
+                    f"(now {settings.lr}) or enable backtracking (backtrack=True)"
+                )
+        if progress and ((i + 1) % postfix_every == 0 or i == n - 1):
+            post = {"loss": f"{float(loss):.2e}"}
+            if p_track is not None:
+                post["psnr"] = f"{float(p_track):.2f}"
+            bar.set_postfix(post, refresh=False)
+        if callbacks:
+            state = FitState(i, net, cur, out_avg, loss.detach(), p_track)
+            if any(bool(cb(state)) for cb in callbacks):
+                stopped_early = True
+                break
+    bar.close()
+
+    with torch.no_grad():
+        clean = net(z).detach()
+    seconds = time.perf_counter() - t0
+
+    def arr(t):
+        return None if t is None else t[:done].cpu().numpy().astype(np.float64)
+
+    psnr_np, psnr_avg_np = arr(psnr_hist), arr(psnr_avg_hist)
+    track_np = psnr_avg_np if psnr_avg_np is not None else psnr_np
+    best_iteration = int(np.argmax(track_np)) if track_np is not None else None
+    return FitResult(
+        output=out_avg[0].cpu(),
+        clean_output=clean[0].cpu(),
+        best_output=None if best_out is None else best_out[0].cpu(),
+        loss_history=arr(loss_hist),
+        psnr_history=psnr_np,
+        psnr_avg_history=psnr_avg_np,
+        tracked=tracked,
+        best_psnr=None if track_np is None else float(track_np[best_iteration]),
+        best_iteration=best_iteration,
+        final_psnr=None if track_np is None else float(track_np[-1]),
+        iterations=done,
+        settings=settings,
+        seed=seed,
+        device=str(dev),
+        seconds=seconds,
+        backtracks=backtracks,
+        stopped_early=stopped_early,
+    )

@@ -1,0 +1,43 @@
+"""Image-prior networks: DIP's ``skip`` net and Heckel & Hand's deep decoder."""
+
+from lipkit.models.deep_decoder import DeepDecoder, decodernw, deep_decoder, deep_decoder_input
+from lipkit.models.skip import SkipNet, dip_input, skip_net
+
+__all__ = [
+    "SkipNet", "skip_net", "dip_input",
+    "DeepDecoder", "decodernw", "deep_decoder", "deep_decoder_input",
+    "count_parameters", "conv_weights", "network_input",
+]
+
+
+def network_input(net, height: int, width: int, *, generator=None, device=None):
+    """The fixed input z a prior network needs for an H×W output.
+
+    Skip net: DIP's U[0,0.1) noise at full resolution with ``num_input_channels`` channels.
+    Deep decoder: U[0,0.1) noise at H/2^L × W/2^L with k channels.
+    """
+    if isinstance(net, DeepDecoder):
+        return deep_decoder_input(net, height, width, generator=generator, device=device)
+    if isinstance(net, SkipNet):
+        m = net.size_multiple
+        if height % m or width % m:
+            raise ValueError(
+                f"the skip net has {net.levels} levels, so H and W must be multiples of {m}; got "
+                f"{height}x{width}. Crop the image first (lipkit.data.crop_to_multiple(x, {m}))."
+            )
+        return dip_input(net.config["num_input_channels"], height, width, generator=generator, device=device)
+    raise TypeError(f"don't know the input of {type(net).__name__}; pass net_input explicitly")
+
+
+def count_parameters(net, *, nonzero: bool = False) -> int:
+    """Number of parameters (or of nonzero parameter entries) of ``net``."""
+    if nonzero:
+        return int(sum(int((p != 0).sum()) for p in net.parameters()))
+    return int(sum(p.numel() for p in net.parameters()))
+
+
+def conv_weights(net) -> dict:
+    """Name -> weight tensor of every Conv2d in ``net``: the prunable weights of LIP."""
+    import torch.nn as nn
+
+    return {name: m.weight for name, m in net.named_modules() if isinstance(m, nn.Conv2d)}

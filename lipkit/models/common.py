@@ -1,0 +1,112 @@
+"""Building blocks of DIP's ``models/common.py``, ported with the same module layout.
+
+Module names follow DIP's monkey-patched ``Module.add``: children of a Sequential are named
+"1", "2", ..., so state-dict keys match checkpoints written by the DIP and LIP code.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+from lipkit.resample import Downsampler
+
+
+class Seq(nn.Sequential):
+    """``nn.Sequential`` whose ``add`` names children "1", "2", ... like DIP's patched Module."""
+
+    def add(self, module: nn.Module) -> "Seq":
+        self.add_module(str(len(self) + 1), module)
+        return self
+
+
+class Concat(nn.Module):
+    """Run every branch on the input and concatenate along ``dim``.
+
+    Branch outputs that differ in size (only when H or W is not a multiple of 2^levels) are
+    centre-cropped to the smallest, as in DIP.
+    """
+
+    def __init__(self, dim: int, *branches: nn.Module):
+        super().__init__()
+        self.dim = dim
+        for idx, module in enumerate(branches):
+            self.add_module(str(idx), module)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        outs = [module(x) for module in self._modules.values()]
+        h = min(o.shape[2] for o in outs)
+        w = min(o.shape[3] for o in outs)
+        if any(o.shape[2] != h or o.shape[3] != w for o in outs):
+            cropped = []
+            for o in outs:
+                dh, dw = (o.shape[2] - h) // 2, (o.shape[3] - w) // 2
+                cropped.append(o[:, :, dh:dh + h, dw:dw + w])
+            outs = cropped
+        return torch.cat(outs, dim=self.dim)
+
+
+class Swish(nn.Module):
+    """x·sigmoid(x)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.sigmoid(x)
+
+
+ACTIVATIONS = ("LeakyReLU", "Swish", "ELU", "ReLU", "none")
+
+
+def act(act_fun: str | Callable[[], nn.Module] = "LeakyReLU") -> nn.Module:
+    """DIP's activation factory. 'LeakyReLU' is LeakyReLU(0.2, inplace=True)."""
+    if not isinstance(act_fun, str):
+        return act_fun()
+    if act_fun == "LeakyReLU":
+        return nn.LeakyReLU(0.2, inplace=True)
+    if act_fun == "Swish":
+        return Swish()
+    if act_fun == "ELU":
+        return nn.ELU()
+    if act_fun == "ReLU":
+        return nn.ReLU()
+    if act_fun == "none":
+        return nn.Sequential()
+    raise ValueError(f"act_fun must be one of {ACTIVATIONS} or a module factory, got {act_fun!r}")
+
+
+def bn(num_features: int) -> nn.BatchNorm2d:
+    return nn.BatchNorm2d(num_features)
+
+
+PADS = ("zero", "reflection")
+DOWNSAMPLE_MODES = ("stride", "avg", "max", "lanczos2", "lanczos3")
+
+
+def conv(in_f: int, out_f: int, kernel_size: int, stride: int = 1, bias: bool = True,
+         pad: str = "zero", downsample_mode: str = "stride") -> nn.Sequential:
+    """DIP's ``conv``: [ReflectionPad2d] + Conv2d [+ pooling or Downsampler], as a Sequential.
+
+    With ``downsample_mode`` other than 'stride', the convolution runs at stride 1 and a
+    separate downsampling layer follows it.
+    """
+    if pad not in PADS:
+        raise ValueError(f"pad must be one of {PADS}, got {pad!r}")
+    downsampler = None
+    if stride != 1 and downsample_mode != "stride":
+        if downsample_mode == "avg":
+            downsampler = nn.AvgPool2d(stride, stride)
+        elif downsample_mode == "max":
+            downsampler = nn.MaxPool2d(stride, stride)
+        elif downsample_mode in ("lanczos2", "lanczos3"):
+            downsampler = Downsampler(out_f, stride, kernel_type=downsample_mode, phase=0.5, preserve_size=True)
+        else:
+            raise ValueError(f"downsample_mode must be one of {DOWNSAMPLE_MODES}, got {downsample_mode!r}")
+        stride = 1
+    padder = None
+    to_pad = (kernel_size - 1) // 2
+    if pad == "reflection":
+        padder = nn.ReflectionPad2d(to_pad)
+        to_pad = 0
+    convolver = nn.Conv2d(in_f, out_f, kernel_size, stride, padding=to_pad, bias=bias)
+    return nn.Sequential(*[m for m in (padder, convolver, downsampler) if m is not None])

@@ -1,0 +1,13 @@
+"""Degradation operators: y = A(x) (+ noise). Each is a small ``nn.Module``.
+
+- :class:`Denoising` (σ in [0, 1] units),
+- :class:`Inpainting` (mask from a file, Bernoulli, or text),
+- :class:`SuperResolution` (DIP's lanczos2 ``Downsampler``; PIL Lanczos observation).
+"""
+
+from lipkit.operators.base import Operator
+from lipkit.operators.denoise import Denoising
+from lipkit.operators.inpaint import Inpainting
+from lipkit.operators.super_resolution import SuperResolution, bicubic_upsample
+
+__all__ = ["Operator", "Denoising", "Inpainting", "SuperResolution", "bicubic_upsample"]

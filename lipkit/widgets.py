@@ -1,0 +1,51 @@
+"""Interactive views for the book.
+
+The widgets here link their controls in the browser (``jslink``), so they keep working in the
+static HTML site, where no Python kernel runs.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Sequence
+
+import ipywidgets as widgets
+import torch
+from PIL import Image
+
+from lipkit.data import to_pil
+
+
+def _png(x: torch.Tensor, display_size: int) -> bytes:
+    img = to_pil(x)
+    scale = max(1, display_size // max(img.size))
+    if scale > 1:  # small crops: enlarge with nearest so pixels stay visible
+        img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def iteration_browser(frames: Sequence[tuple[int, torch.Tensor]], psnrs: Sequence[float] | None = None,
+                      *, display_size: int = 256, description: str = "iteration") -> widgets.VBox:
+    """A slider (and play button) stepping through fit snapshots.
+
+    ``frames`` are (iteration, image (C,H,W)) pairs, e.g. ``lipkit.fit.Snapshots(...).frames``;
+    ``psnrs`` optionally gives one PSNR per frame for its caption.
+    """
+    if not frames:
+        raise ValueError("no frames to browse")
+    pages = []
+    for k, (it, img) in enumerate(frames):
+        caption = f"<b>iteration {it + 1}</b>"
+        if psnrs is not None:
+            caption += f" &nbsp; PSNR {psnrs[k]:.2f} dB"
+        pages.append(widgets.VBox([widgets.HTML(caption),
+                                   widgets.Image(value=_png(img, display_size), format="png")]))
+    stack = widgets.Stack(pages, selected_index=len(pages) - 1)
+    slider = widgets.IntSlider(value=len(pages) - 1, min=0, max=len(pages) - 1, step=1,
+                               description=description, readout=False, continuous_update=True)
+    play = widgets.Play(value=len(pages) - 1, min=0, max=len(pages) - 1, step=1, interval=400)
+    widgets.jslink((play, "value"), (slider, "value"))
+    widgets.jslink((slider, "value"), (stack, "selected_index"))
+    return widgets.VBox([widgets.HBox([play, slider]), stack])

@@ -1,0 +1,155 @@
+"""Execute the book's chapters with papermill into a staging folder, then (optionally) build.
+
+    python scripts/run_chapters.py --profile quick            # CPU, CI-sized (default)
+    python scripts/run_chapters.py --profile paper            # paper settings, on a GPU
+    python scripts/run_chapters.py --profile auto             # paper when CUDA is present
+    python scripts/run_chapters.py --only 01_dip_basics       # re-run one chapter, keep the others
+    python scripts/run_chapters.py --build                    # then jupyter-book build -> _build/html
+
+Each chapter runs once into _build/stage/book/<chapter>.ipynb. A chapter that fails is removed
+from the stage and the script exits non-zero, so a half-executed chapter is never published.
+Executed copies record the profile and the source notebook's hash; the tests reuse them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import papermill as pm
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+BOOK = ROOT / "book"
+STAGE = ROOT / "_build" / "stage"
+COPY = ["_config.yml", "_toc.yml", "_vendor"]
+
+
+def chapters() -> list[Path]:
+    """Notebooks in table-of-contents order."""
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    files = [entry["file"] for entry in toc.get("chapters", [])]
+    out = []
+    for f in files:
+        nb = ROOT / f"{f}.ipynb"
+        if nb.exists():
+            out.append(nb)
+    return out
+
+
+def source_hash(nb: Path) -> str:
+    return hashlib.sha256(nb.read_bytes()).hexdigest()
+
+
+def load_profile(name: str) -> tuple[str, dict]:
+    profiles = yaml.safe_load((BOOK / "profiles.yml").read_text())
+    if name == "auto":
+        import torch
+
+        name = "paper" if torch.cuda.is_available() else "quick"
+    if name not in profiles:
+        raise SystemExit(f"unknown profile {name!r}; book/profiles.yml has {sorted(profiles)}")
+    return name, profiles[name]
+
+
+def stage_sources(stage: Path) -> None:
+    """Copy the non-notebook sources (config, pages, bibliography, vendored JS) to the stage."""
+    stage.mkdir(parents=True, exist_ok=True)
+    for name in COPY:
+        src = ROOT / name
+        dst = stage / name
+        if src.is_dir():
+            shutil.copytree(src, dst, dirs_exist_ok=True)
+        elif src.exists():
+            shutil.copy2(src, dst)
+    (stage / "book").mkdir(exist_ok=True)
+    for src in BOOK.iterdir():
+        if src.is_file() and src.suffix != ".ipynb":
+            shutil.copy2(src, stage / "book" / src.name)
+
+
+def is_current(executed: Path, source: Path, profile: str) -> bool:
+    """True when ``executed`` ran from this exact source with this profile."""
+    if not executed.exists():
+        return False
+    meta = nbformat.read(executed, as_version=4).metadata.get("lipkit", {})
+    return meta.get("profile") == profile and meta.get("source_sha256") == source_hash(source)
+
+
+def execute(nb: Path, dest: Path, profile: str, params: dict, kernel: str) -> float:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    try:
+        pm.execute_notebook(str(nb), str(dest), parameters=params, kernel_name=kernel, cwd=str(nb.parent),
+                            progress_bar=False, log_output=False, execution_timeout=3 * 3600,
+                            coalesce_streams=True)
+    except BaseException:
+        failed = dest.with_suffix(".failed.ipynb")
+        if dest.exists():
+            dest.replace(failed)  # keep it for debugging, outside the book
+        print(f"run_chapters: {nb.name} FAILED; its partial output is in {failed}", file=sys.stderr)
+        raise
+    seconds = time.perf_counter() - t0
+    book = nbformat.read(dest, as_version=4)
+    for cell in book.cells:  # collapse the injected parameters on the page
+        tags = cell.metadata.setdefault("tags", [])
+        if "injected-parameters" in tags and "hide-cell" not in tags:
+            tags.append("hide-cell")
+    book.metadata["lipkit"] = {"profile": profile, "source_sha256": source_hash(nb),
+                               "seconds": round(seconds, 1)}
+    nbformat.write(book, dest)
+    return seconds
+
+
+def run(profile: str = "quick", only: list[str] | None = None, stage: Path = STAGE,
+        kernel: str = "python3", force: bool = False) -> Path:
+    """Execute every (or ``only`` these) chapter(s) into ``stage``; returns the stage folder."""
+    profile, params = load_profile(profile)
+    stage_sources(stage)
+    known = {nb.stem: nb for nb in chapters()}
+    for stem in only or []:
+        if stem not in known:
+            raise SystemExit(f"unknown chapter {stem!r}; chapters: {sorted(known)}")
+    for stem, nb in known.items():
+        if only and stem not in only:
+            continue
+        dest = stage / "book" / nb.name
+        if not force and is_current(dest, nb, profile):
+            print(f"run_chapters: {stem}: up to date ({profile})")
+            continue
+        print(f"run_chapters: {stem}: executing with profile {profile} ...", flush=True)
+        seconds = execute(nb, dest, profile, params.get(stem, {}), kernel)
+        print(f"run_chapters: {stem}: done in {seconds:.0f} s", flush=True)
+    return stage
+
+
+def build(stage: Path = STAGE) -> None:
+    missing = [nb.name for nb in chapters() if not (stage / "book" / nb.name).exists()]
+    if missing:
+        raise SystemExit(f"refusing to build: chapters not executed: {missing}")
+    cmd = ["jupyter-book", "build", str(stage), "--path-output", str(ROOT), "-W", "--keep-going"]
+    subprocess.run(cmd, check=True)
+    print(f"run_chapters: site built at {ROOT / '_build' / 'html' / 'index.html'}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--profile", default="quick", help="quick (default), paper, or auto")
+    ap.add_argument("--only", nargs="*", help="chapter stems to execute (others are kept as they are)")
+    ap.add_argument("--force", action="store_true", help="re-execute even when an executed copy is current")
+    ap.add_argument("--kernel", default="python3")
+    ap.add_argument("--build", action="store_true", help="run jupyter-book build afterwards")
+    a = ap.parse_args()
+    stage = run(a.profile, a.only, kernel=a.kernel, force=a.force)
+    if a.build:
+        build(stage)
+
+
+if __name__ == "__main__":
+    main()

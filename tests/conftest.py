@@ -1,0 +1,52 @@
+"""Shared fixtures. Images come from the local mirror (../shared/data) when it exists."""
+
+from __future__ import annotations
+
+import ast
+import os
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+if "LIPKIT_DATA_MIRROR" not in os.environ and SHARED_DATA.is_dir():
+    os.environ["LIPKIT_DATA_MIRROR"] = str(SHARED_DATA)
+
+
+def mirror() -> Path:
+    path = os.environ.get("LIPKIT_DATA_MIRROR")
+    if not path or not Path(path).is_dir():
+        pytest.skip("no image mirror: set LIPKIT_DATA_MIRROR (CI uses ../shared/data)")
+    return Path(path)
+
+
+@pytest.fixture
+def mirror_dir() -> Path:
+    return mirror()
+
+
+@pytest.fixture
+def isolated_cache(tmp_path, monkeypatch) -> Path:
+    """An empty image cache, so tests see the fetch path and not a cached copy."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("LIPKIT_DATA_DIR", str(cache))
+    return cache
+
+
+def glued(nb_path: Path) -> dict:
+    """name -> value of every myst_nb ``glue``d scalar in an executed notebook."""
+    nb = nbformat.read(nb_path, as_version=4)
+    out = {}
+    for cell in nb.cells:
+        for o in cell.get("outputs", []):
+            meta = o.get("metadata", {}).get("scrapbook")
+            if meta:
+                txt = o["data"].get(meta["mime_prefix"] + "text/plain")
+                try:
+                    out[meta["name"]] = ast.literal_eval(txt)
+                except (ValueError, SyntaxError):
+                    out[meta["name"]] = txt
+    return out

@@ -1,0 +1,157 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from lipkit import seed_everything
+from lipkit.fit import PRESETS, FitDivergedError, FitSettings, Snapshots, fit
+from lipkit.metrics import psnr
+from lipkit.models import conv_weights, deep_decoder, skip_net
+from lipkit.operators import Denoising, Inpainting, SuperResolution
+
+
+def tiny_net(seed=0):
+    seed_everything(seed)
+    return skip_net(num_input_channels=8, num_channels_down=[16, 16], num_channels_up=[16, 16],
+                    num_channels_skip=[4, 4])
+
+
+def smooth_image(h=32, w=32):
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, h), torch.linspace(0, 1, w), indexing="ij")
+    return torch.stack([xx, yy, 0.5 * (xx + yy)]).clamp(0, 1)
+
+
+def test_same_seed_same_result_on_cpu():
+    x = smooth_image()
+    op = Denoising(0.1)
+    y = op.observe(x, seed=0)
+    runs = [fit(tiny_net(), op, y, settings="denoise", num_iter=15, reference=x, seed=5, device="cpu",
+                progress=False) for _ in range(2)]
+    assert torch.equal(runs[0].output, runs[1].output)
+    np.testing.assert_array_equal(runs[0].psnr_history, runs[1].psnr_history)
+    other = fit(tiny_net(), op, y, settings="denoise", num_iter=15, reference=x, seed=6, device="cpu",
+                progress=False)
+    assert not torch.equal(runs[0].output, other.output)
+
+
+def test_fit_learns_and_reports_consistently():
+    x = smooth_image()
+    op = Denoising(0.1)
+    y = op.observe(x, seed=0)
+    r = fit(tiny_net(), op, y, num_iter=120, reference=x, exp_weight=0.9, progress=False)
+    assert r.loss_history[-1] < r.loss_history[0] * 0.5
+    assert r.tracked == "avg" and len(r.psnr_avg_history) == 120
+    assert r.best_psnr == pytest.approx(r.psnr_avg_history.max())
+    assert r.final_psnr == pytest.approx(r.psnr_avg_history[-1])
+    assert r.best_psnr == pytest.approx(psnr(r.best_output, x), abs=1e-3)
+    assert r.final_psnr == pytest.approx(psnr(r.output, x), abs=1e-3)
+    assert r.best_psnr > psnr(y, x)  # fits structure before noise
+    assert r.clean_output.shape == x.shape
+
+
+def test_masks_hold_pruned_weights_at_zero():
+    net = tiny_net()
+    masks = {}
+    for name, w in conv_weights(net).items():
+        masks[name + ".weight"] = (torch.rand(w.shape) > 0.7).float()
+    x = smooth_image()
+    op = Inpainting.bernoulli((3, 32, 32), 0.5, seed=0)
+    fit(net, op, op.observe(x), num_iter=25, masks=masks, progress=False, reg_noise_std=0.03)
+    params = dict(net.named_parameters())
+    for name, m in masks.items():
+        w = params[name]
+        assert torch.all(w[m == 0] == 0), name
+        assert torch.count_nonzero(w[m == 1]) > 0.9 * m.sum()  # the others did train
+
+
+def test_masks_are_validated():
+    net = tiny_net()
+    op = Denoising(0.1)
+    y = op.observe(smooth_image(), seed=0)
+    with pytest.raises(KeyError, match="matches no parameter"):
+        fit(net, op, y, num_iter=1, masks={"nope.weight": torch.ones(1)}, progress=False)
+    name = next(iter(conv_weights(net))) + ".weight"
+    with pytest.raises(ValueError, match="but the parameter is"):
+        fit(net, op, y, num_iter=1, masks={name: torch.ones(1)}, progress=False)
+
+
+def test_super_resolution_and_deep_decoder_use_the_same_loop():
+    x = smooth_image(32, 32)
+    op = SuperResolution(4)
+    r = fit(tiny_net(), op, op.observe(x), settings="sr4", num_iter=5, reference=x, progress=False)
+    assert r.output.shape == (3, 32, 32)
+    dd = deep_decoder(8, layers=3)
+    r = fit(dd, Denoising(0.1), Denoising(0.1).observe(x, seed=0), settings="deep_decoder", num_iter=5,
+            reference=x, progress=False)
+    assert r.output.shape == (3, 32, 32) and r.tracked == "raw"
+
+
+def test_callbacks_snapshots_and_stop():
+    x = smooth_image()
+    op = Denoising(0.1)
+    snaps = Snapshots(every=4, num_iter=10)
+    seen = []
+
+    def stop_at_7(state):
+        seen.append(state.iteration)
+        return state.iteration == 6
+
+    r = fit(tiny_net(), op, op.observe(x, seed=0), num_iter=10, callbacks=[snaps, stop_at_7], progress=False)
+    assert r.stopped_early and r.iterations == 7 and seen == list(range(7))
+    assert [i for i, _ in snaps.frames] == [3]
+
+
+def test_divergence_is_detected():
+    x = smooth_image()
+    op = Denoising(0.1)
+
+    def nan_loss(out, y):
+        return ((out - y) ** 2).mean() * float("nan")
+
+    with pytest.raises(FitDivergedError, match="iteration 0"):
+        fit(tiny_net(), op, op.observe(x, seed=0), num_iter=3, loss_fn=nan_loss, progress=False)
+
+
+class GlitchyDenoising(Denoising):
+    """Denoising whose forward goes wrong while ``glitch`` is set, to force a PSNR drop."""
+
+    glitch = False
+
+    def forward(self, x):
+        return x + 0.5 if self.glitch else x
+
+
+def test_backtracking_restores_after_a_drop():
+    x = smooth_image()
+    op = GlitchyDenoising(0.05)
+    y = op.observe(x, seed=0)
+    net = tiny_net()
+    saved = {}
+
+    def glitch_at_10(state):
+        op.glitch = state.iteration == 9  # active during iteration 10 only
+        if state.iteration == 8:  # weights after step 9 = those of the last good forward (it. 10)
+            saved.update({k: v.detach().clone() for k, v in state.net.named_parameters()})
+        if state.iteration == 10:
+            for k, v in state.net.named_parameters():  # restored to the last good weights, no step
+                assert torch.equal(v, saved[k]), k
+
+    r = fit(net, op, y, num_iter=15, backtrack=True, callbacks=[glitch_at_10], progress=False)
+    assert r.backtracks == [10]
+
+
+def test_settings_validation_and_presets():
+    assert PRESETS["denoise"].reg_noise_std == pytest.approx(1 / 30) and PRESETS["denoise"].exp_weight == 0.99
+    assert PRESETS["sr4"].num_iter == 2000 and PRESETS["sr4"].reg_noise_std == 0.03
+    assert PRESETS["inpaint"].num_iter == 3000
+    with pytest.raises(ValueError, match="num_iter"):
+        FitSettings(num_iter=0)
+    with pytest.raises(KeyError, match="unknown preset"):
+        fit(tiny_net(), Denoising(0.1), torch.zeros(3, 32, 32), settings="nope", progress=False)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_asking_for_cuda_without_one_is_a_clear_error():
+    with pytest.raises(RuntimeError, match="no usable CUDA"):
+        fit(tiny_net(), Denoising(0.1), torch.zeros(3, 32, 32), num_iter=1, device="cuda", progress=False)

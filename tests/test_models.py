@@ -1,0 +1,103 @@
+import pytest
+import torch
+from torch import nn
+
+from lipkit.models import (conv_weights, count_parameters, decodernw, deep_decoder, deep_decoder_input,
+                           network_input, skip_net)
+
+
+def n_bn(net):
+    return sum(p.numel() for m in net.modules() if isinstance(m, nn.BatchNorm2d) for p in m.parameters())
+
+
+def test_lip_backbone_counts():
+    net = skip_net()
+    assert count_parameters(net) == 2_217_831
+    convs = conv_weights(net)
+    assert len(convs) == 26
+    assert sum(w.numel() for w in convs.values()) == 2_208_768
+    assert sum(m.bias.numel() for m in net.modules() if isinstance(m, nn.Conv2d)) == 2_583
+    assert n_bn(net) == 6_480
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in net.modules()) == 30
+
+
+def test_lip_backbone_layers_match_the_reference():
+    net = skip_net()
+    kinds = [type(m) for m in net.modules()]
+    assert nn.ReflectionPad2d in kinds and nn.Sigmoid in kinds
+    ups = [m for m in net.modules() if isinstance(m, nn.Upsample)]
+    assert len(ups) == 5 and all(u.mode == "bilinear" and u.align_corners is False for u in ups)
+    acts = [m for m in net.modules() if isinstance(m, nn.LeakyReLU)]
+    assert acts and all(a.negative_slope == 0.2 for a in acts)
+    strided = [m for m in net.modules() if isinstance(m, nn.Conv2d) and m.stride == (2, 2)]
+    assert len(strided) == 5
+
+
+def test_state_dict_names_follow_dip():
+    # The official LIP code keeps '1.0.1.1' and '1.1.1.1' (the convs reading z) dense.
+    convs = conv_weights(skip_net())
+    assert convs["1.0.1.1"].shape == (4, 32, 1, 1)
+    assert convs["1.1.1.1"].shape == (128, 32, 3, 3)
+
+
+@pytest.mark.parametrize("kwargs,expected", [
+    # counts worked out by hand in the shared reference (section 1.12)
+    (dict(num_output_channels=1), 2_217_573),
+    (dict(num_input_channels=3, num_channels_down=[8, 16, 32, 64, 128], num_channels_up=[8, 16, 32, 64, 128],
+          num_channels_skip=[0, 0, 0, 4, 4]), 572_827),
+    (dict(num_input_channels=2, num_channels_skip=[0] * 5, upsample_mode="nearest"), 2_157_955),
+    (dict(num_channels_skip=[128] * 5, upsample_mode="nearest"), 3_002_627),
+    (dict(num_input_channels=1, num_channels_down=[16, 32, 64, 128, 128, 128],
+          num_channels_up=[16, 32, 64, 128, 128, 128], num_channels_skip=[0] * 6, filter_size_down=5,
+          filter_size_up=3, upsample_mode="nearest", need1x1_up=False), 2_996_467),
+])
+def test_other_dip_configurations(kwargs, expected):
+    assert count_parameters(skip_net(**kwargs)) == expected
+
+
+def test_skip_net_shapes_and_bad_sizes():
+    net = skip_net(num_input_channels=4, num_channels_down=[8, 8], num_channels_up=[8, 8], num_channels_skip=[2, 2])
+    z = network_input(net, 16, 24)
+    assert z.shape == (1, 4, 16, 24)
+    out = net(z)
+    assert out.shape == (1, 3, 16, 24) and out.min() >= 0 and out.max() <= 1
+    with pytest.raises(ValueError, match="multiples of 4"):
+        network_input(net, 18, 24)
+
+
+def test_skip_net_rejects_eval_and_bad_arguments():
+    net = skip_net(num_channels_down=[8], num_channels_up=[8], num_channels_skip=[2])
+    with pytest.raises(RuntimeError, match="train mode"):
+        net.eval()
+    with pytest.raises(ValueError, match="equal lengths"):
+        skip_net(num_channels_down=[8, 8], num_channels_up=[8], num_channels_skip=[2])
+    with pytest.raises(ValueError, match="upsample_mode"):
+        skip_net(upsample_mode="bicubic")
+
+
+def test_lanczos_downsampling_mode_builds_and_runs():
+    net = skip_net(num_input_channels=2, num_channels_down=[4, 4], num_channels_up=[4, 4],
+                   num_channels_skip=[1, 1], downsample_mode="lanczos2")
+    assert net(torch.rand(1, 2, 32, 32)).shape == (1, 3, 32, 32)
+
+
+@pytest.mark.parametrize("k", [32, 64, 128, 256, 316])
+def test_deep_decoder_count_formula(k):
+    assert count_parameters(deep_decoder(k)) == 6 * k * k + 15 * k
+
+
+def test_deep_decoder_reference_counts():
+    assert count_parameters(deep_decoder(128)) == 100_224
+    assert count_parameters(decodernw(4, [256] * 5)) == 397_312  # the RGBA poster notebook
+    assert count_parameters(deep_decoder(128, layers=6)) == 116_864
+    net = deep_decoder(128)
+    assert all(m.bias is None and m.kernel_size == (1, 1) for m in net.modules() if isinstance(m, nn.Conv2d))
+
+
+def test_deep_decoder_input_and_output():
+    net = deep_decoder(16)
+    z = deep_decoder_input(net, 64, 96)
+    assert z.shape == (1, 16, 2, 3)
+    assert net(z).shape == (1, 3, 64, 96)
+    with pytest.raises(ValueError, match="divisible by 32"):
+        deep_decoder_input(net, 50, 64)
