@@ -297,7 +297,7 @@ def fit(
                     f"(now {settings.lr}) or enable backtracking (backtrack=True)"
                 )
         if progress and ((i + 1) % postfix_every == 0 or i == n - 1):
-            post = {"loss": f"{float(loss):.2e}"}
+            post = {"loss": f"{float(loss.detach()):.2e}"}
             if p_track is not None:
                 post["psnr"] = f"{float(p_track):.2f}"
             bar.set_postfix(post, refresh=False)

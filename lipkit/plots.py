@@ -60,10 +60,12 @@ def plot_psnr_curves(result, *, baseline_psnr: float | None = None, baseline_lab
                 label=f"best: {result.best_psnr:.2f} dB at it. {result.best_iteration + 1}")
     if baseline_psnr is not None:
         ax.axhline(baseline_psnr, color="gray", ls="--", lw=1, label=f"{baseline_label}: {baseline_psnr:.2f} dB")
-    finite = result.psnr_history[np.isfinite(result.psnr_history)]
+    curves = [result.psnr_history] + ([result.psnr_avg_history] if result.psnr_avg_history is not None else [])
+    finite = np.concatenate([c[np.isfinite(c)] for c in curves])
     if finite.size:
+        # start below the noisy baseline and the bulk of the curves; the first iterations are off-scale
         lo = min(np.percentile(finite, 5), baseline_psnr if baseline_psnr is not None else np.inf) - 1
-        ax.set_ylim(lo, np.max(finite) + 1.5)
+        ax.set_ylim(lo, np.max(finite) + 1.0)
     ax.set_xlabel("iteration")
     ax.set_ylabel("PSNR vs clean image (dB)")
     if title:

@@ -1,0 +1,69 @@
+"""Each chapter runs once with the quick profile (or reuses the copy `make test` just executed),
+and its glued numbers, the ones the text cites, are checked."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, glued
+
+pytestmark = pytest.mark.chapter
+
+_spec = importlib.util.spec_from_file_location("run_chapters", ROOT / "scripts" / "run_chapters.py")
+run_chapters = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(run_chapters)
+
+
+@pytest.fixture(scope="session")
+def executed():
+    """stem -> path of the chapter executed with the quick profile (executed at most once)."""
+
+    def _run(stem: str) -> Path:
+        source = ROOT / "book" / f"{stem}.ipynb"
+        dest = run_chapters.STAGE / "book" / source.name
+        if not run_chapters.is_current(dest, source, "quick"):
+            run_chapters.run("quick", only=[stem])
+        return dest
+
+    return _run
+
+
+@pytest.mark.parametrize("stem", [nb.stem for nb in run_chapters.chapters()])
+def test_chapter_runs_with_quick_profile(stem, executed):
+    g = glued(executed(stem))
+    assert g["profile"] == "quick"
+
+
+def test_chapter1_numbers(executed):
+    g = glued(executed("01_dip_basics"))
+    assert g["n_params"] == 2_217_831 and g["n_conv_weights"] == 2_208_768 and g["n_convs"] == 26
+    # DIP denoises: the best PSNR beats the noisy input by a clear margin ...
+    assert g["dn_best_psnr"] > g["dn_noisy_psnr"] + 5
+    assert g["dn_gain"] == pytest.approx(g["dn_best_psnr"] - g["dn_noisy_psnr"])
+    # ... and then overfits the noise: the peak is inside the run and the curve comes down.
+    assert g["dn_best_iter"] < g["dn_iters"]
+    assert g["dn_drop"] > 0.2
+    assert g["dn_raw_best"] > g["dn_raw_final"] + 0.5
+    # super-resolution beats bicubic upscaling (Y channel, DIP's protocol)
+    assert g["sr_y_best"] > g["sr_bicubic_y"] + 0.5
+    # inpainting fills the text in
+    assert 0.05 < g["inp_missing"] < 0.3
+    assert g["inp_best_psnr"] > g["inp_masked_psnr"] + 10
+
+
+def test_chapter1_text_cites_the_glued_numbers():
+    page = ROOT / "_build" / "html" / "book" / "01_dip_basics.html"
+    if not page.exists():
+        pytest.skip("site not built (make test builds it before running the tests)")
+    staged = run_chapters.STAGE / "book" / "01_dip_basics.ipynb"
+    if page.stat().st_mtime < staged.stat().st_mtime:
+        pytest.skip("site is older than the executed chapter; rebuild it")
+    g = glued(staged)
+    text = re.sub(r"<[^>]+>", "", page.read_text(encoding="utf-8"))
+    for key in ["dn_noisy_psnr", "dn_best_psnr", "dn_final_psnr", "sr_y_best", "inp_best_psnr"]:
+        assert f"{g[key]:.2f}" in text, key
+    assert f"{g['n_params']:,}" in text
