@@ -18,8 +18,12 @@ from lipkit.data import to_pil
 
 def _png(x: torch.Tensor, display_size: int) -> bytes:
     img = to_pil(x)
-    scale = max(1, display_size // max(img.size))
-    if scale > 1:  # small crops: enlarge with nearest so pixels stay visible
+    longest = max(img.size)
+    if longest > display_size:  # large images: shrink, so a page with many frames stays light
+        ratio = display_size / longest
+        img = img.resize((max(1, round(img.width * ratio)), max(1, round(img.height * ratio))), Image.LANCZOS)
+    elif display_size // longest > 1:  # small crops: enlarge with nearest so pixels stay visible
+        scale = display_size // longest
         img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
     buf = io.BytesIO()
     img.save(buf, format="PNG")
@@ -27,7 +31,7 @@ def _png(x: torch.Tensor, display_size: int) -> bytes:
 
 
 def iteration_browser(frames: Sequence[tuple[int, torch.Tensor]], psnrs: Sequence[float] | None = None,
-                      *, display_size: int = 256, description: str = "iteration") -> widgets.VBox:
+                      *, display_size: int = 384, description: str = "iteration") -> widgets.VBox:
     """A slider (and play button) stepping through fit snapshots.
 
     ``frames`` are (iteration, image (C,H,W)) pairs, e.g. ``lipkit.fit.Snapshots(...).frames``;

@@ -11,7 +11,7 @@ import pytest
 
 from conftest import ROOT, glued
 
-pytestmark = pytest.mark.chapter
+
 
 _spec = importlib.util.spec_from_file_location("run_chapters", ROOT / "scripts" / "run_chapters.py")
 run_chapters = importlib.util.module_from_spec(_spec)
@@ -32,12 +32,14 @@ def executed():
     return _run
 
 
+@pytest.mark.chapter
 @pytest.mark.parametrize("stem", [nb.stem for nb in run_chapters.chapters()])
 def test_chapter_runs_with_quick_profile(stem, executed):
     g = glued(executed(stem))
     assert g["profile"] == "quick"
 
 
+@pytest.mark.chapter
 def test_chapter1_numbers(executed):
     g = glued(executed("01_dip_basics"))
     assert g["n_params"] == 2_217_831 and g["n_conv_weights"] == 2_208_768 and g["n_convs"] == 26
@@ -55,6 +57,7 @@ def test_chapter1_numbers(executed):
     assert g["inp_best_psnr"] > g["inp_masked_psnr"] + 10
 
 
+@pytest.mark.chapter
 def test_chapter1_text_cites_the_glued_numbers():
     page = ROOT / "_build" / "html" / "book" / "01_dip_basics.html"
     if not page.exists():
@@ -67,3 +70,18 @@ def test_chapter1_text_cites_the_glued_numbers():
     for key in ["dn_noisy_psnr", "dn_best_psnr", "dn_final_psnr", "sr_y_best", "inp_best_psnr"]:
         assert f"{g[key]:.2f}" in text, key
     assert f"{g['n_params']:,}" in text
+
+
+@pytest.mark.parametrize("stem", [nb.stem for nb in run_chapters.chapters()])
+def test_parameters_cell_defaults_are_the_quick_profile(stem):
+    import papermill as pm
+    import yaml
+
+    source = ROOT / "book" / f"{stem}.ipynb"
+    declared = {name: p["default"] for name, p in pm.inspect_notebook(str(source)).items()}
+    profiles = yaml.safe_load((ROOT / "book" / "profiles.yml").read_text())
+    for profile, chapters in profiles.items():
+        unknown = set(chapters.get(stem, {})) - set(declared)
+        assert not unknown, f"profile {profile} sets {unknown}, which {stem} does not declare"
+    for name, value in profiles["quick"].get(stem, {}).items():
+        assert yaml.safe_load(declared[name]) == value, f"{stem}: default of {name} differs from the quick profile"
