@@ -85,3 +85,31 @@ def test_parameters_cell_defaults_are_the_quick_profile(stem):
         assert not unknown, f"profile {profile} sets {unknown}, which {stem} does not declare"
     for name, value in profiles["quick"].get(stem, {}).items():
         assert yaml.safe_load(declared[name]) == value, f"{stem}: default of {name} differs from the quick profile"
+
+
+@pytest.mark.parametrize("stem", [nb.stem for nb in run_chapters.chapters()])
+def test_notebooks_are_stored_without_outputs(stem):
+    import nbformat
+
+    nb = nbformat.read(ROOT / "book" / f"{stem}.ipynb", as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert "parameters" in code[0].metadata.get("tags", []), "the first code cell must be tagged 'parameters'"
+    for cell in code:
+        assert not cell.get("outputs") and cell.get("execution_count") is None, "strip outputs before committing"
+
+
+def test_a_failing_chapter_is_never_staged(tmp_path):
+    import nbformat
+    from papermill.exceptions import PapermillExecutionError
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("x = 1", metadata={"tags": ["parameters"]}),
+                nbformat.v4.new_code_cell("raise RuntimeError('boom')")]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    source = tmp_path / "broken.ipynb"
+    nbformat.write(nb, source)
+    dest = tmp_path / "stage" / "book" / "broken.ipynb"
+    with pytest.raises(PapermillExecutionError, match="boom"):
+        run_chapters.execute(source, dest, "quick", {}, "python3")
+    assert not dest.exists()
+    assert dest.with_suffix(".failed.ipynb").exists()
