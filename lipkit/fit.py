@@ -154,6 +154,7 @@ def fit(
     reference: torch.Tensor | None = None,
     masks: dict[str, torch.Tensor] | None = None,
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    metric: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     callbacks: Iterable[Callback] = (),
     seed: int = 0,
     device: str | torch.device | None = None,
@@ -172,6 +173,8 @@ def fit(
         net_input: z; by default the network's standard input, drawn from ``seed``.
         reference: the clean image x (C, H, W), to track PSNR. Never used in the loss.
         masks: parameter name -> {0,1} tensor; those entries start at and stay exactly zero.
+        metric: ``metric(output, reference)`` -> 0-dim tensor in dB, for the PSNR histories;
+            default RGB :func:`lipkit.metrics.psnr_tensor` (``psnr_y_tensor`` for DIP's SR protocol).
         callbacks: called after every step with a :class:`FitState`; returning True stops.
         seed: seeds z (when drawn here) and the input-noise stream.
         device: None picks CUDA when available, else CPU.
@@ -199,7 +202,8 @@ def fit(
     if net_input is None:
         from lipkit.models import network_input
 
-        net_input = network_input(net, height, width, generator=gen, device=dev)
+        # z is drawn on the CPU so that a seed gives the same input on every device
+        net_input = network_input(net, height, width, generator=make_generator(seed, "cpu"))
     z = net_input.to(dev)
 
     mask_pairs = _check_masks(net, masks, dev) if masks else []
@@ -213,10 +217,12 @@ def fit(
     params = [p for p in net.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=settings.lr)
     objective = loss_fn or operator.loss
+    measure = metric or psnr_tensor
     callbacks = list(callbacks)
 
     n = settings.num_iter
     loss_hist = torch.zeros(n, device=dev)
+    restored = torch.zeros(n, dtype=torch.bool, device=dev)  # steps undone by backtracking
     psnr_hist = torch.zeros(n, device=dev) if ref is not None else None
     psnr_avg_hist = torch.zeros(n, device=dev) if (ref is not None and settings.exp_weight is not None) else None
     tracked = "avg" if settings.exp_weight is not None else "raw"
@@ -249,18 +255,21 @@ def fit(
         if settings.backtrack:
             with torch.no_grad():
                 obs_psnr = float(psnr_tensor(operator(out), y))
-            if i % settings.show_every:
-                bad = not math.isfinite(obs_psnr) or (
-                    last_obs_psnr is not None and obs_psnr - last_obs_psnr < -settings.backtrack_drop_db)
-                if bad and last_good is not None:
+            nonfinite = not (math.isfinite(obs_psnr) and math.isfinite(float(loss.detach())))
+            dropped = (i % settings.show_every != 0 and last_obs_psnr is not None
+                       and obs_psnr - last_obs_psnr < -settings.backtrack_drop_db)
+            if nonfinite or dropped:
+                if last_good is not None:
                     with torch.no_grad():
                         for p, saved in zip(net.parameters(), last_good):
                             p.copy_(saved)
                     backtracks.append(i)
-                    skip_step = True  # DIP still stepped on the stale gradient; we do not
-                elif not bad:
-                    last_good = [p.detach().clone() for p in net.parameters()]
-                    last_obs_psnr = obs_psnr
+                # DIP still stepped on the stale gradient; we do not, so a NaN never reaches Adam's state
+                skip_step = True
+                restored[i] = True
+            elif i % settings.show_every:
+                last_good = [p.detach().clone() for p in net.parameters()]
+                last_obs_psnr = obs_psnr
         if not skip_step:
             optimizer.step()
             hold_masks()
@@ -276,11 +285,11 @@ def fit(
             loss_hist[i] = loss.detach()
             p_track = None
             if ref is not None:
-                p_raw = psnr_tensor(cur, ref)
+                p_raw = measure(cur, ref)
                 psnr_hist[i] = p_raw
                 p_track = p_raw
                 if psnr_avg_hist is not None:
-                    p_track = psnr_tensor(out_avg, ref)
+                    p_track = measure(out_avg, ref)
                     psnr_avg_hist[i] = p_track
                 tracked_img = out_avg if psnr_avg_hist is not None else cur
                 better = p_track > best_psnr
@@ -290,8 +299,9 @@ def fit(
 
         if (i + 1) % 100 == 0 or i == n - 1:
             # one sync every 100 steps to catch divergence early
-            if not torch.isfinite(loss_hist[max(0, i - 99): i + 1]).all():
-                bad_at = int(torch.nonzero(~torch.isfinite(loss_hist[: i + 1]))[0])
+            window = slice(max(0, i - 99), i + 1)
+            if not (torch.isfinite(loss_hist[window]) | restored[window]).all():
+                bad_at = int(torch.nonzero(~(torch.isfinite(loss_hist[: i + 1]) | restored[: i + 1]))[0])
                 raise FitDivergedError(
                     f"the loss became {float(loss_hist[bad_at])} at iteration {bad_at}; lower lr "
                     f"(now {settings.lr}) or enable backtracking (backtrack=True)"

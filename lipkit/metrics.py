@@ -64,3 +64,15 @@ def psnr_y(x: torch.Tensor, ref: torch.Tensor, border: int = 4):
         raise ValueError(f"border={border} leaves nothing of a {h}x{w} image")
     sl = (..., slice(border, h - border), slice(border, w - border))
     return psnr(rgb_to_y(x)[sl], rgb_to_y(ref)[sl])
+
+
+def psnr_y_tensor(x: torch.Tensor, ref: torch.Tensor, border: int = 4) -> torch.Tensor:
+    """:func:`psnr_y` as a 0-dim tensor on the input's device (no host sync), for the fit loop."""
+    h, w = x.shape[-2:]
+    sl = (..., slice(border, h - border), slice(border, w - border))
+
+    def luma(t):
+        r, g, b = t.unbind(-3)
+        return (0.299 * r + 0.587 * g + 0.114 * b) * (219 / 255) + 16 / 255
+
+    return _psnr_from_mse(torch.mean((luma(x.detach())[sl] - luma(ref)[sl]) ** 2))

@@ -25,6 +25,12 @@ def network_input(net, height: int, width: int, *, generator=None, device=None):
                 f"the skip net has {net.levels} levels, so H and W must be multiples of {m}; got "
                 f"{height}x{width}. Crop the image first (lipkit.data.crop_to_multiple(x, {m}))."
             )
+        if min(height, width) < 2 * m:
+            # the deepest BatchNorm would see a single pixel, which train-mode BatchNorm refuses
+            raise ValueError(
+                f"the skip net has {net.levels} levels, so H and W must be at least {2 * m} px "
+                f"(its deepest level would be 1x1); got {height}x{width}. Use a larger image or crop."
+            )
         return dip_input(net.config["num_input_channels"], height, width, generator=generator, device=device)
     raise TypeError(f"don't know the input of {type(net).__name__}; pass net_input explicitly")
 

@@ -35,6 +35,7 @@ class SkipNet(Seq):
     """
 
     config: dict
+    input_conv_names: list[str]  # the convolutions that read z (the official LIP code keeps them dense)
 
     def train(self, mode: bool = True) -> "SkipNet":
         if not mode:
@@ -111,8 +112,11 @@ def skip_net(
             skip_branch.add(bn(skip[i]))
             skip_branch.add(act(act_fun))
 
-        deeper.add(conv(input_depth, down[i], filter_size_down[i], 2, bias=need_bias, pad=pad,
-                        downsample_mode=downsample_mode[i]))
+        first_deeper = conv(input_depth, down[i], filter_size_down[i], 2, bias=need_bias, pad=pad,
+                            downsample_mode=downsample_mode[i])
+        deeper.add(first_deeper)
+        if i == 0:
+            reads_input = [first_deeper] + ([skip_branch[0]] if skip[i] != 0 else [])
         deeper.add(bn(down[i]))
         deeper.add(act(act_fun))
         deeper.add(conv(down[i], down[i], filter_size_down[i], bias=need_bias, pad=pad))
@@ -143,6 +147,10 @@ def skip_net(
     if need_sigmoid:
         model.add(nn.Sigmoid())
 
+    model.input_conv_names = sorted(
+        name for name, m in model.named_modules()
+        if isinstance(m, nn.Conv2d) and any(m is c for seq in reads_input for c in seq.modules())
+    )
     model.config = dict(
         arch="skip",
         num_input_channels=num_input_channels, num_output_channels=num_output_channels,

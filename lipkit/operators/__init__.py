@@ -5,9 +5,9 @@
 - :class:`SuperResolution` (DIP's lanczos2 ``Downsampler``; PIL Lanczos observation).
 """
 
-from lipkit.operators.base import Operator
+from lipkit.operators.base import Identity, Operator
 from lipkit.operators.denoise import Denoising
 from lipkit.operators.inpaint import Inpainting
 from lipkit.operators.super_resolution import SuperResolution, bicubic_upsample
 
-__all__ = ["Operator", "Denoising", "Inpainting", "SuperResolution", "bicubic_upsample"]
+__all__ = ["Identity", "Operator", "Denoising", "Inpainting", "SuperResolution", "bicubic_upsample"]

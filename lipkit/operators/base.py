@@ -52,3 +52,13 @@ def image_size(operator: Operator, observation: torch.Tensor) -> tuple[int, int]
     h, w = observation.shape[-2:]
     factor = getattr(operator, "factor", 1)
     return h * factor, w * factor
+
+
+class Identity(Operator):
+    """A = I with no noise: fitting the clean image itself (the official LIP mask search)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+    def observe(self, x, *, generator=None, seed=None):
+        return x

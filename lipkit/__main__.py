@@ -1,0 +1,3 @@
+from lipkit.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,372 @@
+"""Iterative magnitude pruning for image priors (LIP's Algorithm 1), resumable.
+
+For each seed: build the skip net θ0 from the seed (or train it j iterations and rewind there),
+then for rounds k = 0, 1, ..., R:
+
+1. fit the masked network (masks_k) from the rewind point, with a fresh Adam, on the search
+   target: the observation (realistic, default) or the clean image (the official code);
+2. evaluate ticket k on the observation (the same fit when searching on the observation),
+   recording the best-over-iterations PSNR (the paper's oracle metric) and the final PSNR;
+3. prune ``rate`` of the remaining conv weights by global magnitude of the *final* weights,
+   giving masks_{k+1}; every parameter, BatchNorm included, is rewound for the next round.
+
+Round 0 is the dense DIP. Baselines are evaluated the same way from the same rewind point:
+random global pruning at the same per-round rate, random masks with each ticket's per-layer
+densities, and one-shot magnitude pruning of the dense fit.
+
+Everything is written to a run folder after each round; running again with the same arguments
+resumes after the last completed round and gives the same numbers as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import OrderedDict
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+import lipkit
+from lipkit.data import to_pil
+from lipkit.device import resolve_device, seed_everything
+from lipkit.fit import FitDivergedError, FitResult, fit
+from lipkit.models import skip_net
+from lipkit.operators import Identity
+from lipkit.pruning import (check_rate, conv_weights_of, dense_masks, global_prune, input_weight_names,
+                            one_shot_magnitude, random_global, random_like, sparsity_report)
+from lipkit.tasks import Task
+from lipkit.tickets import Ticket
+
+SEARCH_TARGETS = ("observation", "clean")
+BASELINES = ("random_global", "random_layerwise", "oneshot")
+
+
+class RunConfigError(ValueError):
+    """A run folder holds a run with other settings; resuming it would mix two experiments."""
+
+
+# --- files ------------------------------------------------------------------------------------
+def _write_json(path: Path, obj) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=1))
+    tmp.replace(path)  # atomic: a killed run never leaves half a record
+
+
+def _save_masks(path: Path, masks) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    save_file({k: v.bool().contiguous() for k, v in masks.items()}, str(tmp))
+    tmp.replace(path)
+
+
+def _load_masks(path: Path) -> "OrderedDict[str, torch.Tensor]":
+    t = load_file(str(path))
+    return OrderedDict((k, v.float()) for k, v in t.items())
+
+
+def _save_state(path: Path, state) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(tmp))
+    tmp.replace(path)
+
+
+def _config_diff(old: dict, new: dict, prefix: str = "") -> list[str]:
+    diffs = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            diffs += _config_diff(a, b, f"{prefix}{key}.")
+        elif json.dumps(a) != json.dumps(b):
+            diffs.append(f"{prefix}{key}: folder has {a!r}, this run asks for {b!r}")
+    return diffs
+
+
+# --- one seed -----------------------------------------------------------------------------------
+def _fit_guarded(net, operator, observation, *, task: Task, reference, masks, seed, device, progress, desc):
+    """Fit; a diverging fit (NaN) is redone with DIP's backtracking so it never reaches pruning."""
+    kwargs = dict(settings=task.settings, reference=reference, masks=masks, metric=task.metric, seed=seed,
+                  device=device, progress=progress, desc=desc)
+    state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+    try:
+        return fit(net, operator, observation, **kwargs), False
+    except FitDivergedError:
+        net.load_state_dict(state)
+        result = fit(net, operator, observation, **dict(kwargs, settings=replace(task.settings, backtrack=True)))
+        if not torch.isfinite(result.output).all():
+            raise FitDivergedError(f"{desc}: the fit diverged again with backtracking; lower the learning rate")
+        return result, True
+
+
+def _record(result: FitResult, report: dict, **extra) -> dict:
+    return dict(extra, best_psnr=result.best_psnr, final_psnr=result.final_psnr,
+                best_iteration=result.best_iteration, iterations=result.iterations,
+                seconds=round(result.seconds, 3), conv_sparsity=report["conv_sparsity"],
+                conv_nonzero=report["conv_nonzero"], unpruned_params=report["unpruned_params"],
+                layer_density=list(report["layer_density"].values()))
+
+
+def _fresh_net(arch: dict, rewind_state, device) -> torch.nn.Module:
+    net = skip_net(**arch)
+    net.load_state_dict(rewind_state)
+    return net.to(device)
+
+
+def _run_seed(config: dict, task: Task, seed: int, run_dir: str, device: str | None, threads: int | None,
+              progress: bool) -> None:
+    """Run (or resume) IMP and its baselines for one seed; writes everything under seed_<seed>/."""
+    if threads:
+        torch.set_num_threads(threads)
+    dev = resolve_device(device)
+    arch, rounds, rate = config["arch"], config["rounds"], config["rate"]
+    seed_dir = Path(run_dir) / f"seed_{seed}"
+    seed_dir.mkdir(parents=True, exist_ok=True)
+    search_clean = config["search_on"] == "clean"
+    search_op = Identity() if search_clean else task.operator
+    search_target = task.clean if search_clean else task.observation
+
+    rewind_file = seed_dir / "rewind.safetensors"
+    if rewind_file.exists():
+        rewind_state = load_file(str(rewind_file))
+    else:
+        seed_everything(seed)
+        net = skip_net(**arch)  # θ0: the seed's initialisation, built on the CPU
+        if config["rewind_iteration"] > 0:
+            fit(net, search_op, search_target, settings=replace(task.settings, num_iter=config["rewind_iteration"]),
+                seed=seed, device=dev, progress=False)
+            net.cpu()
+        rewind_state = OrderedDict((k, v.detach().cpu().clone()) for k, v in net.state_dict().items())
+        _save_state(rewind_file, rewind_state)
+
+    probe = skip_net(**arch)
+    keep_dense = input_weight_names(probe) if config["keep_input_convs_dense"] else []
+    masks_file = seed_dir / "masks_00.safetensors"
+    if not masks_file.exists():
+        _save_masks(masks_file, dense_masks(probe))
+
+    for k in range(rounds + 1):
+        record_file = seed_dir / f"round_{k:02d}.json"
+        if record_file.exists():
+            continue
+        masks = _load_masks(seed_dir / f"masks_{k:02d}.safetensors")
+        net = _fresh_net(arch, rewind_state, dev)
+        desc = f"seed {seed} round {k}"
+        search, retried = _fit_guarded(net, search_op, search_target, task=task,
+                                       reference=None if search_clean else task.clean, masks=masks,
+                                       seed=seed, device=dev, progress=progress, desc=desc + " (search)")
+        final_weights = conv_weights_of(net)
+        if search_clean:
+            eval_net = _fresh_net(arch, rewind_state, dev)
+            evaluation, retried_eval = _fit_guarded(eval_net, task.operator, task.observation, task=task,
+                                                    reference=task.clean, masks=masks, seed=seed, device=dev,
+                                                    progress=progress, desc=desc + " (evaluate)")
+            retried = retried or retried_eval
+        else:
+            eval_net, evaluation = net, search
+        report = sparsity_report(eval_net, masks)
+        to_pil(evaluation.best_output).save(seed_dir / f"round_{k:02d}.png")
+        if k == 0:
+            _save_state(seed_dir / "dense_final.safetensors", final_weights)
+        if k < rounds:
+            new_masks = global_prune(final_weights, masks, rate, method=config["method"], keep_dense=keep_dense,
+                                     seed=seed * 1_000_003 + k)
+            _save_masks(seed_dir / f"masks_{k + 1:02d}.safetensors", new_masks)
+        nominal = 1 - (1 - rate) ** k
+        _write_json(record_file, _record(evaluation, report, method="imp", seed=seed, round=k,
+                                         nominal_sparsity=nominal, search_on=config["search_on"],
+                                         diverged_retry=retried))
+
+    # Baselines, from the same rewind point and evaluated the same way.
+    shapes = dense_masks(probe)
+    chain = None
+    for name in config["baselines"]:
+        base_dir = seed_dir / name
+        base_dir.mkdir(exist_ok=True)
+        for k in range(1, rounds + 1):
+            record_file = base_dir / f"round_{k:02d}.json"
+            if record_file.exists():
+                continue
+            if name == "random_global":
+                if chain is None:
+                    chain = random_global(shapes, rounds, rate, seed=seed)
+                masks = chain[k]
+            elif name == "random_layerwise":
+                masks = random_like(_load_masks(seed_dir / f"masks_{k:02d}.safetensors"), seed=seed * 1_000_003 + k)
+            else:
+                dense_final = load_file(str(seed_dir / "dense_final.safetensors"))
+                masks = one_shot_magnitude(dense_final, 1 - (1 - rate) ** k, keep_dense=keep_dense)
+            net = _fresh_net(arch, rewind_state, dev)
+            result, retried = _fit_guarded(net, task.operator, task.observation, task=task, reference=task.clean,
+                                           masks=masks, seed=seed, device=dev, progress=progress,
+                                           desc=f"seed {seed} {name} {k}")
+            report = sparsity_report(net, masks)
+            _write_json(record_file, _record(result, report, method=name, seed=seed, round=k,
+                                             nominal_sparsity=1 - (1 - rate) ** k, diverged_retry=retried))
+
+
+# --- the run ------------------------------------------------------------------------------------
+class ImpRun:
+    """A run folder: its config, per-round records and tickets."""
+
+    def __init__(self, run_dir: str | os.PathLike):
+        self.dir = Path(run_dir)
+        cfg = self.dir / "config.json"
+        if not cfg.exists():
+            raise FileNotFoundError(f"{self.dir} is not an IMP run folder (no config.json)")
+        self.config = json.loads(cfg.read_text())
+
+    @property
+    def seeds(self) -> list[int]:
+        return sorted(int(p.name.split("_")[1]) for p in self.dir.glob("seed_*") if p.is_dir())
+
+    def records(self, method: str | None = None) -> list[dict]:
+        """Every finished evaluation, IMP rounds and baselines, as dicts."""
+        out = []
+        for s in self.seeds:
+            sd = self.dir / f"seed_{s}"
+            files = sorted(sd.glob("round_*.json"))
+            for name in BASELINES:
+                files += sorted((sd / name).glob("round_*.json"))
+            for f in files:
+                rec = json.loads(f.read_text())
+                if method is None or rec["method"] == method:
+                    out.append(rec)
+        return out
+
+    def curve(self, method: str = "imp", key: str = "best_psnr") -> dict:
+        """Per round: mean and std over seeds of ``key`` and of the measured sparsity."""
+        by_round: dict[int, list[dict]] = {}
+        for r in self.records(method):
+            by_round.setdefault(r["round"], []).append(r)
+        rounds = sorted(by_round)
+        vals = [np.array([r[key] for r in by_round[k]], dtype=float) for k in rounds]
+        return dict(round=rounds,
+                    sparsity=[float(np.mean([r["conv_sparsity"] for r in by_round[k]])) for k in rounds],
+                    unpruned_params=[float(np.mean([r["unpruned_params"] for r in by_round[k]])) for k in rounds],
+                    mean=[float(v.mean()) for v in vals], std=[float(v.std()) for v in vals],
+                    n=[len(v) for v in vals])
+
+    def ticket(self, seed: int, round: int) -> Ticket:
+        """Ticket ``round`` of ``seed``: its masks, the seed's rewind weights and the run's metadata."""
+        sd = self.dir / f"seed_{seed}"
+        masks_file = sd / f"masks_{round:02d}.safetensors"
+        if not masks_file.exists():
+            raise FileNotFoundError(f"no ticket for seed {seed}, round {round} in {self.dir}")
+        masks = _load_masks(masks_file)
+        rewind = OrderedDict(load_file(str(sd / "rewind.safetensors")))
+        net = _fresh_net(self.config["arch"], rewind, "cpu")
+        task = self.config["task"]
+        return Ticket.from_net(net, masks, round=round, seed=seed, task=task["kind"], search_image=task["image"],
+                               search_on=self.config["search_on"], image_size=task["image_size"],
+                               rate=self.config["rate"], rewind_iteration=self.config["rewind_iteration"],
+                               task_params=task["params"])
+
+    def output_image(self, seed: int, round: int) -> Path:
+        return self.dir / f"seed_{seed}" / f"round_{round:02d}.png"
+
+    def summary(self) -> dict:
+        rows = [{k: r[k] for k in ("method", "seed", "round", "nominal_sparsity", "conv_sparsity", "conv_nonzero",
+                                   "unpruned_params", "best_psnr", "final_psnr", "best_iteration", "seconds")}
+                for r in self.records()]
+        return dict(config=self.config, lipkit_version=lipkit.__version__, records=rows)
+
+    def write_summary(self) -> Path:
+        path = self.dir / "summary.json"
+        _write_json(path, self.summary())
+        return path
+
+
+def imp(task: Task, *, rounds: int = 16, rate: float = 0.2, seeds: Sequence[int] = (0,),
+        search_on: str = "observation", rewind_iteration: int = 0, keep_input_convs_dense: bool = False,
+        method: str = "magnitude", arch: dict | None = None, baselines: Iterable[str] = (),
+        run_dir: str | os.PathLike, workers: int | None = None, device: str | None = None,
+        progress: bool = True) -> ImpRun:
+    """Run (or resume) single-image IMP on ``task`` into ``run_dir``; returns the :class:`ImpRun`.
+
+    Args:
+        task: from :func:`lipkit.tasks.make_task`; its settings are the per-round fit settings.
+        rounds: pruning rounds R; tickets 0 (dense) .. R are evaluated.
+        rate: fraction of the remaining conv weights pruned per round, in (0, 1).
+        seeds: one IMP chain per seed (initialisation, input z and noise stream).
+        search_on: "observation" (realistic) or "clean" (the official code: fit the clean image).
+        rewind_iteration: 0 rewinds to θ0; j > 0 to the dense weights after j iterations.
+        keep_input_convs_dense: the official code's quirk (the two convolutions reading z stay dense).
+        method: "magnitude" (IMP) or "random" (random global pruning in place of magnitude).
+        arch: ``skip_net`` arguments (default: the LIP backbone).
+        baselines: any of "random_global", "random_layerwise", "oneshot".
+        workers: processes for the seeds; default: one per CPU core on a CPU (each with
+            cores/workers threads), 1 on a GPU.
+    """
+    if not isinstance(rounds, int) or rounds < 0:
+        raise ValueError(f"rounds must be a non-negative integer, got {rounds!r}")
+    check_rate(rate)
+    if search_on not in SEARCH_TARGETS:
+        raise ValueError(f"search_on must be one of {SEARCH_TARGETS}, got {search_on!r}")
+    baselines = list(baselines)
+    bad = [b for b in baselines if b not in BASELINES]
+    if bad:
+        raise ValueError(f"unknown baselines {bad}; choose from {BASELINES}")
+    seeds = [int(s) for s in seeds]
+    if not seeds:
+        raise ValueError("give at least one seed")
+    net_config = skip_net(**(arch or {})).config
+    arch_args = {k: v for k, v in net_config.items() if k != "arch"}
+    config = dict(task=task.describe(), arch=arch_args, rounds=rounds, rate=rate, search_on=search_on,
+                  rewind_iteration=int(rewind_iteration), keep_input_convs_dense=bool(keep_input_convs_dense),
+                  method=method, baselines=baselines)
+
+    run_dir = Path(run_dir)
+    cfg_file = run_dir / "config.json"
+    if cfg_file.exists():
+        old = json.loads(cfg_file.read_text())
+        diffs = _config_diff(old, config)
+        if diffs:
+            raise RunConfigError(
+                f"{run_dir} holds a run with different settings, so it will not be resumed: " + "; ".join(diffs)
+                + ". Use another run folder, or delete this one to start over."
+            )
+    else:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        _write_json(cfg_file, config)
+
+    dev = resolve_device(device)
+    if workers is None:
+        workers = min(len(seeds), os.cpu_count() or 1) if dev.type == "cpu" else 1
+    workers = max(1, min(workers, len(seeds)))
+    if workers == 1:
+        for s in seeds:
+            _run_seed(config, task, s, str(run_dir), str(dev), None, progress)
+    else:
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        import multiprocessing as mp
+
+        total = len(seeds) * (rounds + 1 + len(baselines) * rounds)
+        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+            futures = [pool.submit(_run_seed, config, task, s, str(run_dir), str(dev), threads, False) for s in seeds]
+            _watch(futures, run_dir, seeds, total, progress)
+            for f in futures:
+                f.result()  # re-raise a worker's error here
+    run = ImpRun(run_dir)
+    run.write_summary()
+    return run
+
+
+def _watch(futures, run_dir: Path, seeds, total: int, progress: bool) -> None:
+    """Progress bar over the records the workers write, until they are done."""
+    from tqdm.auto import tqdm
+
+    def count() -> int:
+        return sum(len(list((run_dir / f"seed_{s}").rglob("round_*.json"))) for s in seeds)
+
+    bar = tqdm(total=total, desc="IMP rounds", disable=not progress)
+    while not all(f.done() for f in futures):
+        bar.n = count()
+        bar.refresh()
+        time.sleep(1.0)
+    bar.n = count()
+    bar.close()

@@ -1,0 +1,191 @@
+"""Pruning strategies, kept apart from training (as in open_lth).
+
+A *mask set* is a dict ``{parameter name: {0,1} tensor}`` over convolution weights, e.g.
+``{"1.1.1.1.weight": ...}``; :func:`lipkit.fit.fit` keeps the zeros at zero. Biases and BatchNorm
+parameters are never pruned. The rankings use ``torch.nn.utils.prune``: global L1 (magnitude)
+or random unstructured pruning, where ``amount`` applies to the weights that remain, so k rounds
+at rate r leave a density of (1-r)^k (up to rounding of one weight per round).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Iterable, Mapping
+
+import torch
+from torch import nn
+from torch.nn.utils import prune
+
+Masks = "OrderedDict[str, torch.Tensor]"
+
+METHODS = ("magnitude", "random")
+
+
+def check_rate(rate: float, what: str = "rate") -> float:
+    rate = float(rate)
+    if not 0 < rate < 1:
+        raise ValueError(f"{what} must be in (0, 1), got {rate}: it is the fraction of the remaining weights removed")
+    return rate
+
+
+def conv_weight_names(net: nn.Module) -> list[str]:
+    """Parameter names of every Conv2d weight, in module order: what LIP prunes."""
+    return [f"{name}.weight" for name, m in net.named_modules() if isinstance(m, nn.Conv2d)]
+
+
+def input_weight_names(net: nn.Module) -> list[str]:
+    """Weights of the convolutions that read the input z (kept dense by the official code)."""
+    names = getattr(net, "input_conv_names", None)
+    if names is None:
+        raise TypeError(f"{type(net).__name__} does not say which convolutions read its input")
+    return [f"{n}.weight" for n in names]
+
+
+def dense_masks(net: nn.Module) -> "Masks":
+    """All-ones masks for every conv weight of ``net`` (round 0)."""
+    params = dict(net.named_parameters())
+    return OrderedDict((n, torch.ones_like(params[n], dtype=torch.float32, device="cpu")) for n in conv_weight_names(net))
+
+
+def conv_weights_of(net: nn.Module) -> "OrderedDict[str, torch.Tensor]":
+    params = dict(net.named_parameters())
+    return OrderedDict((n, params[n].detach().float().cpu()) for n in conv_weight_names(net))
+
+
+def _holders(weights: Mapping[str, torch.Tensor], masks: Mapping[str, torch.Tensor]) -> list[nn.Module]:
+    """One throw-away module per tensor, so that torch.nn.utils.prune can rank plain tensors."""
+    holders = []
+    for name, w in weights.items():
+        if name not in masks:
+            raise KeyError(f"no mask for {name!r}")
+        if masks[name].shape != w.shape:
+            raise ValueError(f"mask for {name!r} is {tuple(masks[name].shape)} but the weight is {tuple(w.shape)}")
+        h = nn.Module()
+        h.register_parameter("weight", nn.Parameter(w.detach().float().cpu().clone(), requires_grad=False))
+        prune.custom_from_mask(h, "weight", masks[name].detach().float().cpu())
+        holders.append(h)
+    return holders
+
+
+def global_prune(weights: Mapping[str, torch.Tensor], masks: Mapping[str, torch.Tensor], rate: float, *,
+                 method: str = "magnitude", keep_dense: Iterable[str] = (), seed: int | None = None) -> "Masks":
+    """One round of global unstructured pruning: remove ``rate`` of the remaining weights.
+
+    Args:
+        weights: name -> weight tensor (the trained weights for magnitude pruning).
+        masks: name -> current {0,1} mask; pruned entries stay pruned.
+        rate: fraction of the remaining weights to remove, in (0, 1).
+        method: "magnitude" (global L1, one threshold over all layers) or "random".
+        keep_dense: names ranked as if dense but whose masks are reset to ones afterwards: the
+            official code's quirk for the two convolutions that read z.
+        seed: seeds the random ranking (``method="random"``).
+    """
+    check_rate(rate)
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    keep_dense = set(keep_dense)
+    missing = keep_dense - set(weights)
+    if missing:
+        raise KeyError(f"keep_dense names {sorted(missing)} are not among the pruned weights")
+    ranking_masks = {n: (torch.ones_like(m) if n in keep_dense else m) for n, m in masks.items()}
+    holders = _holders(weights, ranking_masks)
+    pruning_method = prune.L1Unstructured if method == "magnitude" else prune.RandomUnstructured
+    with torch.random.fork_rng(devices=[]):
+        if seed is not None:
+            torch.manual_seed(seed)
+        prune.global_unstructured([(h, "weight") for h in holders], pruning_method=pruning_method, amount=rate)
+    out = OrderedDict()
+    for name, h in zip(weights, holders):
+        out[name] = torch.ones_like(h.weight_mask) if name in keep_dense else h.weight_mask.detach().clone()
+    return out
+
+
+def one_shot_magnitude(weights: Mapping[str, torch.Tensor], sparsity: float, *, keep_dense: Iterable[str] = ()) -> "Masks":
+    """Global magnitude pruning straight to ``sparsity`` (fraction of all conv weights removed)."""
+    check_rate(sparsity, "sparsity")
+    ones = {n: torch.ones_like(w, dtype=torch.float32, device="cpu") for n, w in weights.items()}
+    return global_prune(weights, ones, sparsity, method="magnitude", keep_dense=keep_dense)
+
+
+def random_global(shapes: Mapping[str, torch.Tensor], rounds: int, rate: float, *, seed: int) -> list["Masks"]:
+    """Masks after 0..``rounds`` rounds of random global pruning at ``rate`` per round.
+
+    Each round removes ``rate`` of the remaining weights once (the official code prunes every
+    layer twice per round, ≈36%; that is not copied).
+    """
+    check_rate(rate)
+    masks = OrderedDict((n, torch.ones(t.shape)) for n, t in shapes.items())
+    chain = [masks]
+    for k in range(rounds):
+        masks = global_prune(shapes, masks, rate, method="random", seed=seed * 1_000_003 + k)
+        chain.append(masks)
+    return chain
+
+
+def random_like(reference: Mapping[str, torch.Tensor], *, seed: int) -> "Masks":
+    """Random masks with exactly the per-layer number of kept weights of ``reference``."""
+    g = torch.Generator().manual_seed(seed)
+    out = OrderedDict()
+    for name, m in reference.items():
+        kept = int(m.sum())
+        flat = torch.zeros(m.numel())
+        flat[torch.randperm(m.numel(), generator=g)[:kept]] = 1
+        out[name] = flat.reshape(m.shape)
+    return out
+
+
+def layer_densities(masks: Mapping[str, torch.Tensor]) -> "OrderedDict[str, float]":
+    """Fraction of kept weights per layer, in order."""
+    return OrderedDict((n, float(m.float().mean())) for n, m in masks.items())
+
+
+def mask_overlap(a: Mapping[str, torch.Tensor], b: Mapping[str, torch.Tensor]) -> dict:
+    """Overlap of the kept weights of two mask sets: global and per-layer intersection over union."""
+    if list(a) != list(b):
+        raise ValueError("the two mask sets cover different layers")
+    inter = union = 0
+    per_layer = OrderedDict()
+    for n in a:
+        ka, kb = a[n].bool(), b[n].bool()
+        i, u = int((ka & kb).sum()), int((ka | kb).sum())
+        per_layer[n] = i / u if u else 1.0
+        inter, union = inter + i, union + u
+    return {"iou": inter / union if union else 1.0, "per_layer": per_layer}
+
+
+def sparsity_report(net: nn.Module, masks: Mapping[str, torch.Tensor] | None = None) -> dict:
+    """Measured sparsity of ``net`` under ``masks`` (or of its weights as they are).
+
+    Returns conv-weight nonzeros and total, conv sparsity, the unpruned parameters of the whole
+    net (kept conv weights plus every bias and BatchNorm parameter: the model size that compares
+    with a dense network's parameter count), the parameters that are actually nonzero, and the
+    density of each conv layer.
+    """
+    params = dict(net.named_parameters())
+    names = conv_weight_names(net)
+    conv_total = sum(params[n].numel() for n in names)
+    if masks is not None:
+        unknown = set(masks) - set(names)
+        if unknown:
+            raise KeyError(f"masks for {sorted(unknown)} match no conv weight of the network")
+        kept = {n: (masks[n].cpu() != 0) & (params[n].detach().cpu() != 0) if n in masks else params[n].detach().cpu() != 0
+                for n in names}
+    else:
+        kept = {n: params[n].detach().cpu() != 0 for n in names}
+    conv_nonzero = sum(int(k.sum()) for k in kept.values())
+    other_nonzero = sum(int((p.detach() != 0).sum()) for n, p in params.items() if n not in kept)
+    return {
+        "conv_nonzero": conv_nonzero,
+        "conv_total": conv_total,
+        "conv_sparsity": 1 - conv_nonzero / conv_total,
+        "unpruned_params": conv_nonzero + sum(p.numel() for n, p in params.items() if n not in kept),
+        "nonzero_params": conv_nonzero + other_nonzero,
+        "total_params": sum(p.numel() for p in params.values()),
+        "layer_density": OrderedDict((n, float(k.float().mean())) for n, k in kept.items()),
+    }
+
+
+def mask_sparsity(masks: Mapping[str, torch.Tensor]) -> float:
+    """Fraction of conv weights removed by ``masks``."""
+    total = sum(m.numel() for m in masks.values())
+    return 1 - sum(float(m.sum()) for m in masks.values()) / total

@@ -1,0 +1,122 @@
+"""Restoration tasks as the book and the command line set them up: image + operator + observation.
+
+A :class:`Task` bundles the clean image (for measuring only), the degradation, the observation,
+the per-task fit settings and the metric, and describes itself as JSON for run folders.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass, field, replace
+
+import torch
+
+from lipkit import data
+from lipkit.fit import PRESETS, FitSettings
+from lipkit.metrics import psnr_tensor, psnr_y_tensor
+from lipkit.operators import Denoising, Inpainting, Operator, SuperResolution
+
+TASK_KINDS = ("denoise", "sr", "inpaint")
+
+# Per-task defaults of the LIP code (shared reference, sections 4-5): Adam 0.01 throughout.
+DEFAULT_SETTINGS = {
+    "denoise": PRESETS["denoise"],                                   # 3000 it., reg noise 1/30, EMA 0.99
+    "sr": FitSettings(num_iter=2000, reg_noise_std=0.03),            # both factors, no EMA
+    "inpaint": FitSettings(num_iter=3000, reg_noise_std=0.03),       # no EMA
+}
+
+
+@dataclass
+class Task:
+    """One restoration problem. Images are (C, H, W) in [0, 1] on the CPU."""
+
+    kind: str
+    image: str
+    clean: torch.Tensor
+    operator: Operator
+    observation: torch.Tensor
+    settings: FitSettings
+    metric_name: str = "rgb"               # "rgb" (PSNR over all channels) or "y" (DIP's SR protocol)
+    params: dict = field(default_factory=dict)
+
+    @property
+    def metric(self):
+        return psnr_y_tensor if self.metric_name == "y" else psnr_tensor
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return tuple(self.clean.shape[-2:])
+
+    def observation_sha256(self) -> str:
+        return hashlib.sha256(self.observation.contiguous().numpy().tobytes()).hexdigest()
+
+    def describe(self) -> dict:
+        """JSON-friendly identity of the task (what a run folder must agree on)."""
+        return dict(kind=self.kind, image=self.image, image_size=list(self.image_size), params=self.params,
+                    metric=self.metric_name, settings=asdict(self.settings),
+                    observation_sha256=self.observation_sha256())
+
+    def with_settings(self, **overrides) -> "Task":
+        return replace(self, settings=replace(self.settings, **overrides))
+
+
+def load_cropped(image: str, crop: int | None = None, window: tuple[int, int] | None = None,
+                 mode: str | None = "RGB") -> torch.Tensor:
+    """Load ``image``, apply DIP's crop to a multiple of 32, then an optional square crop of side ``crop``.
+
+    ``window`` is the crop's top-left corner; by default the crop is centred.
+    """
+    x = data.crop_to_multiple(data.load_image(image, mode=mode), 32)
+    if crop:
+        x = data.center_crop(x, crop) if window is None else data.crop(x, window[0], window[1], crop)
+    return x
+
+
+def make_task(kind: str, image: str, *, sigma: float = 25 / 255, factor: int = 4, mask: str = "bernoulli",
+              zero_fraction: float = 0.5, crop: int | None = None, window: tuple[int, int] | None = None,
+              seed: int = 0, settings: FitSettings | None = None, iters: int | None = None) -> Task:
+    """Build a task the way DIP and LIP do.
+
+    Args:
+        kind: "denoise", "sr" or "inpaint".
+        image: registry name (``"set5/baby"``) or path.
+        sigma: noise std in [0, 1] units (denoising).
+        factor: super-resolution factor.
+        mask: inpainting mask: "bernoulli" (``zero_fraction`` dropped per pixel and channel, the
+            LIP code), "text" (drawn text), or a registry name or path of a mask file
+            (``"dip/kate_mask"``), cut with the same crop as the image.
+        crop, window: optional square crop (see :func:`load_cropped`).
+        seed: seeds the observation's randomness (noise, Bernoulli mask).
+        settings, iters: fit settings (default: the LIP code's per-task values) and an
+            iteration override.
+    """
+    if kind not in TASK_KINDS:
+        raise ValueError(f"task kind must be one of {TASK_KINDS}, got {kind!r}")
+    clean = load_cropped(image, crop, window)
+    params: dict = dict(crop=crop, window=list(window) if window else None, seed=seed)
+    metric = "rgb"
+    if kind == "denoise":
+        op = Denoising(sigma)
+        obs = op.observe(clean, seed=seed)
+        params["sigma"] = sigma
+    elif kind == "sr":
+        op = SuperResolution(factor)
+        obs = op.observe(clean)
+        params["factor"] = factor
+        metric = "y"
+    else:
+        if mask == "bernoulli":
+            op = Inpainting.bernoulli(tuple(clean.shape), zero_fraction, seed=seed)
+            params.update(mask="bernoulli", zero_fraction=zero_fraction)
+        elif mask == "text":
+            op = Inpainting.text(tuple(clean.shape[-2:]))
+            params["mask"] = "text"
+        else:
+            m = load_cropped(mask, crop, window, mode="L")
+            op = Inpainting((m > 0.5).float())
+            params["mask"] = mask
+        obs = op.observe(clean)
+    settings = settings or DEFAULT_SETTINGS[kind]
+    if iters is not None:
+        settings = replace(settings, num_iter=int(iters))
+    return Task(kind, image, clean, op, obs, settings, metric, params)

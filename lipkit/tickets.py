@@ -1,0 +1,149 @@
+"""Tickets: a mask set, the weights to rewind to, and what is needed to trust them.
+
+A ticket is saved as two files next to each other: ``<stem>.safetensors`` (masks as bool, the
+rewind state dict as float32, BatchNorm buffers included) and ``<stem>.json`` (metadata: the
+architecture config, the round and measured sparsity, the seed, the search image and target,
+the task, the lipkit version). Loading checks that the two agree and that the ticket fits the
+network it is applied to.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+import lipkit
+from lipkit.pruning import sparsity_report
+
+
+class TicketMismatchError(ValueError):
+    """A ticket does not fit the network or image it is applied to; the message lists what differs."""
+
+
+def _stem(path: str | os.PathLike) -> Path:
+    p = Path(path)
+    return p.with_suffix("") if p.suffix in (".json", ".safetensors") else p
+
+
+@dataclass
+class Ticket:
+    masks: "OrderedDict[str, torch.Tensor]"          # conv weight name -> {0,1} float tensor
+    rewind: "OrderedDict[str, torch.Tensor]"         # state dict to rewind to (params and buffers)
+    meta: dict = field(default_factory=dict)
+
+    # --- construction ---------------------------------------------------------------------
+    @classmethod
+    def from_net(cls, net, masks, **meta) -> "Ticket":
+        """Ticket of ``net``'s current weights as the rewind point, with ``masks``; measures sparsity."""
+        report = sparsity_report(net, masks)
+        info = dict(arch=dict(net.config), lipkit_version=lipkit.__version__,
+                    conv_sparsity=report["conv_sparsity"], conv_nonzero=report["conv_nonzero"],
+                    unpruned_params=report["unpruned_params"], conv_total=report["conv_total"])
+        info.update(meta)
+        rewind = OrderedDict((k, v.detach().cpu().clone()) for k, v in net.state_dict().items())
+        return cls(OrderedDict((k, v.detach().float().cpu()) for k, v in masks.items()), rewind, info)
+
+    def build_net(self):
+        """A fresh network of the ticket's architecture, rewound to the ticket's weights."""
+        arch = dict(self.meta.get("arch", {}))
+        kind = arch.pop("arch", None)
+        if kind != "skip":
+            raise TicketMismatchError(f"the ticket's architecture is {kind!r}; only 'skip' tickets can be built")
+        from lipkit.models import skip_net
+
+        net = skip_net(**arch)
+        self.apply(net)
+        return net
+
+    def apply(self, net) -> "OrderedDict[str, torch.Tensor]":
+        """Rewind ``net`` to the ticket's weights (checked first); returns the masks for :func:`lipkit.fit.fit`."""
+        self.check_network(net)
+        net.load_state_dict(self.rewind)
+        with torch.no_grad():
+            params = dict(net.named_parameters())
+            for name, m in self.masks.items():
+                params[name].mul_(m.to(params[name].device))
+        return OrderedDict((k, v.clone()) for k, v in self.masks.items())
+
+    # --- validation -----------------------------------------------------------------------
+    def check_network(self, net) -> None:
+        """Raise :class:`TicketMismatchError` naming every difference between the ticket and ``net``."""
+        problems = []
+        mine, theirs = self.meta.get("arch", {}), getattr(net, "config", {})
+        for key in sorted(set(mine) | set(theirs)):
+            if json.dumps(mine.get(key)) != json.dumps(theirs.get(key)):
+                problems.append(f"{key}: ticket {mine.get(key)!r}, network {theirs.get(key)!r}")
+        state = net.state_dict()
+        for name, t in self.rewind.items():
+            if name not in state:
+                problems.append(f"{name}: in the ticket, not in the network")
+            elif tuple(state[name].shape) != tuple(t.shape):
+                problems.append(f"{name}: ticket shape {tuple(t.shape)}, network {tuple(state[name].shape)}")
+        for name in state:
+            if name not in self.rewind:
+                problems.append(f"{name}: in the network, not in the ticket")
+        params = dict(net.named_parameters())
+        for name, m in self.masks.items():
+            if name not in params:
+                problems.append(f"mask {name}: no such parameter in the network")
+            elif tuple(params[name].shape) != tuple(m.shape):
+                problems.append(f"mask {name}: shape {tuple(m.shape)}, parameter {tuple(params[name].shape)}")
+        if problems:
+            shown = "; ".join(problems[:8]) + (f"; and {len(problems) - 8} more" if len(problems) > 8 else "")
+            raise TicketMismatchError(f"this ticket does not fit the network: {shown}")
+
+    def check_image(self, height: int, width: int) -> None:
+        """The skip net is fully convolutional: any size works that is a multiple of 2^levels, ≥ 2·2^levels."""
+        levels = len(self.meta.get("arch", {}).get("num_channels_down", []))
+        m = 2 ** levels
+        searched = self.meta.get("image_size")
+        if height % m or width % m or min(height, width) < 2 * m:
+            raise TicketMismatchError(
+                f"this ticket's network has {levels} levels: images must be multiples of {m} px and at least "
+                f"{2 * m} px; got {height}x{width} (the ticket was found on {searched}). Crop the image with "
+                f"lipkit.data.crop_to_multiple(x, {m})."
+            )
+
+    # --- files ------------------------------------------------------------------------------
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write ``<stem>.safetensors`` and ``<stem>.json``; returns the stem."""
+        stem = _stem(path)
+        stem.parent.mkdir(parents=True, exist_ok=True)
+        tensors = {f"mask/{k}": v.bool().contiguous() for k, v in self.masks.items()}
+        tensors.update({f"rewind/{k}": v.contiguous() for k, v in self.rewind.items()})
+        tmp = stem.with_name(stem.name + ".tmp.safetensors")
+        save_file(tensors, str(tmp), metadata={"format": "lipkit-ticket", "version": "1"})
+        tmp.replace(stem.with_suffix(".safetensors"))
+        meta = dict(self.meta, masks=list(self.masks), rewind=list(self.rewind))
+        tmpj = stem.with_name(stem.name + ".tmp.json")
+        tmpj.write_text(json.dumps(meta, indent=1))
+        tmpj.replace(stem.with_suffix(".json"))
+        return stem
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "Ticket":
+        """Read a ticket written by :meth:`save`, checking that its two files agree."""
+        stem = _stem(path)
+        tfile, jfile = stem.with_suffix(".safetensors"), stem.with_suffix(".json")
+        for f in (tfile, jfile):
+            if not f.is_file():
+                raise FileNotFoundError(f"ticket file {f} is missing (a ticket is a .safetensors and a .json)")
+        meta = json.loads(jfile.read_text())
+        tensors = load_file(str(tfile))
+        masks = OrderedDict((k, tensors[f"mask/{k}"].float()) for k in meta.pop("masks") if f"mask/{k}" in tensors)
+        rewind = OrderedDict((k, tensors[f"rewind/{k}"]) for k in meta.pop("rewind") if f"rewind/{k}" in tensors)
+        expected = len([k for k in tensors if k.startswith("mask/")]), len([k for k in tensors if k.startswith("rewind/")])
+        if (len(masks), len(rewind)) != expected:
+            raise TicketMismatchError(f"{tfile} and {jfile} list different tensors; were they written together?")
+        return cls(masks, rewind, meta)
+
+    def __repr__(self) -> str:
+        m = self.meta
+        return (f"Ticket(round={m.get('round')}, conv_sparsity={m.get('conv_sparsity', float('nan')):.4f}, "
+                f"task={m.get('task')!r}, image={m.get('search_image')!r}, seed={m.get('seed')})")

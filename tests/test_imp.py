@@ -1,0 +1,109 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from conftest import ROOT
+from lipkit.fit import FitSettings
+from lipkit.imp import ImpRun, RunConfigError, _fit_guarded, imp
+from lipkit.models import skip_net
+from lipkit.operators import Denoising
+from lipkit.tasks import make_task
+
+TINY = dict(num_channels_down=[8] * 5, num_channels_up=[8] * 5)
+CLI = [sys.executable, "-m", "lipkit", "imp", "--task", "denoise", "--image", "set5/baby", "--crop", "64",
+       "--iters", "40", "--width", "8", "--rounds", "3", "--rate", "0.5", "--baselines", "random_layerwise",
+       "--workers", "1", "--quiet"]
+
+
+def records(run_dir):
+    rows = json.loads((run_dir / "summary.json").read_text())["records"]
+    return sorted((r["method"], r["seed"], r["round"], r["conv_nonzero"], r["best_psnr"], r["final_psnr"]) for r in rows)
+
+
+def test_killed_run_resumes_to_the_same_result(mirror_dir, tmp_path):
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    subprocess.run(CLI + ["--out", str(straight)], check=True, env=env, capture_output=True, timeout=600)
+
+    proc = subprocess.Popen(CLI + ["--out", str(killed)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not (killed / "seed_0" / "round_01.json").exists():
+        assert proc.poll() is None and time.time() < deadline, "the run ended before it could be killed"
+        time.sleep(0.05)
+    time.sleep(0.4)  # inside round 2's fit
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "seed_0" / "round_03.json").exists(), "killed too late to test a resume"
+    done_before = sorted(p.name for p in (killed / "seed_0").glob("round_*.json"))
+
+    out = subprocess.run(CLI + ["--out", str(killed)], check=True, env=env, capture_output=True, text=True, timeout=600)
+    assert "best_psnr_mean" in out.stdout
+    assert records(killed) == records(straight)
+    assert "round_00.json" in done_before and "round_01.json" in done_before
+
+
+def test_summary_and_measured_sparsity(mirror_dir, tmp_path):
+    task = make_task("sr", "dip/zebra", crop=64, iters=15)
+    run = imp(task, rounds=4, rate=0.2, seeds=[0], arch=TINY, run_dir=tmp_path / "r", workers=1, progress=False)
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert summary["config"]["search_on"] == "observation" and summary["config"]["task"]["kind"] == "sr"
+    total = run.records("imp")[0]["conv_nonzero"]
+    n_layers = len(run.records("imp")[0]["layer_density"])
+    for r in run.records("imp"):
+        # measured, not nominal: within one weight per layer of 1 - 0.8^k
+        assert abs(r["conv_nonzero"] - total * 0.8 ** r["round"]) <= n_layers
+        assert r["best_psnr"] >= r["final_psnr"]
+    t = run.ticket(0, 2)
+    assert t.meta["search_image"] == "dip/zebra" and t.meta["round"] == 2 and t.meta["seed"] == 0
+    assert t.meta["conv_sparsity"] == pytest.approx(1 - 0.8 ** 2, abs=1e-3)
+
+
+def test_clean_search_and_rewind_point(mirror_dir, tmp_path):
+    task = make_task("denoise", "set5/baby", crop=64, iters=10)
+    run = imp(task, rounds=1, rate=0.5, seeds=[3], arch=TINY, search_on="clean", rewind_iteration=5,
+              run_dir=tmp_path / "c", workers=1, progress=False)
+    assert {r["search_on"] for r in run.records("imp")} == {"clean"}
+    assert run.ticket(3, 1).meta["rewind_iteration"] == 5
+
+
+def test_a_different_configuration_is_not_resumed(mirror_dir, tmp_path):
+    task = make_task("denoise", "set5/baby", crop=64, iters=5)
+    imp(task, rounds=1, rate=0.5, seeds=[0], arch=TINY, run_dir=tmp_path / "x", workers=1, progress=False)
+    with pytest.raises(RunConfigError, match="rate: folder has 0.5, this run asks for 0.3"):
+        imp(task, rounds=1, rate=0.3, seeds=[0], arch=TINY, run_dir=tmp_path / "x", workers=1, progress=False)
+    other = make_task("denoise", "set5/baby", crop=64, iters=5, seed=1)  # another noise draw
+    with pytest.raises(RunConfigError, match="observation_sha256"):
+        imp(other, rounds=1, rate=0.5, seeds=[0], arch=TINY, run_dir=tmp_path / "x", workers=1, progress=False)
+    with pytest.raises(ValueError, match="rate must be in \\(0, 1\\)"):
+        imp(task, rounds=1, rate=1.0, seeds=[0], run_dir=tmp_path / "y")
+
+
+class NaNSometimes(Denoising):
+    """Denoising whose loss is NaN on every 25th call: a fit that diverges."""
+
+    calls = 0
+
+    def loss(self, out, y):
+        NaNSometimes.calls += 1
+        value = super().loss(out, y)
+        return value * float("nan") if NaNSometimes.calls % 25 == 5 else value
+
+
+def test_a_diverging_fit_is_restored_not_pruned(tmp_path):
+    torch.manual_seed(0)
+    net = skip_net(**TINY)
+    op = NaNSometimes(0.1)
+    x = torch.rand(3, 64, 64)
+    task = make_task.__globals__["Task"]("denoise", "synthetic", x, op, op.observe(x, seed=0),
+                                         FitSettings(num_iter=60, reg_noise_std=0.03))
+    result, retried = _fit_guarded(net, op, task.observation, task=task, reference=x, masks=None, seed=0,
+                                   device="cpu", progress=False, desc="test")
+    assert retried and result.backtracks
+    assert torch.isfinite(result.output).all()
+    assert all(torch.isfinite(p).all() for p in net.parameters())
