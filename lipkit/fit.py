@@ -160,6 +160,7 @@ def fit(
     device: str | torch.device | None = None,
     progress: bool = True,
     desc: str = "fit",
+    allow_tf32: bool = False,
     **overrides,
 ) -> FitResult:
     """Fit ``net`` so that ``operator(net(z))`` matches ``observation``.
@@ -178,7 +179,34 @@ def fit(
         callbacks: called after every step with a :class:`FitState`; returning True stops.
         seed: seeds z (when drawn here) and the input-noise stream.
         device: None picks CUDA when available, else CPU.
+        allow_tf32: let CUDA convolutions and matmuls use TF32. PyTorch enables it for cuDNN
+            convolutions by default; lipkit turns it off during a fit (full FP32, as the DIP and
+            LIP papers ran) unless asked. No effect on the CPU.
     """
+    with _tf32(allow_tf32):
+        return _fit(net, operator, observation, settings=settings, net_input=net_input, reference=reference,
+                    masks=masks, loss_fn=loss_fn, metric=metric, callbacks=callbacks, seed=seed, device=device,
+                    progress=progress, desc=desc, **overrides)
+
+
+class _tf32:
+    """Set the TF32 switches for the duration of a fit and restore them afterwards."""
+
+    def __init__(self, allow: bool):
+        self.allow = allow
+
+    def __enter__(self):
+        self.saved = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+        torch.backends.cudnn.allow_tf32 = self.allow
+        torch.backends.cuda.matmul.allow_tf32 = self.allow
+
+    def __exit__(self, *exc):
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = self.saved
+        return False
+
+
+def _fit(net, operator, observation, *, settings, net_input, reference, masks, loss_fn, metric, callbacks, seed,
+         device, progress, desc, **overrides) -> FitResult:
     if isinstance(settings, str):
         if settings not in PRESETS:
             raise KeyError(f"unknown preset {settings!r}; choose from {sorted(PRESETS)}")

@@ -52,6 +52,38 @@ class RunConfigError(ValueError):
     """A run folder holds a run with other settings; resuming it would mix two experiments."""
 
 
+class RunInUseError(RuntimeError):
+    """Another process is writing to the run folder."""
+
+
+class _RunLock:
+    """An exclusive lock on a run folder (``.lock``), held while a run writes to it."""
+
+    def __init__(self, run_dir: Path):
+        self.path = run_dir / ".lock"
+
+    def __enter__(self):
+        import fcntl
+
+        self.file = open(self.path, "a+")
+        try:
+            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.file.seek(0)
+            owner = self.file.read().strip() or "unknown"
+            self.file.close()
+            raise RunInUseError(f"{self.path.parent} is being written by another process ({owner}); "
+                                "wait for it to finish, or use another run folder") from None
+        self.file.truncate(0)
+        self.file.write(f"pid {os.getpid()}")
+        self.file.flush()
+        return self
+
+    def __exit__(self, *exc):
+        self.file.close()  # closing releases the lock
+        return False
+
+
 # --- files ------------------------------------------------------------------------------------
 def _write_json(path: Path, obj) -> None:
     tmp = path.with_name(path.name + ".tmp")
@@ -321,19 +353,26 @@ def imp(task: Task, *, rounds: int = 16, rate: float = 0.2, seeds: Sequence[int]
                   method=method, baselines=baselines)
 
     run_dir = Path(run_dir)
-    cfg_file = run_dir / "config.json"
-    if cfg_file.exists():
-        old = json.loads(cfg_file.read_text())
-        diffs = _config_diff(old, config)
-        if diffs:
-            raise RunConfigError(
-                f"{run_dir} holds a run with different settings, so it will not be resumed: " + "; ".join(diffs)
-                + ". Use another run folder, or delete this one to start over."
-            )
-    else:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        _write_json(cfg_file, config)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with _RunLock(run_dir):
+        cfg_file = run_dir / "config.json"
+        if cfg_file.exists():
+            diffs = _config_diff(json.loads(cfg_file.read_text()), config)
+            if diffs:
+                raise RunConfigError(
+                    f"{run_dir} holds a run with different settings, so it will not be resumed: " + "; ".join(diffs)
+                    + ". Use another run folder, or delete this one to start over."
+                )
+        else:
+            _write_json(cfg_file, config)
+        _run_all(config, task, seeds, run_dir, device, workers, progress, len(baselines))
+    run = ImpRun(run_dir)
+    run.write_summary()
+    return run
 
+
+def _run_all(config, task, seeds, run_dir: Path, device, workers, progress, n_baselines) -> None:
+    rounds = config["rounds"]
     dev = resolve_device(device)
     if workers is None:
         workers = min(len(seeds), os.cpu_count() or 1) if dev.type == "cpu" else 1
@@ -345,15 +384,12 @@ def imp(task: Task, *, rounds: int = 16, rate: float = 0.2, seeds: Sequence[int]
         threads = max(1, (os.cpu_count() or 1) // workers)
         import multiprocessing as mp
 
-        total = len(seeds) * (rounds + 1 + len(baselines) * rounds)
+        total = len(seeds) * (rounds + 1 + n_baselines * rounds)
         with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
             futures = [pool.submit(_run_seed, config, task, s, str(run_dir), str(dev), threads, False) for s in seeds]
             _watch(futures, run_dir, seeds, total, progress)
             for f in futures:
                 f.result()  # re-raise a worker's error here
-    run = ImpRun(run_dir)
-    run.write_summary()
-    return run
 
 
 def _watch(futures, run_dir: Path, seeds, total: int, progress: bool) -> None:

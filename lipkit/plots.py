@@ -75,3 +75,91 @@ def plot_psnr_curves(result, *, baseline_psnr: float | None = None, baseline_lab
     if own:
         fig.tight_layout()
     return fig
+
+
+METHOD_STYLE = {
+    "imp": dict(label="IMP ticket (LIP)", color="C0", marker="o"),
+    "random_global": dict(label="random pruning (global, same rate)", color="C3", marker="s"),
+    "random_layerwise": dict(label="random, ticket's layer densities", color="C2", marker="^"),
+    "oneshot": dict(label="one-shot magnitude", color="C4", marker="v"),
+}
+
+
+def plot_sparsity_curves(run, methods=("imp", "random_global", "random_layerwise"), *, key: str = "best_psnr",
+                         title: str | None = None, ylabel: str = "best PSNR (dB)", ax=None):
+    """PSNR against measured sparsity for an :class:`lipkit.imp.ImpRun`: mean ± std band over seeds.
+
+    The dense DIP (round 0) is drawn as a horizontal band; the top axis gives the unpruned
+    parameter count of the IMP tickets.
+    """
+    own = ax is None
+    if own:
+        fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    else:
+        fig = ax.figure
+    imp_curve = run.curve("imp", key)
+    dense_mean, dense_std = imp_curve["mean"][0], imp_curve["std"][0]
+    ax.axhspan(dense_mean - dense_std, dense_mean + dense_std, color="gray", alpha=0.25)
+    ax.axhline(dense_mean, color="gray", lw=1, ls="--", label=f"dense DIP ({dense_mean:.2f} dB)")
+    for m in methods:
+        c = run.curve(m, key)
+        rounds = [r for r in c["round"] if r > 0]
+        if not rounds:
+            continue
+        idx = [c["round"].index(r) for r in rounds]
+        x = np.array([c["sparsity"][i] for i in idx]) * 100
+        mean = np.array([c["mean"][i] for i in idx])
+        std = np.array([c["std"][i] for i in idx])
+        style = METHOD_STYLE.get(m, dict(label=m))
+        ax.plot(x, mean, marker=style.get("marker"), color=style.get("color"), label=style["label"], lw=1.5, ms=4)
+        ax.fill_between(x, mean - std, mean + std, color=style.get("color"), alpha=0.2, lw=0)
+    ax.set_xlabel("measured sparsity of the conv weights (%)")
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower left")
+    # top axis: unpruned parameters of the IMP tickets at their sparsities
+    top = ax.secondary_xaxis("top")
+    ticks = [s * 100 for s in imp_curve["sparsity"]]
+    top.set_xticks(ticks)
+    top.set_xticklabels([_short_count(p) for p in imp_curve["unpruned_params"]], fontsize=7)
+    top.set_xlabel("parameters (IMP ticket)", fontsize=8)
+    if own:
+        fig.tight_layout()
+    return fig
+
+
+def _short_count(n: float) -> str:
+    return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n / 1e3:.0f}k" if n >= 1e3 else f"{n:.0f}"
+
+
+def plot_layer_density(densities: dict, *, title: str | None = None, ax=None):
+    """Kept fraction per conv layer (in network order) for one or more tickets: {label: [density, ...]}."""
+    own = ax is None
+    if own:
+        fig, ax = plt.subplots(figsize=(6.4, 3.0))
+    else:
+        fig = ax.figure
+    for label, dens in densities.items():
+        ax.plot(np.arange(1, len(dens) + 1), np.array(dens) * 100, marker=".", lw=1, label=label)
+    ax.set_xlabel("conv layer (network order: encoder, skips, decoder, output)")
+    ax.set_ylabel("weights kept (%)")
+    ax.set_yscale("log")
+    ax.grid(alpha=0.3, which="both")
+    if title:
+        ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7)
+    if own:
+        fig.tight_layout()
+    return fig
+
+
+def figure_png(fig, dpi: int = 80) -> bytes:
+    """A Matplotlib figure as PNG bytes (for widgets); closes the figure."""
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()

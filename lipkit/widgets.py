@@ -53,3 +53,29 @@ def iteration_browser(frames: Sequence[tuple[int, torch.Tensor]], psnrs: Sequenc
     widgets.jslink((play, "value"), (slider, "value"))
     widgets.jslink((slider, "value"), (stack, "selected_index"))
     return widgets.VBox([widgets.HBox([play, slider]), stack])
+
+
+def sparsity_browser(run, seed: int = 0, *, display_size: int = 256, description: str = "round") -> widgets.VBox:
+    """Slider over the IMP rounds of one seed: restored image, PSNR, and the mask density per layer."""
+    from lipkit.data import load_image
+    from lipkit.plots import figure_png, plot_layer_density
+
+    recs = sorted((r for r in run.records("imp") if r["seed"] == seed), key=lambda r: r["round"])
+    if not recs:
+        raise ValueError(f"no IMP records for seed {seed} in {run.dir}")
+    pages = []
+    for r in recs:
+        img = load_image(run.output_image(seed, r["round"]))
+        caption = (f"<b>round {r['round']}</b>: sparsity {100 * r['conv_sparsity']:.2f} % "
+                   f"({r['unpruned_params']:,} parameters), best PSNR {r['best_psnr']:.2f} dB, "
+                   f"final {r['final_psnr']:.2f} dB")
+        density_png = figure_png(plot_layer_density({f"round {r['round']}": r["layer_density"]}))
+        pages.append(widgets.VBox([
+            widgets.HTML(caption),
+            widgets.HBox([widgets.Image(value=_png(img, display_size), format="png"),
+                          widgets.Image(value=density_png, format="png", width=420)]),
+        ]))
+    stack = widgets.Stack(pages, selected_index=0)
+    slider = widgets.IntSlider(value=0, min=0, max=len(pages) - 1, description=description, readout=True)
+    widgets.jslink((slider, "value"), (stack, "selected_index"))
+    return widgets.VBox([slider, stack])

@@ -113,3 +113,22 @@ def test_a_failing_chapter_is_never_staged(tmp_path):
         run_chapters.execute(source, dest, "quick", {}, "python3")
     assert not dest.exists()
     assert dest.with_suffix(".failed.ipynb").exists()
+
+
+@pytest.mark.chapter
+def test_chapter2_numbers(executed):
+    g = glued(executed("02_single_image_imp"))
+    tasks = ["denoise", "sr4", "sr8", "inpaint_text", "inpaint_random"]
+    # At the highest sparsity reached, the tickets beat both random baselines (means over seeds,
+    # averaged over the five tasks) ...
+    assert g["imp_mean_max"] > g["random_global_mean_max"]
+    assert g["imp_mean_max"] > g["random_layerwise_mean_max"]
+    # ... and on denoising, the headline task, on its own.
+    assert g["denoise_imp_max"] > g["denoise_random_global_max"]
+    assert g["denoise_imp_max"] > g["denoise_random_layerwise_max"]
+    assert 0 <= g["imp_wins"] <= g["n_tasks"] == len(tasks)
+    # measured sparsity of every round matches 1-(1-r)^k to within one weight per layer
+    assert g["max_sparsity_error"] <= g["n_convs"]
+    for t in tasks:
+        assert g[f"{t}_sparsity_max"] > 90
+        assert g[f"{t}_imp_max"] >= g[f"{t}_final_max"]

@@ -155,3 +155,18 @@ def test_settings_validation_and_presets():
 def test_asking_for_cuda_without_one_is_a_clear_error():
     with pytest.raises(RuntimeError, match="no usable CUDA"):
         fit(tiny_net(), Denoising(0.1), torch.zeros(3, 32, 32), num_iter=1, device="cuda", progress=False)
+
+
+def test_tf32_is_off_during_a_fit_and_restored_after():
+    seen = []
+    before = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+
+    def look(state):
+        seen.append((torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32))
+
+    x = smooth_image()
+    fit(tiny_net(), Denoising(0.1), x, num_iter=2, callbacks=[look], progress=False)
+    assert seen == [(False, False)] * 2
+    fit(tiny_net(), Denoising(0.1), x, num_iter=1, callbacks=[look], progress=False, allow_tf32=True)
+    assert seen[-1] == (True, True)
+    assert (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32) == before

@@ -107,3 +107,13 @@ def test_a_diverging_fit_is_restored_not_pruned(tmp_path):
     assert retried and result.backtracks
     assert torch.isfinite(result.output).all()
     assert all(torch.isfinite(p).all() for p in net.parameters())
+
+
+def test_a_run_folder_in_use_is_refused(mirror_dir, tmp_path):
+    from lipkit.imp import RunInUseError, _RunLock
+
+    task = make_task("denoise", "set5/baby", crop=64, iters=2)
+    (tmp_path / "busy").mkdir()
+    with _RunLock(tmp_path / "busy"):
+        with pytest.raises(RunInUseError, match="being written by another process"):
+            imp(task, rounds=0, seeds=[0], arch=TINY, run_dir=tmp_path / "busy", workers=1, progress=False)
