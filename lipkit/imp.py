@@ -25,7 +25,7 @@ import os
 import time
 from collections import OrderedDict
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -131,7 +131,7 @@ def _fit_guarded(net, operator, observation, *, task: Task, reference, masks, se
         net.load_state_dict(state)
         result = fit(net, operator, observation, **dict(kwargs, settings=replace(task.settings, backtrack=True)))
         if not torch.isfinite(result.output).all():
-            raise FitDivergedError(f"{desc}: the fit diverged again with backtracking; lower the learning rate")
+            raise FitDivergedError(f"{desc}: the fit diverged again with backtracking; lower the learning rate") from None
         return result, True
 
 

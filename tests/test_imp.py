@@ -8,12 +8,11 @@ import time
 import pytest
 import torch
 
-from conftest import ROOT
 from lipkit.fit import FitSettings
-from lipkit.imp import ImpRun, RunConfigError, _fit_guarded, imp
+from lipkit.imp import RunConfigError, _fit_guarded, imp
 from lipkit.models import skip_net
 from lipkit.operators import Denoising
-from lipkit.tasks import make_task
+from lipkit.tasks import Task, make_task
 
 TINY = dict(num_channels_down=[8] * 5, num_channels_up=[8] * 5)
 CLI = [sys.executable, "-m", "lipkit", "imp", "--task", "denoise", "--image", "set5/baby", "--crop", "64",
@@ -100,8 +99,7 @@ def test_a_diverging_fit_is_restored_not_pruned(tmp_path):
     net = skip_net(**TINY)
     op = NaNSometimes(0.1)
     x = torch.rand(3, 64, 64)
-    task = make_task.__globals__["Task"]("denoise", "synthetic", x, op, op.observe(x, seed=0),
-                                         FitSettings(num_iter=60, reg_noise_std=0.03))
+    task = Task("denoise", "synthetic", x, op, op.observe(x, seed=0), FitSettings(num_iter=60, reg_noise_std=0.03))
     result, retried = _fit_guarded(net, op, task.observation, task=task, reference=x, masks=None, seed=0,
                                    device="cpu", progress=False, desc="test")
     assert retried and result.backtracks

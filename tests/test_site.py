@@ -3,7 +3,6 @@ widgets are drawn and the math is typeset (all assets are self-hosted)."""
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import subprocess

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from lipkit.operators.base import Operator, _as_batch
+from lipkit.operators.base import Operator
 
 
 class Inpainting(Operator):
