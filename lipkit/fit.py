@@ -280,6 +280,7 @@ def _fit(net, operator, observation, *, settings, net_input, reference, masks, l
         loss.backward()
 
         skip_step = False
+        nonfinite = False
         if settings.backtrack:
             with torch.no_grad():
                 obs_psnr = float(psnr_tensor(operator(out), y))
@@ -303,6 +304,21 @@ def _fit(net, operator, observation, *, settings, net_input, reference, masks, l
             hold_masks()
 
         with torch.no_grad():
+            loss_hist[i] = loss.detach()
+            if nonfinite:
+                # a NaN output was undone by backtracking: it must not enter the average or the histories
+                cur = out_avg if out_avg is not None else torch.zeros_like(out)
+                for hist in (psnr_hist, psnr_avg_hist):
+                    if hist is not None:
+                        hist[i] = hist[i - 1] if i else float("nan")
+                p_track = None
+                done = i + 1
+                if callbacks:
+                    state = FitState(i, net, cur, out_avg, loss.detach(), p_track)
+                    if any(bool(cb(state)) for cb in callbacks):
+                        stopped_early = True
+                        break
+                continue
             cur = out.detach()
             if settings.exp_weight is None:
                 out_avg = cur
@@ -310,7 +326,6 @@ def _fit(net, operator, observation, *, settings, net_input, reference, masks, l
                 out_avg = cur.clone()
             else:
                 out_avg = out_avg * settings.exp_weight + cur * (1 - settings.exp_weight)
-            loss_hist[i] = loss.detach()
             p_track = None
             if ref is not None:
                 p_raw = measure(cur, ref)
@@ -346,6 +361,8 @@ def _fit(net, operator, observation, *, settings, net_input, reference, masks, l
                 break
     bar.close()
 
+    if out_avg is None:
+        raise FitDivergedError(f"every one of the {done} steps gave a non-finite output; lower lr (now {settings.lr})")
     with torch.no_grad():
         clean = net(z).detach()
     seconds = time.perf_counter() - t0
@@ -355,7 +372,8 @@ def _fit(net, operator, observation, *, settings, net_input, reference, masks, l
 
     psnr_np, psnr_avg_np = arr(psnr_hist), arr(psnr_avg_hist)
     track_np = psnr_avg_np if psnr_avg_np is not None else psnr_np
-    best_iteration = int(np.argmax(track_np)) if track_np is not None else None
+    has_track = track_np is not None and bool(np.isfinite(track_np).any())
+    best_iteration = int(np.nanargmax(track_np)) if has_track else None
     return FitResult(
         output=out_avg[0].cpu(),
         clean_output=clean[0].cpu(),
@@ -364,7 +382,7 @@ def _fit(net, operator, observation, *, settings, net_input, reference, masks, l
         psnr_history=psnr_np,
         psnr_avg_history=psnr_avg_np,
         tracked=tracked,
-        best_psnr=None if track_np is None else float(track_np[best_iteration]),
+        best_psnr=float(track_np[best_iteration]) if has_track else None,
         best_iteration=best_iteration,
         final_psnr=None if track_np is None else float(track_np[-1]),
         iterations=done,

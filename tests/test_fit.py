@@ -169,3 +169,20 @@ def test_tf32_is_off_during_a_fit_and_restored_after():
     fit(tiny_net(), Denoising(0.1), x, num_iter=1, callbacks=[look], progress=False, allow_tf32=True)
     assert seen[-1] == (True, True)
     assert (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32) == before
+
+
+def test_a_nan_output_never_enters_the_average():
+    class NaNAt(Denoising):
+        calls = 0
+
+        def loss(self, out, y):
+            NaNAt.calls += 1
+            value = super().loss(out, y)
+            return value * float("nan") if NaNAt.calls in (1, 7) else value
+
+    x = smooth_image()
+    op = NaNAt(0.1)
+    r = fit(tiny_net(), op, op.observe(x, seed=0), num_iter=20, exp_weight=0.9, backtrack=True, reference=x,
+            progress=False)
+    assert torch.isfinite(r.output).all() and np.isfinite(r.best_psnr) and np.isfinite(r.final_psnr)
+    assert np.isnan(r.psnr_avg_history[0]) and np.all(np.isfinite(r.psnr_avg_history[1:]))

@@ -5,6 +5,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 import torch
 
@@ -94,16 +95,19 @@ class NaNSometimes(Denoising):
         return value * float("nan") if NaNSometimes.calls % 25 == 5 else value
 
 
-def test_a_diverging_fit_is_restored_not_pruned(tmp_path):
+@pytest.mark.parametrize("exp_weight", [None, 0.99])
+def test_a_diverging_fit_is_restored_not_pruned(tmp_path, exp_weight):
     torch.manual_seed(0)
     net = skip_net(**TINY)
     op = NaNSometimes(0.1)
     x = torch.rand(3, 64, 64)
-    task = Task("denoise", "synthetic", x, op, op.observe(x, seed=0), FitSettings(num_iter=60, reg_noise_std=0.03))
+    settings = FitSettings(num_iter=60, reg_noise_std=0.03, exp_weight=exp_weight)
+    task = Task("denoise", "synthetic", x, op, op.observe(x, seed=0), settings)
     result, retried = _fit_guarded(net, op, task.observation, task=task, reference=x, masks=None, seed=0,
                                    device="cpu", progress=False, desc="test")
     assert retried and result.backtracks
-    assert torch.isfinite(result.output).all()
+    assert torch.isfinite(result.output).all() and torch.isfinite(result.best_output).all()
+    assert np.all(np.isfinite(result.psnr_history)) and np.isfinite(result.best_psnr)
     assert all(torch.isfinite(p).all() for p in net.parameters())
 
 
