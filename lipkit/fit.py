@@ -305,39 +305,32 @@ def _fit(net, operator, observation, *, settings, net_input, reference, masks, l
 
         with torch.no_grad():
             loss_hist[i] = loss.detach()
+            p_track = None
             if nonfinite:
                 # a NaN output was undone by backtracking: it must not enter the average or the histories
                 cur = out_avg if out_avg is not None else torch.zeros_like(out)
                 for hist in (psnr_hist, psnr_avg_hist):
                     if hist is not None:
                         hist[i] = hist[i - 1] if i else float("nan")
-                p_track = None
-                done = i + 1
-                if callbacks:
-                    state = FitState(i, net, cur, out_avg, loss.detach(), p_track)
-                    if any(bool(cb(state)) for cb in callbacks):
-                        stopped_early = True
-                        break
-                continue
-            cur = out.detach()
-            if settings.exp_weight is None:
-                out_avg = cur
-            elif out_avg is None:
-                out_avg = cur.clone()
             else:
-                out_avg = out_avg * settings.exp_weight + cur * (1 - settings.exp_weight)
-            p_track = None
-            if ref is not None:
-                p_raw = measure(cur, ref)
-                psnr_hist[i] = p_raw
-                p_track = p_raw
-                if psnr_avg_hist is not None:
-                    p_track = measure(out_avg, ref)
-                    psnr_avg_hist[i] = p_track
-                tracked_img = out_avg if psnr_avg_hist is not None else cur
-                better = p_track > best_psnr
-                best_out = tracked_img.clone() if best_out is None else torch.where(better, tracked_img, best_out)
-                best_psnr = torch.maximum(best_psnr, p_track)
+                cur = out.detach()
+                if settings.exp_weight is None:
+                    out_avg = cur
+                elif out_avg is None:
+                    out_avg = cur.clone()
+                else:
+                    out_avg = out_avg * settings.exp_weight + cur * (1 - settings.exp_weight)
+                if ref is not None:
+                    p_raw = measure(cur, ref)
+                    psnr_hist[i] = p_raw
+                    p_track = p_raw
+                    if psnr_avg_hist is not None:
+                        p_track = measure(out_avg, ref)
+                        psnr_avg_hist[i] = p_track
+                    tracked_img = out_avg if psnr_avg_hist is not None else cur
+                    better = p_track > best_psnr
+                    best_out = tracked_img.clone() if best_out is None else torch.where(better, tracked_img, best_out)
+                    best_psnr = torch.maximum(best_psnr, p_track)
         done = i + 1
 
         if (i + 1) % 100 == 0 or i == n - 1:

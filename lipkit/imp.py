@@ -215,7 +215,7 @@ def _run_seed(config: dict, task: Task, seed: int, run_dir: str, device: str | N
 
     # Baselines, from the same rewind point and evaluated the same way.
     shapes = dense_masks(probe)
-    chain = None
+    chain = dense_final = None
     for name in config["baselines"]:
         base_dir = seed_dir / name
         base_dir.mkdir(exist_ok=True)
@@ -230,7 +230,8 @@ def _run_seed(config: dict, task: Task, seed: int, run_dir: str, device: str | N
             elif name == "random_layerwise":
                 masks = random_like(_load_masks(seed_dir / f"masks_{k:02d}.safetensors"), seed=seed * 1_000_003 + k)
             else:
-                dense_final = load_file(str(seed_dir / "dense_final.safetensors"))
+                if dense_final is None:
+                    dense_final = load_file(str(seed_dir / "dense_final.safetensors"))
                 masks = one_shot_magnitude(dense_final, 1 - (1 - rate) ** k, keep_dense=keep_dense)
             net = _fresh_net(arch, rewind_state, dev)
             result, retried = _fit_guarded(net, task.operator, task.observation, task=task, reference=task.clean,

@@ -37,17 +37,21 @@ def psnr_tensor(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     return _psnr_from_mse(torch.mean((x.detach() - ref) ** 2))
 
 
+def _luma(t: torch.Tensor) -> torch.Tensor:
+    """(…, 3, H, W) -> (…, H, W): BT.601 Y rescaled to studio range, in the input's dtype."""
+    r, g, b = t.unbind(-3)
+    return (0.299 * r + 0.587 * g + 0.114 * b) * (219 / 255) + 16 / 255
+
+
 def rgb_to_y(x: torch.Tensor) -> torch.Tensor:
     """BT.601 luma in studio range, (…, 3, H, W) in [0,1] -> (…, 1, H, W): (219·Y + 16)/255.
 
     Y = 0.299 R + 0.587 G + 0.114 B, as OpenCV's RGB2YCrCb on floats, which DIP's evaluation
-    script then rescales to [16, 235]/255.
+    script then rescales to [16, 235]/255. Computed in float64.
     """
     if x.shape[-3] != 3:
         raise ValueError(f"rgb_to_y needs 3 channels, got {x.shape[-3]}")
-    r, g, b = x.double().unbind(-3)
-    y = 0.299 * r + 0.587 * g + 0.114 * b
-    return ((y * 219 + 16) / 255).unsqueeze(-3)
+    return _luma(x.double()).unsqueeze(-3)
 
 
 def psnr_y(x: torch.Tensor, ref: torch.Tensor, border: int = 4):
@@ -70,9 +74,4 @@ def psnr_y_tensor(x: torch.Tensor, ref: torch.Tensor, border: int = 4) -> torch.
     """:func:`psnr_y` as a 0-dim tensor on the input's device (no host sync), for the fit loop."""
     h, w = x.shape[-2:]
     sl = (..., slice(border, h - border), slice(border, w - border))
-
-    def luma(t):
-        r, g, b = t.unbind(-3)
-        return (0.299 * r + 0.587 * g + 0.114 * b) * (219 / 255) + 16 / 255
-
-    return _psnr_from_mse(torch.mean((luma(x.detach())[sl] - luma(ref)[sl]) ** 2))
+    return _psnr_from_mse(torch.mean((_luma(x.detach())[sl] - _luma(ref)[sl]) ** 2))

@@ -16,6 +16,8 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 
+from lipkit.models import conv_weights
+
 Masks = "OrderedDict[str, torch.Tensor]"
 
 METHODS = ("magnitude", "random")
@@ -30,7 +32,7 @@ def check_rate(rate: float, what: str = "rate") -> float:
 
 def conv_weight_names(net: nn.Module) -> list[str]:
     """Parameter names of every Conv2d weight, in module order: what LIP prunes."""
-    return [f"{name}.weight" for name, m in net.named_modules() if isinstance(m, nn.Conv2d)]
+    return [f"{name}.weight" for name in conv_weights(net)]
 
 
 def input_weight_names(net: nn.Module) -> list[str]:
@@ -48,8 +50,8 @@ def dense_masks(net: nn.Module) -> "Masks":
 
 
 def conv_weights_of(net: nn.Module) -> "OrderedDict[str, torch.Tensor]":
-    params = dict(net.named_parameters())
-    return OrderedDict((n, params[n].detach().float().cpu()) for n in conv_weight_names(net))
+    """Parameter name -> detached CPU copy of every conv weight (what the rankings read)."""
+    return OrderedDict((f"{n}.weight", w.detach().float().cpu()) for n, w in conv_weights(net).items())
 
 
 def _holders(weights: Mapping[str, torch.Tensor], masks: Mapping[str, torch.Tensor]) -> list[nn.Module]:

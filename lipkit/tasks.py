@@ -56,9 +56,6 @@ class Task:
                     metric=self.metric_name, settings=asdict(self.settings),
                     observation_sha256=self.observation_sha256())
 
-    def with_settings(self, **overrides) -> "Task":
-        return replace(self, settings=replace(self.settings, **overrides))
-
 
 def load_cropped(image: str, crop: int | None = None, window: tuple[int, int] | None = None,
                  mode: str | None = "RGB") -> torch.Tensor:

@@ -19,6 +19,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import lipkit
+from lipkit.models import size_problem
 from lipkit.pruning import sparsity_report
 
 
@@ -99,16 +100,10 @@ class Ticket:
             raise TicketMismatchError(f"this ticket does not fit the network: {shown}")
 
     def check_image(self, height: int, width: int) -> None:
-        """The skip net is fully convolutional: any size works that is a multiple of 2^levels, ≥ 2·2^levels."""
-        levels = len(self.meta.get("arch", {}).get("num_channels_down", []))
-        m = 2 ** levels
-        searched = self.meta.get("image_size")
-        if height % m or width % m or min(height, width) < 2 * m:
-            raise TicketMismatchError(
-                f"this ticket's network has {levels} levels: images must be multiples of {m} px and at least "
-                f"{2 * m} px; got {height}x{width} (the ticket was found on {searched}). Crop the image with "
-                f"lipkit.data.crop_to_multiple(x, {m})."
-            )
+        """The skip net is fully convolutional: any size works that the architecture accepts."""
+        problem = size_problem(len(self.meta.get("arch", {}).get("num_channels_down", [])), height, width)
+        if problem:
+            raise TicketMismatchError(f"{problem} (This ticket was found on {self.meta.get('image_size')}.)")
 
     # --- files ------------------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> Path:

@@ -1,10 +1,10 @@
 """Image-prior networks: DIP's ``skip`` net and Heckel & Hand's deep decoder."""
 
 from lipkit.models.deep_decoder import DeepDecoder, decodernw, deep_decoder, deep_decoder_input
-from lipkit.models.skip import SkipNet, dip_input, skip_net
+from lipkit.models.skip import SkipNet, dip_input, size_problem, skip_net
 
 __all__ = [
-    "SkipNet", "skip_net", "dip_input",
+    "SkipNet", "skip_net", "dip_input", "size_problem",
     "DeepDecoder", "decodernw", "deep_decoder", "deep_decoder_input",
     "count_parameters", "conv_weights", "network_input",
 ]
@@ -19,18 +19,9 @@ def network_input(net, height: int, width: int, *, generator=None, device=None):
     if isinstance(net, DeepDecoder):
         return deep_decoder_input(net, height, width, generator=generator, device=device)
     if isinstance(net, SkipNet):
-        m = net.size_multiple
-        if height % m or width % m:
-            raise ValueError(
-                f"the skip net has {net.levels} levels, so H and W must be multiples of {m}; got "
-                f"{height}x{width}. Crop the image first (lipkit.data.crop_to_multiple(x, {m}))."
-            )
-        if min(height, width) < 2 * m:
-            # the deepest BatchNorm would see a single pixel, which train-mode BatchNorm refuses
-            raise ValueError(
-                f"the skip net has {net.levels} levels, so H and W must be at least {2 * m} px "
-                f"(its deepest level would be 1x1); got {height}x{width}. Use a larger image or crop."
-            )
+        problem = size_problem(net.levels, height, width)
+        if problem:
+            raise ValueError(problem)
         return dip_input(net.config["num_input_channels"], height, width, generator=generator, device=device)
     raise TypeError(f"don't know the input of {type(net).__name__}; pass net_input explicitly")
 

@@ -163,6 +163,19 @@ def skip_net(
     return model
 
 
+def size_problem(levels: int, height: int, width: int) -> str | None:
+    """Why an H×W image does not fit a skip net with ``levels`` levels, or None when it does.
+
+    H and W must be multiples of 2^levels for encoder and decoder to line up, and at least
+    2·2^levels: at 2^levels the deepest level is 1×1 and train-mode BatchNorm refuses one pixel.
+    """
+    m = 2 ** levels
+    if height % m or width % m or min(height, width) < 2 * m:
+        return (f"the skip net has {levels} levels, so H and W must be multiples of {m} and at least {2 * m} px; "
+                f"got {height}x{width}. Crop the image first (lipkit.data.crop_to_multiple(x, {m})).")
+    return None
+
+
 def dip_input(channels: int, height: int, width: int, *, generator: torch.Generator | None = None,
               method: str = "noise", scale: float = 0.1, device=None) -> torch.Tensor:
     """DIP's fixed network input z, shape (1, channels, height, width).
