@@ -6,8 +6,9 @@
 """
 
 from lipkit.operators.base import Identity, Operator
+from lipkit.operators.compressive import CompressiveSensing
 from lipkit.operators.denoise import Denoising
 from lipkit.operators.inpaint import Inpainting
 from lipkit.operators.super_resolution import SuperResolution, bicubic_upsample
 
-__all__ = ["Identity", "Operator", "Denoising", "Inpainting", "SuperResolution", "bicubic_upsample"]
+__all__ = ["Identity", "Operator", "CompressiveSensing", "Denoising", "Inpainting", "SuperResolution", "bicubic_upsample"]
