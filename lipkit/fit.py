@@ -78,7 +78,8 @@ class FitState:
 
 @dataclass
 class FitResult:
-    """Outcome of :func:`fit`. Images are (C, H, W) on the CPU; histories are NumPy arrays."""
+    """Outcome of :func:`fit`. Images are (C, H, W) on the CPU, or (N, C, H, W) when the network
+    produced N images at once (weight-sharing fits); histories are NumPy arrays."""
 
     output: torch.Tensor                 # tracked output at the last iteration (EMA if enabled)
     clean_output: torch.Tensor           # net(z) without input noise, after the last step
@@ -168,7 +169,8 @@ def fit(
     Args:
         net: the prior network; it is moved to ``device`` and trained in place.
         operator: the degradation; its ``loss`` is the objective unless ``loss_fn`` is given.
-        observation: y, (C, h, w) or (1, C, h, w) in [0, 1].
+        observation: y, (C, h, w) or (N, C, h, w) in [0, 1]; N > 1 needs a ``loss_fn`` that
+            compares the network's output with all N (see :mod:`lipkit.weight_sharing`).
         settings: a :class:`FitSettings`, a preset name (``"denoise"``, ``"sr4"``, ...), or None
             for the defaults; keyword ``overrides`` replace single fields (``num_iter=500``).
         net_input: z; by default the network's standard input, drawn from ``seed``.
@@ -360,6 +362,9 @@ def _fit(net, operator, observation, *, settings, net_input, reference, masks, l
         clean = net(z).detach()
     seconds = time.perf_counter() - t0
 
+    def image(t):
+        return t[0].cpu() if t.shape[0] == 1 else t.cpu()
+
     def arr(t):
         return None if t is None else t[:done].cpu().numpy().astype(np.float64)
 
@@ -368,9 +373,9 @@ def _fit(net, operator, observation, *, settings, net_input, reference, masks, l
     has_track = track_np is not None and bool(np.isfinite(track_np).any())
     best_iteration = int(np.nanargmax(track_np)) if has_track else None
     return FitResult(
-        output=out_avg[0].cpu(),
-        clean_output=clean[0].cpu(),
-        best_output=None if best_out is None else best_out[0].cpu(),
+        output=image(out_avg),
+        clean_output=image(clean),
+        best_output=None if best_out is None else image(best_out),
         loss_history=arr(loss_hist),
         psnr_history=psnr_np,
         psnr_avg_history=psnr_avg_np,

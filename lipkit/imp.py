@@ -353,6 +353,18 @@ def imp(task: Task, *, rounds: int = 16, rate: float = 0.2, seeds: Sequence[int]
                   rewind_iteration=int(rewind_iteration), keep_input_convs_dense=bool(keep_input_convs_dense),
                   method=method, baselines=baselines)
 
+    total = len(seeds) * (rounds + 1 + len(baselines) * rounds)
+    return start_run(run_dir, config, _run_seed, task, seeds, device=device, workers=workers, progress=progress,
+                     total=total)
+
+
+def start_run(run_dir, config: dict, worker, payload, seeds: Sequence[int], *, device, workers, progress: bool,
+              total: int) -> ImpRun:
+    """Create or resume the run folder ``run_dir`` for ``config`` and run ``worker`` for every seed.
+
+    ``worker(config, payload, seed, run_dir, device, threads, progress)`` writes one seed's
+    files; seeds run in worker processes on a CPU. A folder holding another config is refused.
+    """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     with _RunLock(run_dir):
@@ -366,28 +378,26 @@ def imp(task: Task, *, rounds: int = 16, rate: float = 0.2, seeds: Sequence[int]
                 )
         else:
             _write_json(cfg_file, config)
-        _run_all(config, task, seeds, run_dir, device, workers, progress, len(baselines))
+        _run_all(worker, config, payload, seeds, run_dir, device, workers, progress, total)
     run = ImpRun(run_dir)
     run.write_summary()
     return run
 
 
-def _run_all(config, task, seeds, run_dir: Path, device, workers, progress, n_baselines) -> None:
-    rounds = config["rounds"]
+def _run_all(worker, config, payload, seeds, run_dir: Path, device, workers, progress, total: int) -> None:
     dev = resolve_device(device)
     if workers is None:
         workers = min(len(seeds), os.cpu_count() or 1) if dev.type == "cpu" else 1
     workers = max(1, min(workers, len(seeds)))
     if workers == 1:
         for s in seeds:
-            _run_seed(config, task, s, str(run_dir), str(dev), None, progress)
+            worker(config, payload, s, str(run_dir), str(dev), None, progress)
     else:
         threads = max(1, (os.cpu_count() or 1) // workers)
         import multiprocessing as mp
 
-        total = len(seeds) * (rounds + 1 + n_baselines * rounds)
         with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
-            futures = [pool.submit(_run_seed, config, task, s, str(run_dir), str(dev), threads, False) for s in seeds]
+            futures = [pool.submit(worker, config, payload, s, str(run_dir), str(dev), threads, False) for s in seeds]
             _watch(futures, run_dir, seeds, total, progress)
             for f in futures:
                 f.result()  # re-raise a worker's error here

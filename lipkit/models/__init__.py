@@ -1,13 +1,35 @@
 """Image-prior networks: DIP's ``skip`` net and Heckel & Hand's deep decoder."""
 
+from contextlib import contextmanager
+
+from lipkit.models.common import BatchNorm2d
 from lipkit.models.deep_decoder import DeepDecoder, decodernw, deep_decoder, deep_decoder_input
 from lipkit.models.skip import SkipNet, dip_input, size_problem, skip_net
 
 __all__ = [
     "SkipNet", "skip_net", "dip_input", "size_problem",
     "DeepDecoder", "decodernw", "deep_decoder", "deep_decoder_input",
-    "count_parameters", "conv_weights", "network_input",
+    "count_parameters", "conv_weights", "network_input", "per_image_statistics",
 ]
+
+
+@contextmanager
+def per_image_statistics(net):
+    """Within the block, a batch of N inputs through ``net`` gives the N single-input outputs.
+
+    Every lipkit BatchNorm of ``net`` normalises each image with its own statistics (see
+    :class:`lipkit.models.common.BatchNorm2d`). Used to fit several images, each with its own
+    input z, through shared weights in one batched call (weight-sharing IMP).
+    """
+    norms = [m for m in net.modules() if isinstance(m, BatchNorm2d)]
+    saved = [m.per_image for m in norms]
+    for m in norms:
+        m.per_image = True
+    try:
+        yield net
+    finally:
+        for m, s in zip(norms, saved):
+            m.per_image = s
 
 
 def network_input(net, height: int, width: int, *, generator=None, device=None):

@@ -75,8 +75,27 @@ def act(act_fun: str | Callable[[], nn.Module] = "LeakyReLU") -> nn.Module:
     raise ValueError(f"act_fun must be one of {ACTIVATIONS} or a module factory, got {act_fun!r}")
 
 
-def bn(num_features: int) -> nn.BatchNorm2d:
-    return nn.BatchNorm2d(num_features)
+class BatchNorm2d(nn.BatchNorm2d):
+    """``nn.BatchNorm2d`` that can normalise each image of a batch on its own.
+
+    A DIP fits one image, so its BatchNorm statistics are those of that image. With
+    ``per_image = True`` a batch of N inputs is normalised image by image (the statistics a
+    batch of one would use), so N inputs through shared weights in one call give exactly the
+    N single-image outputs. Running statistics are not updated then: DIP nets never use them.
+    State-dict keys are those of ``nn.BatchNorm2d``.
+    """
+
+    per_image: bool = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.per_image and x.shape[0] > 1 and self.training:
+            return nn.functional.instance_norm(x, None, None, self.weight, self.bias, use_input_stats=True,
+                                               eps=self.eps)
+        return super().forward(x)
+
+
+def bn(num_features: int) -> BatchNorm2d:
+    return BatchNorm2d(num_features)
 
 
 PADS = ("zero", "reflection")

@@ -1,0 +1,216 @@
+"""Weight-sharing IMP (LIP's Algorithm 2): one ticket for several images.
+
+One network is fitted to N images at once, on the sum of the per-image losses
+``Σ_a loss_a(f(z_a; θ), y_a)``, then pruned by global magnitude and rewound to θ0, as in
+single-image IMP (:mod:`lipkit.imp`). Algorithm 2 can be read two ways, and both are here:
+
+- ``input_mode="shared"``: one input z for all images, as the official code does. The network
+  then has a single output, and the sum of the MSEs to N images is minimised by their **mean**
+  image; the ticket is found by fitting that mean.
+- ``input_mode="per_image"``: a fixed input z_a per image and shared weights. Each image is
+  fitted by its own forward pass, with its own BatchNorm statistics, exactly as N single-image
+  DIPs that share θ (:func:`lipkit.models.per_image_statistics` batches them in one call).
+
+The run folder has the layout of :class:`lipkit.imp.ImpRun` (``seed_S/masks_KK``, ``rewind``,
+``round_KK.json``), so its tickets are read with :meth:`ImpRun.ticket`. Round k's record holds the
+fit of ticket k: the loss, the loss of each image (their sum is the loss), and per-image PSNRs.
+Rounds 0 .. R-1 are fitted; ticket R is the result.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from dataclasses import asdict
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from safetensors.torch import load_file
+
+from lipkit.data import to_pil
+from lipkit.device import make_generator, resolve_device, seed_everything
+from lipkit.fit import FitResult, FitSettings, fit
+from lipkit.imp import (SEARCH_TARGETS, ImpRun, _load_masks, _save_masks, _save_state, _write_json, start_run)
+from lipkit.models import network_input, per_image_statistics, skip_net
+from lipkit.operators import Identity
+from lipkit.pruning import check_rate, conv_weights_of, dense_masks, global_prune, input_weight_names, sparsity_report
+from lipkit.tasks import Task
+
+INPUT_MODES = ("shared", "per_image")
+
+
+def _per_image_mse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return ((a - b) ** 2).flatten(1).mean(1)
+
+
+class SharedLoss:
+    """``Σ_a operator_a.loss(out_a, y_a)``: the weight-sharing objective.
+
+    ``out`` is (N, C, H, W), one output per image, or (1, C, H, W) when all images share one
+    input (then every image is compared with the same output). ``y`` is (N, c, h, w).
+    """
+
+    def __init__(self, operators: Sequence):
+        self.operators = list(operators)
+
+    def per_image(self, out: torch.Tensor, y: torch.Tensor) -> list[torch.Tensor]:
+        if y.shape[0] != len(self.operators):
+            raise ValueError(f"{len(self.operators)} operators but {y.shape[0]} observations")
+        if out.shape[0] not in (1, y.shape[0]):
+            raise ValueError(f"the network gave {out.shape[0]} outputs for {y.shape[0]} images")
+        return [op.loss(out[a:a + 1] if out.shape[0] > 1 else out, y[a:a + 1])
+                for a, op in enumerate(self.operators)]
+
+    def __call__(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return torch.stack(self.per_image(out, y)).sum()
+
+
+def mean_image_psnr(out: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """Mean over images of the per-image PSNR (dB, peak 1); ``out`` (N or 1, C, H, W), ``reference`` (N, C, H, W)."""
+    return (-10 * torch.log10(_per_image_mse(out.expand_as(reference), reference))).mean()
+
+
+def check_tasks(tasks: Sequence[Task]) -> None:
+    """Weight sharing needs at least two images of one task kind and one size."""
+    if len(tasks) < 2:
+        raise ValueError(f"weight sharing needs at least two tasks, got {len(tasks)}")
+    kinds = {t.kind for t in tasks}
+    if len(kinds) > 1:
+        raise ValueError(f"all tasks must be of one kind, got {sorted(kinds)}")
+    sizes = {t.image_size for t in tasks}
+    if len(sizes) > 1:
+        raise ValueError(f"all images must have one size to share the network's input, got {sorted(sizes)}; "
+                         "crop them to a common size (make_task(..., crop=N))")
+    obs = {tuple(t.observation.shape) for t in tasks}
+    if len(obs) > 1:
+        raise ValueError(f"the observations differ in shape: {sorted(obs)}")
+
+
+def fit_shared(net, tasks: Sequence[Task], *, input_mode: str = "per_image", search_on: str = "observation",
+               settings: FitSettings | None = None, masks=None, seed: int = 0, device=None, progress: bool = True,
+               desc: str = "shared fit") -> tuple[FitResult, dict]:
+    """Fit ``net`` to all ``tasks`` at once; returns the fit and a dict of per-image numbers.
+
+    ``search_on="observation"`` fits each task's degraded observation through its operator;
+    ``"clean"`` fits the clean images (the official code). The dict holds ``loss`` (the
+    objective at the final noise-free output), ``image_losses`` (its per-image terms) and
+    ``image_psnr`` (dB, final tracked output of each image vs its clean image).
+    """
+    check_tasks(tasks)
+    if input_mode not in INPUT_MODES:
+        raise ValueError(f"input_mode must be one of {INPUT_MODES}, got {input_mode!r}")
+    if search_on not in SEARCH_TARGETS:
+        raise ValueError(f"search_on must be one of {SEARCH_TARGETS}, got {search_on!r}")
+    clean = torch.stack([t.clean for t in tasks])
+    if search_on == "clean":
+        operators = [Identity() for _ in tasks]
+        y = clean
+    else:
+        operators = [t.operator for t in tasks]
+        y = torch.stack([t.observation for t in tasks])
+    h, w = tasks[0].image_size
+    gen = make_generator(seed, "cpu")
+    n_inputs = 1 if input_mode == "shared" else len(tasks)
+    z = torch.cat([network_input(net, h, w, generator=gen) for _ in range(n_inputs)])
+    objective = SharedLoss(operators)
+    settings = settings or tasks[0].settings
+    dev = resolve_device(device)
+    for op in operators:
+        op.to(dev)  # fit() moves only the first; the loss uses them all
+    with per_image_statistics(net):
+        result = fit(net, operators[0], y, settings=settings, net_input=z, reference=clean, masks=masks,
+                     loss_fn=objective, metric=mean_image_psnr, seed=seed, device=dev, progress=progress,
+                     desc=desc)
+        out = result.clean_output.to(dev)
+        out = out if out.dim() == 4 else out[None]
+        with torch.no_grad():
+            terms = objective.per_image(out, y.to(dev))
+            loss = objective(out, y.to(dev))
+    tracked = result.output if result.output.dim() == 4 else result.output[None]
+    image_psnr = (-10 * torch.log10(_per_image_mse(tracked.expand_as(clean), clean))).tolist()
+    return result, dict(loss=float(loss), image_losses=[float(t) for t in terms], image_psnr=image_psnr)
+
+
+def _run_seed_shared(config: dict, tasks: Sequence[Task], seed: int, run_dir: str, device, threads, progress) -> None:
+    """Run (or resume) weight-sharing IMP for one seed; writes seed_<seed>/."""
+    if threads:
+        torch.set_num_threads(threads)
+    dev = resolve_device(device)
+    arch, rounds, rate = config["arch"], config["rounds"], config["rate"]
+    seed_dir = Path(run_dir) / f"seed_{seed}"
+    seed_dir.mkdir(parents=True, exist_ok=True)
+    rewind_file = seed_dir / "rewind.safetensors"
+    if rewind_file.exists():
+        rewind = load_file(str(rewind_file))
+    else:
+        seed_everything(seed)
+        rewind = OrderedDict((k, v.detach().clone()) for k, v in skip_net(**arch).state_dict().items())
+        _save_state(rewind_file, rewind)
+    probe = skip_net(**arch)
+    keep_dense = input_weight_names(probe) if config["keep_input_convs_dense"] else []
+    if not (seed_dir / "masks_00.safetensors").exists():
+        _save_masks(seed_dir / "masks_00.safetensors", dense_masks(probe))
+    settings = FitSettings(**config["settings"])
+    for k in range(rounds):
+        record_file = seed_dir / f"round_{k:02d}.json"
+        if record_file.exists():
+            continue
+        masks = _load_masks(seed_dir / f"masks_{k:02d}.safetensors")
+        net = skip_net(**arch)
+        net.load_state_dict(rewind)
+        result, numbers = fit_shared(net, tasks, input_mode=config["input_mode"], search_on=config["search_on"],
+                                     settings=settings, masks=masks, seed=seed, device=dev, progress=progress,
+                                     desc=f"seed {seed} round {k} (shared)")
+        report = sparsity_report(net, masks)
+        out = result.output if result.output.dim() == 4 else result.output[None]
+        for a, img in enumerate(out):
+            to_pil(img).save(seed_dir / f"round_{k:02d}_{a}.png")
+        new_masks = global_prune(conv_weights_of(net), masks, rate, keep_dense=keep_dense)
+        _save_masks(seed_dir / f"masks_{k + 1:02d}.safetensors", new_masks)
+        _write_json(record_file, dict(
+            numbers, method="imp_shared", seed=seed, round=k, nominal_sparsity=1 - (1 - rate) ** k,
+            input_mode=config["input_mode"], search_on=config["search_on"], best_psnr=result.best_psnr,
+            final_psnr=result.final_psnr, best_iteration=result.best_iteration, iterations=result.iterations,
+            seconds=round(result.seconds, 3), conv_sparsity=report["conv_sparsity"],
+            conv_nonzero=report["conv_nonzero"], unpruned_params=report["unpruned_params"],
+            layer_density=list(report["layer_density"].values())))
+
+
+def imp_shared(tasks: Sequence[Task], *, input_mode: str = "per_image", rounds: int = 16, rate: float = 0.2,
+               seeds: Sequence[int] = (0,), search_on: str = "observation", keep_input_convs_dense: bool = False,
+               arch: dict | None = None, settings: FitSettings | None = None, run_dir: str | os.PathLike,
+               workers: int | None = None, device: str | None = None, progress: bool = True) -> ImpRun:
+    """Run (or resume) weight-sharing IMP over ``tasks`` into ``run_dir``; returns the :class:`ImpRun`.
+
+    Args:
+        tasks: two or more tasks of one kind and image size (from :func:`lipkit.tasks.make_task`).
+        input_mode: "per_image" (a fixed z_a per image) or "shared" (one z; the official code).
+        rounds: pruning rounds R; rounds 0 .. R-1 are fitted and ticket R is written.
+        rate: fraction of the remaining conv weights pruned per round.
+        search_on: "observation" (each task's degraded image) or "clean" (the official code).
+        settings: fit settings of every round (default: the first task's).
+        Other arguments as in :func:`lipkit.imp.imp`.
+    """
+    check_tasks(tasks)
+    if input_mode not in INPUT_MODES:
+        raise ValueError(f"input_mode must be one of {INPUT_MODES}, got {input_mode!r}")
+    if search_on not in SEARCH_TARGETS:
+        raise ValueError(f"search_on must be one of {SEARCH_TARGETS}, got {search_on!r}")
+    if not isinstance(rounds, int) or rounds < 1:
+        raise ValueError(f"rounds must be a positive integer, got {rounds!r}")
+    check_rate(rate)
+    seeds = [int(s) for s in seeds]
+    if not seeds:
+        raise ValueError("give at least one seed")
+    settings = settings or tasks[0].settings
+    arch_args = {k: v for k, v in skip_net(**(arch or {})).config.items() if k != "arch"}
+    described = [t.describe() for t in tasks]
+    shared_task = dict(kind=f"shared_{tasks[0].kind}", image="+".join(t.image for t in tasks),
+                       image_size=list(tasks[0].image_size),
+                       params=dict(images=[t.image for t in tasks], input_mode=input_mode, tasks=described))
+    config = dict(task=shared_task, arch=arch_args, rounds=rounds, rate=rate, search_on=search_on,
+                  input_mode=input_mode, rewind_iteration=0, keep_input_convs_dense=bool(keep_input_convs_dense),
+                  method="magnitude", settings=asdict(settings))
+    return start_run(run_dir, config, _run_seed_shared, list(tasks), seeds, device=device, workers=workers,
+                     progress=progress, total=len(seeds) * rounds)
