@@ -6,6 +6,15 @@ from lipkit.mom import erm, median_of_means, mom_tournament, per_pixel_mse
 from lipkit.operators import CompressiveSensing
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    # tiny networks gain nothing from a second thread, and OpenMP threads slow down badly on a busy machine
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 class TinyGenerator(nn.Module):
     """z (N, 8) -> (N, 1, 8, 8) in (-1, 1): a small in-range prior that makes the tests fast."""
 
@@ -56,7 +65,6 @@ def test_only_the_median_block_carries_gradient():
 
 @pytest.fixture(scope="module")
 def in_range_problem():
-    torch.set_num_threads(1)
     G = TinyGenerator()
     z0 = torch.randn(4, 8, generator=torch.Generator().manual_seed(1))
     x0 = G(z0).detach()
