@@ -183,7 +183,9 @@ def _run_seed(config: dict, task: Task, seed: int, run_dir: str, device: str | N
 
     for k in range(rounds + 1):
         record_file = seed_dir / f"round_{k:02d}.json"
-        if record_file.exists():
+        # the next round's masks are written with every record, so a run can be extended later
+        # (folders from before that need the last round fitted again to get them)
+        if record_file.exists() and (seed_dir / f"masks_{k + 1:02d}.safetensors").exists():
             continue
         masks = _load_masks(seed_dir / f"masks_{k:02d}.safetensors")
         net = _fresh_net(arch, rewind_state, dev)
@@ -204,10 +206,9 @@ def _run_seed(config: dict, task: Task, seed: int, run_dir: str, device: str | N
         to_pil(evaluation.best_output).save(seed_dir / f"round_{k:02d}.png")
         if k == 0:
             _save_state(seed_dir / "dense_final.safetensors", final_weights)
-        if k < rounds:
-            new_masks = global_prune(final_weights, masks, rate, method=config["method"], keep_dense=keep_dense,
-                                     seed=seed * 1_000_003 + k)
-            _save_masks(seed_dir / f"masks_{k + 1:02d}.safetensors", new_masks)
+        new_masks = global_prune(final_weights, masks, rate, method=config["method"], keep_dense=keep_dense,
+                                 seed=seed * 1_000_003 + k)
+        _save_masks(seed_dir / f"masks_{k + 1:02d}.safetensors", new_masks)
         nominal = 1 - (1 - rate) ** k
         _write_json(record_file, _record(evaluation, report, method="imp", seed=seed, round=k,
                                          nominal_sparsity=nominal, search_on=config["search_on"],
@@ -244,10 +245,15 @@ def _run_seed(config: dict, task: Task, seed: int, run_dir: str, device: str | N
 
 # --- the run ------------------------------------------------------------------------------------
 class ImpRun:
-    """A run folder: its config, per-round records and tickets."""
+    """A run folder: its config, per-round records and tickets.
 
-    def __init__(self, run_dir: str | os.PathLike):
+    ``max_round`` limits the records to rounds 0 .. max_round (a folder may hold more rounds
+    than the experiment reading it asked for).
+    """
+
+    def __init__(self, run_dir: str | os.PathLike, max_round: int | None = None):
         self.dir = Path(run_dir)
+        self.max_round = max_round
         cfg = self.dir / "config.json"
         if not cfg.exists():
             raise FileNotFoundError(f"{self.dir} is not an IMP run folder (no config.json)")
@@ -267,6 +273,8 @@ class ImpRun:
                 files += sorted((sd / name).glob("round_*.json"))
             for f in files:
                 rec = json.loads(f.read_text())
+                if self.max_round is not None and rec["round"] > self.max_round:
+                    continue
                 if method is None or rec["method"] == method:
                     out.append(rec)
         return out
@@ -363,14 +371,25 @@ def start_run(run_dir, config: dict, worker, payload, seeds: Sequence[int], *, d
     """Create or resume the run folder ``run_dir`` for ``config`` and run ``worker`` for every seed.
 
     ``worker(config, payload, seed, run_dir, device, threads, progress)`` writes one seed's
-    files; seeds run in worker processes on a CPU. A folder holding another config is refused.
+    files; seeds run in worker processes on a CPU. A folder holding another config is refused,
+    except that more ``rounds`` or baselines the folder does not have yet extend it. The
+    returned view holds the rounds this config asks for, even when the folder has more.
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     with _RunLock(run_dir):
         cfg_file = run_dir / "config.json"
         if cfg_file.exists():
-            diffs = _config_diff(json.loads(cfg_file.read_text()), config)
+            stored = json.loads(cfg_file.read_text())
+            # more rounds or another baseline only add records: they extend the run, not redefine it
+            extendable = ("baselines", "rounds")
+            diffs = _config_diff({k: v for k, v in stored.items() if k not in extendable},
+                                 {k: v for k, v in config.items() if k not in extendable})
+            have, asked = stored.get("baselines", []), config.get("baselines", [])
+            extended = dict(stored, baselines=have + [b for b in asked if b not in have],
+                            rounds=max(stored["rounds"], config["rounds"]))
+            if not diffs and extended != stored:
+                _write_json(cfg_file, extended)
             if diffs:
                 raise RunConfigError(
                     f"{run_dir} holds a run with different settings, so it will not be resumed: " + "; ".join(diffs)
@@ -379,9 +398,8 @@ def start_run(run_dir, config: dict, worker, payload, seeds: Sequence[int], *, d
         else:
             _write_json(cfg_file, config)
         _run_all(worker, config, payload, seeds, run_dir, device, workers, progress, total)
-    run = ImpRun(run_dir)
-    run.write_summary()
-    return run
+    ImpRun(run_dir).write_summary()  # the whole folder
+    return ImpRun(run_dir, max_round=config["rounds"])
 
 
 def _run_all(worker, config, payload, seeds, run_dir: Path, device, workers, progress, total: int) -> None:

@@ -130,6 +130,66 @@ def plot_sparsity_curves(run, methods=("imp", "random_global", "random_layerwise
     return fig
 
 
+def plot_curves(curves: dict, *, dense: tuple[float, float] | None = None, title: str | None = None,
+                ylabel: str = "best PSNR (dB)", ax=None):
+    """PSNR against measured sparsity for several curves: ``{label: curve}``, mean ± std band.
+
+    A curve is the dict of :meth:`lipkit.imp.ImpRun.curve` or :func:`lipkit.transfer.curve`
+    (rounds with sparsity 0 are skipped); ``dense`` = (mean, std) is drawn as a grey band.
+    """
+    own = ax is None
+    if own:
+        fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    else:
+        fig = ax.figure
+    if dense is not None:
+        ax.axhspan(dense[0] - dense[1], dense[0] + dense[1], color="gray", alpha=0.25)
+        ax.axhline(dense[0], color="gray", lw=1, ls="--", label=f"dense DIP ({dense[0]:.2f} dB)")
+    markers = "os^vDP*"
+    for i, (label, c) in enumerate(curves.items()):
+        keep = [j for j, s in enumerate(c["sparsity"]) if s > 0]
+        if not keep:
+            continue
+        x = np.array([c["sparsity"][j] for j in keep]) * 100
+        mean = np.array([c["mean"][j] for j in keep])
+        std = np.array([c["std"][j] for j in keep])
+        ax.plot(x, mean, marker=markers[i % len(markers)], color=f"C{i}", label=label, lw=1.5, ms=4)
+        ax.fill_between(x, mean - std, mean + std, color=f"C{i}", alpha=0.2, lw=0)
+    ax.set_xlabel("measured sparsity of the conv weights (%)")
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower left")
+    if own:
+        fig.tight_layout()
+    return fig
+
+
+def plot_heatmap(values, rows: Sequence[str], cols: Sequence[str], *, title: str | None = None,
+                 label: str = "dB", fmt: str = "{:+.2f}", ax=None):
+    """A rows × cols matrix as a diverging heat map centred on 0, with the value in each cell."""
+    values = np.asarray(values, dtype=float)
+    own = ax is None
+    if own:
+        fig, ax = plt.subplots(figsize=(1.0 + 0.9 * len(cols), 0.9 + 0.55 * len(rows)))
+    else:
+        fig = ax.figure
+    lim = float(np.nanmax(np.abs(values))) or 1.0
+    im = ax.imshow(values, cmap="RdBu", vmin=-lim, vmax=lim, aspect="auto")
+    ax.set_xticks(range(len(cols)), cols, rotation=40, ha="right", fontsize=8)
+    ax.set_yticks(range(len(rows)), rows, fontsize=8)
+    for i in range(values.shape[0]):
+        for j in range(values.shape[1]):
+            ax.text(j, i, fmt.format(values[i, j]), ha="center", va="center", fontsize=7)
+    fig.colorbar(im, ax=ax, label=label, fraction=0.04)
+    if title:
+        ax.set_title(title, fontsize=10)
+    if own:
+        fig.tight_layout()
+    return fig
+
+
 def _short_count(n: float) -> str:
     return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n / 1e3:.0f}k" if n >= 1e3 else f"{n:.0f}"
 

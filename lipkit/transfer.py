@@ -63,7 +63,9 @@ class TransferJob:
     def fingerprint(self) -> str:
         """sha256 of everything that determines the result: masks, rewind weights, task, variant, seed."""
         h = hashlib.sha256()
-        for name, t in list(self.ticket.masks.items()) + list(self.ticket.rewind.items()):
+        # the dense variant does not read the masks: tickets from one θ0 share its dense evaluation
+        tensors = ([] if self.variant == "dense" else list(self.ticket.masks.items())) + list(self.ticket.rewind.items())
+        for name, t in tensors:
             h.update(name.encode())
             h.update(t.detach().cpu().contiguous().numpy().tobytes())
         h.update(json.dumps(dict(task=self.task.describe(), variant=self.variant, seed=self.seed,
@@ -198,3 +200,21 @@ def transfer_many(jobs: Sequence[TransferJob], *, cache_dir: str | os.PathLike |
                 bar.update()
     bar.close()
     return records
+
+
+def curve(records: Sequence[dict], key: str = "best_psnr") -> dict:
+    """Per source round: mean and std over records of ``key`` and of the measured sparsity.
+
+    The same layout as :meth:`lipkit.imp.ImpRun.curve`, so both plot alike.
+    """
+    import numpy as np
+
+    by_round: dict[int, list[dict]] = {}
+    for r in records:
+        by_round.setdefault(int(r["source"]["round"]), []).append(r)
+    rounds = sorted(by_round)
+    vals = [np.array([r[key] for r in by_round[k]], dtype=float) for k in rounds]
+    return dict(round=rounds,
+                sparsity=[float(np.mean([r["conv_sparsity"] for r in by_round[k]])) for k in rounds],
+                unpruned_params=[float(np.mean([r["unpruned_params"] for r in by_round[k]])) for k in rounds],
+                mean=[float(v.mean()) for v in vals], std=[float(v.std()) for v in vals], n=[len(v) for v in vals])

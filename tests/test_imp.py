@@ -84,6 +84,38 @@ def test_a_different_configuration_is_not_resumed(mirror_dir, tmp_path):
         imp(task, rounds=1, rate=1.0, seeds=[0], run_dir=tmp_path / "y")
 
 
+def test_a_finished_run_can_be_extended_by_more_rounds(mirror_dir, tmp_path):
+    task = make_task("denoise", "set5/baby", crop=64, iters=5)
+    kw = dict(rate=0.5, seeds=[0], arch=TINY, baselines=["random_global"], run_dir=tmp_path / "x", workers=1,
+              progress=False)
+    short = imp(task, rounds=2, **kw)
+    before = sorted((r["method"], r["round"], r["best_psnr"]) for r in short.records())
+    longer = imp(task, rounds=3, **kw)
+    after = sorted((r["method"], r["round"], r["best_psnr"]) for r in longer.records())
+    assert [x for x in after if x[1] <= 2] == before
+    assert {(m, k) for m, k, _ in after if k == 3} == {("imp", 3), ("random_global", 3)}
+    assert longer.config["rounds"] == 3
+    # an experiment that asks for fewer rounds sees only those
+    view = imp(task, rounds=2, **kw)
+    assert sorted((r["method"], r["round"], r["best_psnr"]) for r in view.records()) == before
+    straight = imp(task, rounds=3, **dict(kw, run_dir=tmp_path / "y"))
+    assert sorted((r["method"], r["round"], r["best_psnr"]) for r in straight.records()) == after
+
+
+def test_a_baseline_can_be_added_to_a_finished_run(mirror_dir, tmp_path):
+    task = make_task("denoise", "set5/baby", crop=64, iters=5)
+    first = imp(task, rounds=2, rate=0.5, seeds=[0], arch=TINY, run_dir=tmp_path / "x", workers=1, progress=False)
+    imp_records = sorted((r["round"], r["best_psnr"]) for r in first.records("imp"))
+    run = imp(task, rounds=2, rate=0.5, seeds=[0], arch=TINY, baselines=["random_layerwise"], run_dir=tmp_path / "x",
+              workers=1, progress=False)
+    assert sorted((r["round"], r["best_psnr"]) for r in run.records("imp")) == imp_records
+    assert [r["round"] for r in sorted(run.records("random_layerwise"), key=lambda r: r["round"])] == [1, 2]
+    assert run.config["baselines"] == ["random_layerwise"]
+    # asking again without it keeps what the folder has
+    again = imp(task, rounds=2, rate=0.5, seeds=[0], arch=TINY, run_dir=tmp_path / "x", workers=1, progress=False)
+    assert len(again.records("random_layerwise")) == 2 and again.config["baselines"] == ["random_layerwise"]
+
+
 class NaNSometimes(Denoising):
     """Denoising whose loss is NaN on every 25th call: a fit that diverges."""
 

@@ -1,0 +1,136 @@
+"""The book's experiments, defined once so that every chapter reuses the same runs.
+
+An :class:`Experiments` holds one profile's settings (crop, network width, rounds, rate, seeds,
+iterations) and builds tasks, IMP runs and transfer evaluations from them. A run is found by
+its folder name under ``runs_root`` (``imp_denoise_set5-woman``, ...), so a chapter that needs
+the tickets of an earlier one gets the finished folder instead of a new search; resuming an
+unchanged run costs nothing.
+
+>>> ex = Experiments("runs/quick", crop=64, width=32)
+>>> ex.run_name("sr", "set14/zebra", factor=4)
+'imp_sr4_set14-zebra_64px'
+>>> ex.arch["num_channels_down"]
+[32, 32, 32, 32, 32]
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from lipkit.imp import ImpRun, imp
+from lipkit.tasks import Task, make_task
+from lipkit.transfer import TransferJob, transfer_many
+
+# The paper's single-image problems (LIP Fig. 2 and its code), by the names the book uses.
+PAPER_TASKS = {
+    "denoise": dict(kind="denoise", image="set5/baby", title="denoising, baby, σ=25"),
+    "sr4": dict(kind="sr", image="set14/zebra", factor=4, title="super-resolution ×4, zebra"),
+    "sr8": dict(kind="sr", image="set14/pepper", factor=8, title="super-resolution ×8, pepper"),
+    "inpaint_text": dict(kind="inpaint", image="dip/kate", mask="dip/kate_mask", title="inpainting, kate, text mask"),
+    "inpaint_random": dict(kind="inpaint", image="dip/kate", mask="bernoulli",
+                           title="inpainting, kate, random 50 % mask"),
+}
+
+
+@dataclass
+class Experiments:
+    """One profile's settings; builds the tasks and runs every chapter shares.
+
+    ``crop`` 0 means whole images (cropped to a multiple of 32). ``kate_window`` is the top-left
+    corner of the crop of DIP's kate image, a patch with text in it (used when cropping).
+    """
+
+    runs_root: str | os.PathLike
+    crop: int = 64
+    width: int = 128
+    rounds: int = 16
+    rounds_sr: int | None = None
+    rate: float = 0.2
+    seeds: int = 1
+    denoise_iters: int = 3000
+    sr_iters: int = 2000
+    inpaint_iters: int = 3000
+    kate_window: Sequence[int] | None = (192, 256)
+    search_on: str = "observation"
+    baselines: Sequence[str] = field(default_factory=lambda: ["random_global", "random_layerwise"])
+    workers: int | None = None
+    progress: bool = True
+
+    def __post_init__(self):
+        self.runs_root = Path(self.runs_root)
+
+    @property
+    def arch(self) -> dict:
+        """``skip_net`` arguments: the LIP backbone with ``width`` channels per level."""
+        return dict(num_channels_down=[self.width] * 5, num_channels_up=[self.width] * 5)
+
+    def iters(self, kind: str) -> int:
+        return {"denoise": self.denoise_iters, "sr": self.sr_iters, "inpaint": self.inpaint_iters}[kind]
+
+    def rounds_for(self, kind: str) -> int:
+        return self.rounds_sr if (kind == "sr" and self.rounds_sr is not None) else self.rounds
+
+    def profile_note(self, extra: Sequence[str] = ()) -> str:
+        """One paragraph saying how this profile departs from the paper's protocol."""
+        reduced = []
+        if self.crop:
+            reduced.append(f"images are {self.crop}×{self.crop} px crops")
+        if self.width != 128:
+            reduced.append(f"the skip net has {self.width} channels per level instead of 128")
+        if self.rate != 0.2:
+            reduced.append(f"each round prunes {100 * self.rate:.0f} % of the remaining weights instead of 20 %, "
+                           f"so {self.rounds} rounds reach {100 * (1 - (1 - self.rate) ** self.rounds):.2f} % sparsity")
+        if (self.denoise_iters, self.sr_iters, self.inpaint_iters) != (3000, 2000, 3000):
+            reduced.append(f"the fits run {self.denoise_iters} (denoising), {self.sr_iters} (super-resolution) and "
+                           f"{self.inpaint_iters} (inpainting) iterations; the paper's code runs 3000, 2000 and 3000")
+        reduced.append(f"{self.seeds} seed{'s' if self.seeds != 1 else ''}")
+        reduced += list(extra)
+        return ("In this profile " + "; ".join(reduced) + ". The numbers are real measurements of that setting"
+                + (", not the paper's; the `paper` profile runs the full protocol." if (self.crop or self.width != 128)
+                   else "."))
+
+    # --- tasks --------------------------------------------------------------------------------
+    def task(self, kind: str, image: str, *, factor: int = 4, mask: str = "bernoulli", crop: int | None = None,
+             seed: int = 0) -> Task:
+        """The task ``kind`` on ``image`` with this profile's crop and iterations."""
+        crop = self.crop if crop is None else crop
+        window = tuple(self.kate_window) if (crop and image == "dip/kate" and self.kate_window) else None
+        return make_task(kind, image, factor=factor, mask=mask, crop=crop or None, window=window, seed=seed,
+                         iters=self.iters(kind))
+
+    def paper_task(self, name: str) -> Task:
+        """One of :data:`PAPER_TASKS` by name."""
+        if name not in PAPER_TASKS:
+            raise KeyError(f"unknown paper task {name!r}; choose from {sorted(PAPER_TASKS)}")
+        spec = {k: v for k, v in PAPER_TASKS[name].items() if k != "title"}
+        return self.task(spec.pop("kind"), spec.pop("image"), **spec)
+
+    # --- runs ---------------------------------------------------------------------------------
+    def run_name(self, kind: str, image: str, *, factor: int = 4, mask: str = "bernoulli") -> str:
+        """Folder name of a single-image IMP run under ``runs_root``."""
+        name = f"imp_{kind}{factor if kind == 'sr' else ''}_{image.replace('/', '-')}"
+        if kind == "inpaint":
+            name += "_" + ("random" if mask == "bernoulli" else Path(mask).name)
+        return name + (f"_{self.crop}px" if self.crop else "")
+
+    def imp(self, kind: str, image: str, *, factor: int = 4, mask: str = "bernoulli",
+            baselines: Iterable[str] | None = None) -> ImpRun:
+        """Single-image IMP of this profile on ``image`` (run or resumed in its folder)."""
+        task = self.task(kind, image, factor=factor, mask=mask)
+        return imp(task, rounds=self.rounds_for(kind), rate=self.rate, seeds=range(self.seeds), arch=self.arch,
+                   search_on=self.search_on, baselines=self.baselines if baselines is None else baselines,
+                   run_dir=self.runs_root / self.run_name(kind, image, factor=factor, mask=mask),
+                   workers=self.workers, progress=self.progress)
+
+    def paper_imp(self, name: str, baselines: Iterable[str] | None = None) -> ImpRun:
+        """IMP on one of :data:`PAPER_TASKS`."""
+        spec = {k: v for k, v in PAPER_TASKS[name].items() if k != "title"}
+        return self.imp(spec.pop("kind"), spec.pop("image"), baselines=baselines, **spec)
+
+    def transfer(self, jobs: Sequence[TransferJob]) -> list[dict]:
+        """Evaluate transfer jobs, cached in ``runs_root/transfer`` (shared by all chapters)."""
+        return transfer_many(jobs, cache_dir=self.runs_root / "transfer", workers=self.workers,
+                             progress=self.progress)
