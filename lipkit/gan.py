@@ -210,9 +210,44 @@ def train_wgangp(generator: nn.Module, critic: nn.Module, images: torch.Tensor, 
     return dict(d_loss=h[0], g_loss=h[1], wasserstein=h[2], seconds=time.perf_counter() - t0)
 
 
-# --- IMP for generators -------------------------------------------------------------------------------
 def _state(net: nn.Module) -> "OrderedDict[str, torch.Tensor]":
     return OrderedDict((k, v.detach().cpu().clone()) for k, v in net.state_dict().items())
+
+
+def pretrain(generator: nn.Module, critic: nn.Module, images: torch.Tensor, settings: WGANSettings, *,
+             run_dir: str | os.PathLike, seed: int = 0, device=None, progress: bool = True) -> dict:
+    """Train G and D from their current weights with WGAN-GP, or load the result of an identical earlier run.
+
+    Writes ``G.safetensors``, ``D.safetensors`` and ``pretrain.json`` (settings, architectures,
+    seed, final Wasserstein estimate, seconds) to ``run_dir``. A folder trained with other
+    settings is refused (:class:`lipkit.imp.RunConfigError`). Returns the JSON record.
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config = json.loads(json.dumps(dict(generator=dict(generator.config), critic=dict(critic.config),
+                                        settings=asdict(settings), seed=int(seed), n_images=int(images.shape[0]))))
+    with _RunLock(run_dir):
+        record_file = run_dir / "pretrain.json"
+        if record_file.exists():
+            record = json.loads(record_file.read_text())
+            diffs = _config_diff(record["config"], config)
+            if diffs:
+                raise RunConfigError(f"{run_dir} holds a GAN trained with other settings: " + "; ".join(diffs)
+                                     + ". Use another folder, or delete this one.")
+            generator.load_state_dict(load_file(str(run_dir / "G.safetensors")))
+            critic.load_state_dict(load_file(str(run_dir / "D.safetensors")))
+            return record
+        history = train_wgangp(generator, critic, images, settings, seed=seed, device=device, progress=progress,
+                               desc="pretraining")
+        _save_state(run_dir / "G.safetensors", _state(generator))
+        _save_state(run_dir / "D.safetensors", _state(critic))
+        record = dict(config=config, final_wasserstein=float(np.mean(history["wasserstein"][-50:])),
+                      wasserstein=[float(v) for v in history["wasserstein"]], seconds=round(history["seconds"], 2))
+        _write_json(record_file, record)
+        return record
+
+
+# --- IMP for generators -------------------------------------------------------------------------------
 
 
 def _weights(net: nn.Module) -> "OrderedDict[str, torch.Tensor]":

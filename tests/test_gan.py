@@ -188,3 +188,17 @@ def test_image_folder(tmp_path):
     (tmp_path / "c.png").write_text("not an image")
     with pytest.raises(ValueError, match="not a readable image"):
         image_folder(tmp_path)
+
+
+def test_pretrain_saves_and_reloads(tmp_path, images):
+    from lipkit.gan import pretrain
+
+    g, d = tiny_pair()
+    rec = pretrain(g, d, images, FAST, run_dir=tmp_path, seed=1, device="cpu", progress=False)
+    assert len(rec["wasserstein"]) == 3
+    g2, d2 = tiny_pair(seed=7)  # other initial weights: the saved ones replace them
+    pretrain(g2, d2, images, FAST, run_dir=tmp_path, seed=1, device="cpu", progress=False)
+    z = torch.randn(2, 8)
+    assert torch.equal(g.eval()(z), g2.eval()(z))
+    with pytest.raises(RunConfigError, match="iterations"):
+        pretrain(g2, d2, images, WGANSettings(iterations=4, batch_size=8), run_dir=tmp_path, seed=1, progress=False)
