@@ -292,6 +292,21 @@ class ImpRun:
                     mean=[float(v.mean()) for v in vals], std=[float(v.std()) for v in vals],
                     n=[len(v) for v in vals])
 
+    def round_for_parameters(self, n_params: float, method: str = "imp") -> dict:
+        """The round whose tickets have about ``n_params`` parameters left (closest in ratio).
+
+        Counts are the measured ``unpruned_params`` (nonzero conv weights plus all biases and
+        BatchNorm parameters), averaged over seeds. Returns ``dict(round, parameters, ratio)``.
+        """
+        import math
+
+        c = self.curve(method)
+        if not c["round"]:
+            raise ValueError(f"{self.dir} has no finished {method} rounds")
+        i = min(range(len(c["round"])), key=lambda j: abs(math.log(c["unpruned_params"][j] / n_params)))
+        return dict(round=c["round"][i], parameters=c["unpruned_params"][i],
+                    ratio=round(c["unpruned_params"][i] / n_params, 4))
+
     def ticket(self, seed: int, round: int) -> Ticket:
         """Ticket ``round`` of ``seed``: its masks, the seed's rewind weights and the run's metadata."""
         sd = self.dir / f"seed_{seed}"

@@ -22,17 +22,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-import torch
 
 import lipkit
 from lipkit.data import to_pil
 from lipkit.device import resolve_device
 from lipkit.fit import fit
+from lipkit.parallel import run_jobs
 from lipkit.pruning import random_like, sparsity_report
 from lipkit.tasks import Task
 from lipkit.tickets import Ticket
@@ -105,9 +104,7 @@ def transfer(ticket: Ticket, task: Task, *, variant: str = "ticket", seed: int |
     return record
 
 
-def _run_job(job: TransferJob, device, progress, threads: int | None = None):
-    if threads:
-        torch.set_num_threads(threads)
+def _run_job(job: TransferJob, device, progress):
     task = job.task
     job.ticket.check_image(*task.image_size)
     net = job.ticket.build_net()  # checks the architecture
@@ -177,27 +174,13 @@ def transfer_many(jobs: Sequence[TransferJob], *, cache_dir: str | os.PathLike |
             todo.append((i, job, path))
     if not todo:
         return records
-    dev = resolve_device(device)
-    if workers is None:
-        workers = (os.cpu_count() or 1) if dev.type == "cpu" else 1
-    workers = max(1, min(workers, len(todo)))
     bar = tqdm(total=len(todo), desc="transfer", disable=not progress)
-    if workers == 1:
-        for i, job, path in todo:
-            record, best = _run_job(job, str(dev), False)
-            records[i] = _store(path, record, job.fingerprint(), best)
-            bar.update()
-    else:
-        import multiprocessing as mp
-
-        threads = max(1, (os.cpu_count() or 1) // workers)
-        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
-            futures = {pool.submit(_run_job, job, str(dev), False, threads): (i, job, path) for i, job, path in todo}
-            for future in as_completed(futures):
-                i, job, path = futures[future]
-                record, best = future.result()
-                records[i] = _store(path, record, job.fingerprint(), best)
-                bar.update()
+    dev = str(resolve_device(device))
+    for j, (record, best) in run_jobs(_run_job, [(job, dev, False) for _, job, _ in todo], workers=workers,
+                                      device=dev):
+        i, job, path = todo[j]
+        records[i] = _store(path, record, job.fingerprint(), best)
+        bar.update()
     bar.close()
     return records
 

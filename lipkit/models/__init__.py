@@ -3,12 +3,13 @@
 from contextlib import contextmanager
 
 from lipkit.models.common import BatchNorm2d
-from lipkit.models.deep_decoder import DeepDecoder, decodernw, deep_decoder, deep_decoder_input
+from lipkit.models.deep_decoder import (DeepDecoder, decodernw, deep_decoder, deep_decoder_for, deep_decoder_input,
+                                       deep_decoder_parameters)
 from lipkit.models.skip import SkipNet, dip_input, size_problem, skip_net
 
 __all__ = [
     "SkipNet", "skip_net", "dip_input", "size_problem",
-    "DeepDecoder", "decodernw", "deep_decoder", "deep_decoder_input",
+    "DeepDecoder", "decodernw", "deep_decoder", "deep_decoder_input", "deep_decoder_parameters", "deep_decoder_for",
     "count_parameters", "conv_weights", "network_input", "per_image_statistics",
 ]
 

@@ -108,6 +108,47 @@ def deep_decoder(k: int = 128, layers: int = 5, out_channels: int = 3, **kwargs)
     return decodernw(out_channels, [k] * layers, **kwargs)
 
 
+def deep_decoder_parameters(k: int, layers: int = 5, out_channels: int = 3) -> int:
+    """Parameter count of ``deep_decoder(k, layers, out_channels)``: (L+1)k² + 2(L+1)k + k·C.
+
+    ``layers + 1`` bias-free k→k 1×1 convolutions, as many BatchNorms (2k each), and the k→C
+    output convolution.
+
+    >>> deep_decoder_parameters(128)
+    100224
+    """
+    return (layers + 1) * k * k + 2 * (layers + 1) * k + k * out_channels
+
+
+def deep_decoder_for(n_params: float, *, layers: int | Sequence[int] = 5, out_channels: int = 3) -> dict:
+    """The deep decoder whose parameter count is closest to ``n_params`` (relative distance).
+
+    ``layers`` may be a list of depths to choose from as well. Returns ``dict(k, layers,
+    parameters, ratio)`` with ``ratio`` = parameters / n_params.
+
+    >>> deep_decoder_for(100_000)["k"]
+    128
+    >>> deep_decoder_for(603_876)
+    {'k': 316, 'layers': 5, 'parameters': 603876, 'ratio': 1.0}
+    """
+    import math
+
+    if not n_params > 0:
+        raise ValueError(f"n_params must be positive, got {n_params}")
+    best = None
+    for depth in ([layers] if isinstance(layers, int) else list(layers)):
+        if depth < 1:
+            raise ValueError(f"layers must be positive, got {depth}")
+        a, b = depth + 1, 2 * (depth + 1) + out_channels
+        k_real = (-b + math.sqrt(b * b + 4 * a * n_params)) / (2 * a)
+        for k in {max(1, math.floor(k_real)), max(1, math.ceil(k_real))}:
+            count = deep_decoder_parameters(k, depth, out_channels)
+            distance = abs(math.log(count / n_params))
+            if best is None or distance < best[0]:
+                best = (distance, dict(k=k, layers=depth, parameters=count, ratio=round(count / n_params, 4)))
+    return best[1]
+
+
 def deep_decoder_input(net: DeepDecoder, height: int, width: int, *,
                        generator: torch.Generator | None = None, scale: float = 0.1,
                        device=None) -> torch.Tensor:

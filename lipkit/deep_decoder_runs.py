@@ -1,0 +1,99 @@
+"""Deep decoders fitted to the book's tasks, for the comparison at equal parameter counts.
+
+The deep decoder {Heckel & Hand} is fitted by the same :func:`lipkit.fit.fit` loop and the same
+operators as the DIP tickets (denoising, the lanczos2 super-resolution operator, the inpainting
+mask), with Heckel & Hand's settings: Adam 0.01, no input noise, a fixed random input at
+1/2^L of the image size, and best-PSNR tracking (``PRESETS["deep_decoder"]``). Only the
+iteration count is taken from the task, so both priors get the same budget.
+
+Records are cached as JSON by content (task, width, depth, seed, settings), like
+:func:`lipkit.transfer.transfer_many`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Sequence
+
+import lipkit
+from lipkit.device import resolve_device, seed_everything
+from lipkit.fit import PRESETS, FitSettings, fit
+from lipkit.models import count_parameters, deep_decoder
+from lipkit.parallel import run_jobs
+from lipkit.tasks import Task
+
+
+def settings_for(task: Task) -> FitSettings:
+    """Heckel & Hand's settings with the task's iteration count."""
+    return replace(PRESETS["deep_decoder"], num_iter=task.settings.num_iter)
+
+
+def _fingerprint(task: Task, k: int, layers: int, seed: int, settings: FitSettings) -> str:
+    text = json.dumps(dict(task=task.describe(), k=k, layers=layers, seed=seed, settings=asdict(settings),
+                           version=lipkit.__version__), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def fit_deep_decoder(task: Task, k: int, *, layers: int = 5, seed: int = 0, settings: FitSettings | None = None,
+                     device=None, progress: bool = False) -> dict:
+    """Fit a ``[k]*layers`` deep decoder (initialised from ``seed``) to ``task``; returns its record.
+
+    Record keys: ``k``, ``layers``, ``parameters``, ``seed``, ``target`` (kind, image, size),
+    ``best_psnr``, ``final_psnr`` (dB, the task's metric), ``best_iteration``, ``iterations``,
+    ``seconds``.
+    """
+    settings = settings or settings_for(task)
+    out_channels = task.clean.shape[0]
+    seed_everything(seed)
+    net = deep_decoder(k, layers, out_channels)
+    result = fit(net, task.operator, task.observation, settings=settings, reference=task.clean, metric=task.metric,
+                 seed=seed, device=resolve_device(device), progress=progress, desc=f"deep decoder k={k}")
+    return dict(k=k, layers=layers, parameters=count_parameters(net), seed=seed,
+                target=dict(kind=task.kind, image=task.image, params=task.params, image_size=list(task.image_size),
+                            metric=task.metric_name),
+                best_psnr=result.best_psnr, final_psnr=result.final_psnr, best_iteration=result.best_iteration,
+                iterations=result.iterations, seconds=round(result.seconds, 3))
+
+
+def deep_decoder_runs(task: Task, widths: Sequence[int], *, layers: int = 5, seeds: Sequence[int] = (0,),
+                      cache_dir: str | os.PathLike | None = None, workers: int | None = None, device=None,
+                      progress: bool = True) -> list[dict]:
+    """Fit a deep decoder of every width in ``widths`` for every seed; records in that order (width-major)."""
+    from tqdm.auto import tqdm
+
+    settings = settings_for(task)
+    cache = Path(cache_dir) if cache_dir is not None else None
+    if cache is not None:
+        cache.mkdir(parents=True, exist_ok=True)
+    combos = [(int(k), int(s)) for k in widths for s in seeds]
+    records: list[dict | None] = [None] * len(combos)
+    todo = []
+    for i, (k, s) in enumerate(combos):
+        fp = _fingerprint(task, k, layers, s, settings)
+        path = cache / f"dd_{fp[:20]}.json" if cache is not None else None
+        if path is not None and path.exists():
+            records[i] = json.loads(path.read_text())
+        else:
+            todo.append((i, path))
+    bar = tqdm(total=len(todo), desc="deep decoders", disable=not progress or not todo)
+    dev = str(resolve_device(device))
+    jobs = [(task, combos[i][0]) for i, _ in todo]
+    kwargs = [dict(layers=layers, seed=combos[i][1], settings=settings, device=dev) for i, _ in todo]
+    for j, record in run_jobs(_fit_job, [(t, k, kw) for (t, k), kw in zip(jobs, kwargs)], workers=workers, device=dev):
+        i, path = todo[j]
+        records[i] = record
+        if path is not None:
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_text(json.dumps(record, indent=1))
+            tmp.replace(path)
+        bar.update()
+    bar.close()
+    return records
+
+
+def _fit_job(task: Task, k: int, kwargs: dict) -> dict:
+    return fit_deep_decoder(task, k, **kwargs)
