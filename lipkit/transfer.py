@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-
 import lipkit
 from lipkit.data import to_pil
 from lipkit.device import resolve_device
