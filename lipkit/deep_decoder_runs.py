@@ -1,6 +1,6 @@
 """Deep decoders fitted to the book's tasks, for the comparison at equal parameter counts.
 
-The deep decoder {Heckel & Hand} is fitted by the same :func:`lipkit.fit.fit` loop and the same
+The deep decoder of Heckel & Hand is fitted by the same :func:`lipkit.fit.fit` loop and the same
 operators as the DIP tickets (denoising, the lanczos2 super-resolution operator, the inpainting
 mask), with Heckel & Hand's settings: Adam 0.01, no input noise, a fixed random input at
 1/2^L of the image size, and best-PSNR tracking (``PRESETS["deep_decoder"]``). Only the
@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Sequence
 
 import lipkit
+from lipkit.data import to_pil
 from lipkit.device import resolve_device, seed_everything
 from lipkit.fit import PRESETS, FitSettings, fit
 from lipkit.models import count_parameters, deep_decoder
@@ -46,6 +47,11 @@ def fit_deep_decoder(task: Task, k: int, *, layers: int = 5, seed: int = 0, sett
     ``best_psnr``, ``final_psnr`` (dB, the task's metric), ``best_iteration``, ``iterations``,
     ``seconds``.
     """
+    record, _ = _fit(task, k, layers=layers, seed=seed, settings=settings, device=device, progress=progress)
+    return record
+
+
+def _fit(task: Task, k: int, *, layers: int, seed: int, settings: FitSettings | None, device, progress: bool):
     settings = settings or settings_for(task)
     out_channels = task.clean.shape[0]
     seed_everything(seed)
@@ -56,13 +62,17 @@ def fit_deep_decoder(task: Task, k: int, *, layers: int = 5, seed: int = 0, sett
                 target=dict(kind=task.kind, image=task.image, params=task.params, image_size=list(task.image_size),
                             metric=task.metric_name),
                 best_psnr=result.best_psnr, final_psnr=result.final_psnr, best_iteration=result.best_iteration,
-                iterations=result.iterations, seconds=round(result.seconds, 3))
+                iterations=result.iterations, seconds=round(result.seconds, 3)), result.best_output
 
 
 def deep_decoder_runs(task: Task, widths: Sequence[int], *, layers: int = 5, seeds: Sequence[int] = (0,),
                       cache_dir: str | os.PathLike | None = None, workers: int | None = None, device=None,
                       progress: bool = True) -> list[dict]:
-    """Fit a deep decoder of every width in ``widths`` for every seed; records in that order (width-major)."""
+    """Fit a deep decoder of every width in ``widths`` for every seed; records in that order (width-major).
+
+    With ``cache_dir``, each record is kept as ``dd_<fingerprint>.json`` with its best output as
+    PNG (path under ``image``), and found there on the next call.
+    """
     from tqdm.auto import tqdm
 
     settings = settings_for(task)
@@ -76,24 +86,27 @@ def deep_decoder_runs(task: Task, widths: Sequence[int], *, layers: int = 5, see
         fp = _fingerprint(task, k, layers, s, settings)
         path = cache / f"dd_{fp[:20]}.json" if cache is not None else None
         if path is not None and path.exists():
-            records[i] = json.loads(path.read_text())
+            records[i] = dict(json.loads(path.read_text()), image=str(path.with_suffix(".png")))
         else:
             todo.append((i, path))
     bar = tqdm(total=len(todo), desc="deep decoders", disable=not progress or not todo)
     dev = str(resolve_device(device))
     jobs = [(task, combos[i][0]) for i, _ in todo]
     kwargs = [dict(layers=layers, seed=combos[i][1], settings=settings, device=dev) for i, _ in todo]
-    for j, record in run_jobs(_fit_job, [(t, k, kw) for (t, k), kw in zip(jobs, kwargs)], workers=workers, device=dev):
+    for j, (record, best) in run_jobs(_fit_job, [(t, k, kw) for (t, k), kw in zip(jobs, kwargs)], workers=workers,
+                                      device=dev):
         i, path = todo[j]
         records[i] = record
         if path is not None:
+            to_pil(best).save(path.with_suffix(".png"))
             tmp = path.with_name(path.name + ".tmp")
             tmp.write_text(json.dumps(record, indent=1))
-            tmp.replace(path)
+            tmp.replace(path)  # atomic: an interrupted run never leaves half a record
+            records[i] = dict(record, image=str(path.with_suffix(".png")))
         bar.update()
     bar.close()
     return records
 
 
-def _fit_job(task: Task, k: int, kwargs: dict) -> dict:
-    return fit_deep_decoder(task, k, **kwargs)
+def _fit_job(task: Task, k: int, kwargs: dict):
+    return _fit(task, k, progress=False, **kwargs)

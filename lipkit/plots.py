@@ -166,6 +166,37 @@ def plot_curves(curves: dict, *, dense: tuple[float, float] | None = None, title
     return fig
 
 
+def plot_psnr_vs_parameters(series: dict, *, dense: tuple[float, float, float] | None = None,
+                            title: str | None = None, ylabel: str = "best PSNR (dB)", ax=None):
+    """PSNR against parameter count on a log axis: ``{label: (params, mean, std)}`` (arrays).
+
+    ``dense`` = (params, mean, std) marks the dense DIP as a star with an error bar.
+    """
+    own = ax is None
+    if own:
+        fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    else:
+        fig = ax.figure
+    markers = "os^vDP*"
+    for i, (label, (params, mean, std)) in enumerate(series.items()):
+        order = np.argsort(params)
+        x, m, s = (np.asarray(v, dtype=float)[order] for v in (params, mean, std))
+        ax.plot(x, m, marker=markers[i % len(markers)], color=f"C{i}", label=label, lw=1.5, ms=4)
+        ax.fill_between(x, m - s, m + s, color=f"C{i}", alpha=0.2, lw=0)
+    if dense is not None:
+        ax.errorbar([dense[0]], [dense[1]], yerr=[dense[2]], fmt="k*", ms=10, label=f"dense DIP ({dense[1]:.2f} dB)")
+    ax.set_xscale("log")
+    ax.set_xlabel("parameters left (nonzero conv weights + biases + norms)")
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7, loc="lower right")
+    if own:
+        fig.tight_layout()
+    return fig
+
+
 def plot_heatmap(values, rows: Sequence[str], cols: Sequence[str], *, title: str | None = None,
                  label: str = "dB", fmt: str = "{:+.2f}", ax=None):
     """A rows × cols matrix as a diverging heat map centred on 0, with the value in each cell."""

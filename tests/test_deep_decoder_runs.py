@@ -57,3 +57,4 @@ def test_runs_are_cached(mirror_dir, tmp_path, monkeypatch):
     monkeypatch.setattr(ddr, "_fit_job", no_fitting)
     again = deep_decoder_runs(task, [8, 12], seeds=[0, 1], cache_dir=tmp_path, workers=1, progress=False)
     assert again == first
+    assert all(r["image"].endswith(".png") for r in again)
