@@ -132,3 +132,25 @@ def test_chapter2_numbers(executed):
     for t in tasks:
         assert g[f"{t}_sparsity_max"] > 90
         assert g[f"{t}_imp_max"] >= g[f"{t}_final_max"]
+
+
+# --- chapter 6: GAN compressive sensing (lipkit.gan, lipkit.mom) --------------------------------
+@pytest.mark.chapter
+def test_chapter6_numbers(executed):
+    g = glued(executed("06_gan_compressive_sensing"))
+    assert g["g_params"] == 74_208 and g["d_params"] == 42_353 and g["g_conv_weights"] == 73_984
+    assert (g["m_good"], g["m_bad"], g["n_blocks"]) == (245, 5, 50)
+    # under 2 % corruption MOM is well below least squares, which the outliers destroy
+    assert g["mom_mse"] < 0.5 * g["erm_mse"]
+    assert g["erm_mse"] > g["background_mse"]  # worse than guessing an empty image
+    assert g["mom_mse"] < g["background_mse"]
+    # the ticket at the first sparsity stays within the stated tolerance of the dense generator
+    assert g["first_ticket_bound"] == pytest.approx(g["tol_factor"] * g["mom_mse"] + g["tol_abs"])
+    assert g["ticket_mse_1"] <= g["first_ticket_bound"]
+    # measured sparsities of the generators (and critics): 1 - 0.8^k, to within rounding
+    for k in range(1, g["rounds"] + 1):
+        for name in ("ticket", "random"):
+            assert g[f"{name}_sparsity_{k}"] == pytest.approx(100 * (1 - 0.8 ** k), abs=0.01)
+            assert g[f"{name}_d_sparsity_{k}"] == pytest.approx(100 * (1 - 0.8 ** k), abs=0.01)
+        assert g[f"ticket_params_{k}"] < g["g_params"]
+    assert g["max_sparsity_error"] <= g["rounds"]
