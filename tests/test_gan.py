@@ -2,8 +2,16 @@ import pytest
 import torch
 from torch import nn
 
-from lipkit.gan import (GanImpRun, WGANSettings, dense_masks, gan_imp, gradient_penalty, measured_sparsity,
-                        prunable_weights, train_wgangp)
+from lipkit.gan import (
+    GanImpRun,
+    WGANSettings,
+    dense_masks,
+    gan_imp,
+    gradient_penalty,
+    measured_sparsity,
+    prunable_weights,
+    train_wgangp,
+)
 from lipkit.imp import RunConfigError
 from lipkit.models.dcgan import DCGANCritic, DCGANGenerator
 from lipkit.models.pggan import PGGANDiscriminator, PGGANGenerator
@@ -48,7 +56,7 @@ def test_gradient_penalty_of_a_linear_critic():
     for norm, expected in [(1.0, 0.0), (3.0, 4.0)]:
         w = torch.full((4,), norm / 2)  # ‖w‖ = norm
 
-        def critic(x):
+        def critic(x, w=w):
             return x.flatten(1) @ w
 
         assert float(gradient_penalty(critic, real, fake, g)) == pytest.approx(expected, abs=1e-6)
@@ -94,7 +102,7 @@ def imp_run(tmp_path_factory, images):
 
 
 def test_gan_imp_measured_sparsities(imp_run):
-    run, g, d = imp_run
+    run, g, _ = imp_run
     for method in ("magnitude", "random"):
         recs = run.records(method)
         assert [r["round"] for r in recs] == [0, 1, 2, 3]

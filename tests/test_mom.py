@@ -106,7 +106,7 @@ def test_jalal_options_and_reproducibility(in_range_problem):
 
 
 def test_bad_arguments_are_clear_errors(in_range_problem):
-    G, op, x0, y = in_range_problem
+    G, op, _, y = in_range_problem
     with pytest.raises(ValueError, match="partition"):
         mom_tournament(G, op, y, partition="sometimes")
     with pytest.raises(ValueError, match="y must be shaped"):

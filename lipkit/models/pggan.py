@@ -225,7 +225,7 @@ def _read(path: Path, trust_checkpoint: bool) -> dict:
         with torch.serialization.safe_globals([(PGANZooConfig, CONFIG_CLASS)]):
             try:
                 return torch.load(path, map_location="cpu", weights_only=True)
-            except Exception as err:  # noqa: BLE001 - re-raised with what to do about it
+            except Exception as err:  # re-raised with what to do about it
                 raise ValueError(
                     f"{path} could not be read as a pytorch_GAN_zoo checkpoint with weights_only=True ({err}). "
                     "If you trust the file, pass trust_checkpoint=True to unpickle it fully."
