@@ -186,3 +186,63 @@ def test_a_nan_output_never_enters_the_average():
             progress=False)
     assert torch.isfinite(r.output).all() and np.isfinite(r.best_psnr) and np.isfinite(r.final_psnr)
     assert np.isnan(r.psnr_avg_history[0]) and np.all(np.isfinite(r.psnr_avg_history[1:]))
+
+
+def test_fused_adam_is_deterministic_and_freed_memory_is_kept():
+    from lipkit.fit import keep_freed_memory, make_adam
+
+    assert isinstance(keep_freed_memory(), bool)
+    opt = make_adam(tiny_net().parameters(), 0.01)
+    assert opt.defaults["lr"] == 0.01 and opt.defaults["fused"]  # the CPU has a fused Adam kernel
+    x = smooth_image()
+    op = Denoising(0.1)
+    y = op.observe(x, seed=0)
+    runs = [fit(tiny_net(), op, y, settings="denoise", num_iter=10, seed=1, device="cpu", progress=False)
+            for _ in range(2)]
+    np.testing.assert_array_equal(runs[0].loss_history, runs[1].loss_history)
+
+
+def test_backtracking_snapshots_follow_the_weights():
+    """The snapshot buffers are reused: a second backtrack restores the newer good weights."""
+    x = smooth_image()
+    op = GlitchyDenoising(0.05)
+    y = op.observe(x, seed=0)
+    saved = {}
+
+    def glitch(state):
+        op.glitch = state.iteration in (9, 19)
+        if state.iteration == 18:
+            saved.update({k: v.detach().clone() for k, v in state.net.named_parameters()})
+        if state.iteration == 20:
+            for k, v in state.net.named_parameters():
+                assert torch.equal(v, saved[k]), k
+
+    r = fit(tiny_net(), op, y, num_iter=22, backtrack=True, callbacks=[glitch], progress=False)
+    assert r.backtracks == [10, 20]
+
+
+def test_channels_last_and_bf16_options_on_the_cpu():
+    x = smooth_image()
+    op = Denoising(0.1)
+    y = op.observe(x, seed=0)
+    plain = fit(tiny_net(), op, y, settings="denoise", num_iter=6, reference=x, seed=2, progress=False)
+    net = tiny_net()
+    cl = fit(net, op, y, settings="denoise", num_iter=6, reference=x, seed=2, progress=False, channels_last=True)
+    torch.testing.assert_close(cl.output, plain.output, atol=1e-4, rtol=0)
+    assert cl.output.is_contiguous() and all(p.is_contiguous() for p in net.parameters())
+    half = fit(tiny_net(), op, y, settings="denoise", num_iter=6, reference=x, seed=2, progress=False, bf16=True)
+    assert half.output.dtype == torch.float32 and torch.isfinite(half.output).all()
+    assert not torch.equal(half.output, plain.output)  # bf16 is not the exact reproduction
+    torch.testing.assert_close(half.output, plain.output, atol=0.05, rtol=0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_gpu_path_options():
+    x = smooth_image()
+    op = Denoising(0.1)
+    y = op.observe(x, seed=0)
+    plain = fit(tiny_net(), op, y, settings="denoise", num_iter=6, reference=x, device="cuda", progress=False)
+    fast = fit(tiny_net(), op, y, settings="denoise", num_iter=6, reference=x, device="cuda", progress=False,
+               channels_last=True, allow_tf32=True, bf16=True, compile=True)
+    assert plain.device.startswith("cuda") and torch.isfinite(fast.output).all()
+    torch.testing.assert_close(fast.output, plain.output, atol=0.05, rtol=0)
