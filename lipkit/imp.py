@@ -260,6 +260,12 @@ class ImpRun:
         self.config = json.loads(cfg.read_text())
 
     @property
+    def rounds(self) -> int:
+        """The last round this view covers (the folder may hold more)."""
+        stored = self.config["rounds"]
+        return stored if self.max_round is None else min(stored, self.max_round)
+
+    @property
     def seeds(self) -> list[int]:
         return sorted(int(p.name.split("_")[1]) for p in self.dir.glob("seed_*") if p.is_dir())
 

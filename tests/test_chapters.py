@@ -154,3 +154,76 @@ def test_chapter6_numbers(executed):
             assert g[f"{name}_d_sparsity_{k}"] == pytest.approx(100 * (1 - 0.8 ** k), abs=0.01)
         assert g[f"ticket_params_{k}"] < g["g_params"]
     assert g["max_sparsity_error"] <= g["rounds"]
+
+
+# --- chapters 3 to 5: transfer, weight sharing, the deep decoder -----------------------------------
+RUNS = ROOT / "_build" / "runs" / "quick"
+
+
+@pytest.mark.chapter
+def test_chapter3_numbers(executed):
+    from lipkit.imp import ImpRun
+
+    g = glued(executed("03_transfer"))
+    # the check: at the highest sparsity, woman's ticket on baby beats random masks with the
+    # same per-layer densities (mean over seeds)
+    assert g["pair_transfer_max"] > g["pair_random_like_max"]
+    assert g["pair_sparsity_max"] > 90 and g["pair_n_seeds"] == 2
+    assert g["pair_gap_max"] == pytest.approx(g["pair_transfer_max"] - g["pair_native_max"], abs=1e-6)
+    assert g["pair_mean_gap"] == pytest.approx(sum(g["pair_gaps"]) / len(g["pair_gaps"]), abs=1e-3)
+    # the native curve is baby's own IMP run, read from its run folder
+    baby = ImpRun(RUNS / "imp_denoise_set5-baby_64px", max_round=3).curve("imp")
+    assert g["pair_native_max"] == pytest.approx(baby["mean"][-1]) and g["pair_dense"] == pytest.approx(baby["mean"][0])
+    assert 0 <= g["matrix_ticket_wins"] <= g["matrix_n_images"]
+    assert g["matrix_mean_structure"] == pytest.approx(g["matrix_mean_ticket_gain"] - g["matrix_mean_random_gain"])
+    for d in ("denoise_to_sr4", "denoise_to_inpaint", "sr4_to_denoise", "inpaint_to_denoise"):
+        assert g[f"{d}_gap_max"] == pytest.approx(g[f"{d}_transfer_max"] - g[f"{d}_native_max"], abs=1e-6)
+    assert 0 <= g["task_beats_random"] <= g["n_directions"] == 4
+
+
+@pytest.mark.chapter
+def test_chapter4_numbers(executed):
+    import json
+
+    g = glued(executed("04_weight_sharing"))
+    # the weight-sharing objective is the sum of the per-image losses, in every round of both readings
+    assert len(g["shared_loss_terms"]) == g["n_cross"] == 5
+    assert g["shared_loss"] == pytest.approx(g["shared_loss_sum"], rel=1e-5)
+    assert g["shared_loss_rel_error"] < 1e-5
+    # and the glued record is the run folder's
+    records = [json.loads(p.read_text()) for p in (RUNS / "shared_set5_per_image").glob("seed_0/round_*.json")]
+    last = max(records, key=lambda r: r["round"])
+    assert last["loss"] == pytest.approx(g["shared_loss"]) and last["image_losses"] == pytest.approx(g["shared_loss_terms"], abs=1e-6)
+    assert 90 < g["ws_sparsity"] < 95
+    for key in ("cross_per_image_own", "cross_shared_own", "cross_f16_own", "cross_woman_own", "faces_shared_own"):
+        assert 15 < g[key] < 45, key
+    assert 0 <= g["overlap_f16"] <= 100 and g["density_max_diff"] >= 0
+
+
+@pytest.mark.chapter
+def test_chapter5_numbers(executed):
+    import json
+
+    import numpy as np
+
+    from lipkit.imp import ImpRun
+
+    g = glued(executed("05_deep_decoder"))
+    assert g["n_problems"] == 4 and 0 <= g["lip_wins"] <= 4
+    # the matched parameter counts agree within 10 %
+    assert g["worst_size_mismatch_pct"] < 10
+    folders = {"denoise_baby": "imp_denoise_set5-baby_64px", "denoise_f16": "imp_denoise_dip-f16_64px",
+               "sr4_zebra": "imp_sr4_set14-zebra_64px", "inpaint_kate": "imp_inpaint_dip-kate_kate_mask_64px"}
+    dd_records = [json.loads(p.read_text()) for p in (RUNS / "deep_decoder").glob("dd_*.json")]
+    for name, folder in folders.items():
+        assert abs(g[f"{name}_size_ratio"] - 1) < 0.1
+        assert g[f"{name}_dd_params"] == pytest.approx(g[f"{name}_lip_params"], rel=0.1)
+        # the table's numbers come from the run folders
+        run = ImpRun(RUNS / folder, max_round=4)
+        at = [r["best_psnr"] for r in run.records("imp") if r["round"] == g[f"{name}_round"]]
+        assert g[f"{name}_lip"] == pytest.approx(np.mean(at)) and len(at) == 2
+        dd = [r["best_psnr"] for r in dd_records if r["k"] == g[f"{name}_dd_k"]
+              and r["target"]["image"] == run.config["task"]["image"] and r["target"]["kind"] == run.config["task"]["kind"]
+              and r["target"]["params"] == run.config["task"]["params"]]
+        assert len(dd) == 2 and g[f"{name}_dd"] == pytest.approx(np.mean(dd))
+        assert g[f"{name}_lip_minus_dd"] == pytest.approx(g[f"{name}_lip"] - g[f"{name}_dd"])
