@@ -149,15 +149,20 @@ def _fresh_net(arch: dict, rewind_state, device) -> torch.nn.Module:
     return net.to(device)
 
 
+def seed_worker_setup(run_dir: str, seed: int, device, threads: int | None) -> tuple[torch.device, Path]:
+    """What every seed worker does first: set its thread count, pick the device, make seed_<seed>/."""
+    if threads:
+        torch.set_num_threads(threads)
+    seed_dir = Path(run_dir) / f"seed_{seed}"
+    seed_dir.mkdir(parents=True, exist_ok=True)
+    return resolve_device(device), seed_dir
+
+
 def _run_seed(config: dict, task: Task, seed: int, run_dir: str, device: str | None, threads: int | None,
               progress: bool) -> None:
     """Run (or resume) IMP and its baselines for one seed; writes everything under seed_<seed>/."""
-    if threads:
-        torch.set_num_threads(threads)
-    dev = resolve_device(device)
+    dev, seed_dir = seed_worker_setup(run_dir, seed, device, threads)
     arch, rounds, rate = config["arch"], config["rounds"], config["rate"]
-    seed_dir = Path(run_dir) / f"seed_{seed}"
-    seed_dir.mkdir(parents=True, exist_ok=True)
     search_clean = config["search_on"] == "clean"
     search_op = Identity() if search_clean else task.operator
     search_target = task.clean if search_clean else task.observation

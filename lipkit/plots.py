@@ -85,6 +85,24 @@ METHOD_STYLE = {
 }
 
 
+def _sparsity_band(ax, c: dict, idx, label: str, color, marker) -> None:
+    """Mean line and ± std band of curve ``c`` at the entries ``idx``, against sparsity in %."""
+    x = np.array([c["sparsity"][i] for i in idx]) * 100
+    mean = np.array([c["mean"][i] for i in idx])
+    std = np.array([c["std"][i] for i in idx])
+    ax.plot(x, mean, marker=marker, color=color, label=label, lw=1.5, ms=4)
+    ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.2, lw=0)
+
+
+def _sparsity_axes(ax, title: str | None, ylabel: str) -> None:
+    ax.set_xlabel("measured sparsity of the conv weights (%)")
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower left")
+
+
 def plot_sparsity_curves(run, methods=("imp", "random_global", "random_layerwise"), *, key: str = "best_psnr",
                          title: str | None = None, ylabel: str = "best PSNR (dB)", ax=None):
     """PSNR against measured sparsity for an :class:`lipkit.imp.ImpRun`: mean ± std band over seeds.
@@ -107,18 +125,9 @@ def plot_sparsity_curves(run, methods=("imp", "random_global", "random_layerwise
         if not rounds:
             continue
         idx = [c["round"].index(r) for r in rounds]
-        x = np.array([c["sparsity"][i] for i in idx]) * 100
-        mean = np.array([c["mean"][i] for i in idx])
-        std = np.array([c["std"][i] for i in idx])
         style = METHOD_STYLE.get(m, dict(label=m))
-        ax.plot(x, mean, marker=style.get("marker"), color=style.get("color"), label=style["label"], lw=1.5, ms=4)
-        ax.fill_between(x, mean - std, mean + std, color=style.get("color"), alpha=0.2, lw=0)
-    ax.set_xlabel("measured sparsity of the conv weights (%)")
-    ax.set_ylabel(ylabel)
-    if title:
-        ax.set_title(title, fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower left")
+        _sparsity_band(ax, c, idx, style["label"], style.get("color"), style.get("marker"))
+    _sparsity_axes(ax, title, ylabel)
     # top axis: unpruned parameters of the IMP tickets at their sparsities
     top = ax.secondary_xaxis("top")
     ticks = [s * 100 for s in imp_curve["sparsity"]]
@@ -150,17 +159,8 @@ def plot_curves(curves: dict, *, dense: tuple[float, float] | None = None, title
         keep = [j for j, s in enumerate(c["sparsity"]) if s > 0]
         if not keep:
             continue
-        x = np.array([c["sparsity"][j] for j in keep]) * 100
-        mean = np.array([c["mean"][j] for j in keep])
-        std = np.array([c["std"][j] for j in keep])
-        ax.plot(x, mean, marker=markers[i % len(markers)], color=f"C{i}", label=label, lw=1.5, ms=4)
-        ax.fill_between(x, mean - std, mean + std, color=f"C{i}", alpha=0.2, lw=0)
-    ax.set_xlabel("measured sparsity of the conv weights (%)")
-    ax.set_ylabel(ylabel)
-    if title:
-        ax.set_title(title, fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower left")
+        _sparsity_band(ax, c, keep, label, f"C{i}", markers[i % len(markers)])
+    _sparsity_axes(ax, title, ylabel)
     if own:
         fig.tight_layout()
     return fig

@@ -22,7 +22,6 @@ from __future__ import annotations
 import os
 from collections import OrderedDict
 from dataclasses import asdict
-from pathlib import Path
 from typing import Sequence
 
 import torch
@@ -31,7 +30,8 @@ from safetensors.torch import load_file
 from lipkit.data import to_pil
 from lipkit.device import make_generator, resolve_device, seed_everything
 from lipkit.fit import FitResult, FitSettings, fit
-from lipkit.imp import (SEARCH_TARGETS, ImpRun, _load_masks, _save_masks, _save_state, _write_json, start_run)
+from lipkit.imp import (SEARCH_TARGETS, ImpRun, _load_masks, _save_masks, _save_state, _write_json, seed_worker_setup,
+                        start_run)
 from lipkit.models import network_input, per_image_statistics, skip_net
 from lipkit.operators import Identity
 from lipkit.pruning import check_rate, conv_weights_of, dense_masks, global_prune, input_weight_names, sparsity_report
@@ -134,12 +134,8 @@ def fit_shared(net, tasks: Sequence[Task], *, input_mode: str = "per_image", sea
 
 def _run_seed_shared(config: dict, tasks: Sequence[Task], seed: int, run_dir: str, device, threads, progress) -> None:
     """Run (or resume) weight-sharing IMP for one seed; writes seed_<seed>/."""
-    if threads:
-        torch.set_num_threads(threads)
-    dev = resolve_device(device)
+    dev, seed_dir = seed_worker_setup(run_dir, seed, device, threads)
     arch, rounds, rate = config["arch"], config["rounds"], config["rate"]
-    seed_dir = Path(run_dir) / f"seed_{seed}"
-    seed_dir.mkdir(parents=True, exist_ok=True)
     rewind_file = seed_dir / "rewind.safetensors"
     if rewind_file.exists():
         rewind = load_file(str(rewind_file))
