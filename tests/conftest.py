@@ -50,3 +50,15 @@ def glued(nb_path: Path) -> dict:
                 except (ValueError, SyntaxError):
                     out[meta["name"]] = txt
     return out
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for the module: tiny networks gain nothing from a second thread, and
+    OpenMP threads slow down badly on a busy machine."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

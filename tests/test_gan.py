@@ -20,13 +20,7 @@ from lipkit.pruning import global_prune
 FAST = WGANSettings(iterations=3, batch_size=8, lr=1e-3)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # tiny networks gain nothing from a second thread, and OpenMP threads slow down badly on a busy machine
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_pair(seed=0):

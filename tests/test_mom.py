@@ -6,13 +6,7 @@ from lipkit.mom import erm, median_of_means, mom_tournament, per_pixel_mse
 from lipkit.operators import CompressiveSensing
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # tiny networks gain nothing from a second thread, and OpenMP threads slow down badly on a busy machine
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class TinyGenerator(nn.Module):
