@@ -192,14 +192,16 @@ def test_fused_adam_is_deterministic_and_freed_memory_is_kept():
     from lipkit.fit import keep_freed_memory, make_adam
 
     assert isinstance(keep_freed_memory(), bool)
-    opt = make_adam(tiny_net().parameters(), 0.01)
+    assert not make_adam(tiny_net().parameters(), 0.01).defaults["fused"]  # the reference Adam by default
+    opt = make_adam(tiny_net().parameters(), 0.01, fused=True)
     assert opt.defaults["lr"] == 0.01 and opt.defaults["fused"]  # the CPU has a fused Adam kernel
     x = smooth_image()
     op = Denoising(0.1)
     y = op.observe(x, seed=0)
-    runs = [fit(tiny_net(), op, y, settings="denoise", num_iter=10, seed=1, device="cpu", progress=False)
-            for _ in range(2)]
+    runs = [fit(tiny_net(), op, y, settings="denoise", num_iter=10, seed=1, device="cpu", progress=False,
+                fused_adam=fused) for fused in (True, True, False)]
     np.testing.assert_array_equal(runs[0].loss_history, runs[1].loss_history)
+    assert not np.array_equal(runs[0].loss_history, runs[2].loss_history)  # it does round differently
 
 
 def test_backtracking_snapshots_follow_the_weights():
