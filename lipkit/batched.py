@@ -30,7 +30,7 @@ from torch import nn
 
 from lipkit.device import make_generator, resolve_device
 from lipkit.fit import (FitDivergedError, FitResult, FitSettings, _check_masks, _tf32, fit, keep_freed_memory,
-                        make_adam, make_result, resolve_settings)
+                        make_adam, make_result, moving_average, resolve_settings)
 from lipkit.metrics import psnr_tensor
 from lipkit.operators.base import Operator, image_size
 
@@ -223,12 +223,7 @@ def _fit_batched(nets, operator, observation, *, seeds, masks, net_inputs, setti
         with torch.no_grad():
             loss_hist[i] = losses.detach()
             cur = out.detach()
-            if settings.exp_weight is None:
-                out_avg = cur
-            elif out_avg is None:
-                out_avg = cur.clone()
-            else:
-                out_avg = out_avg * settings.exp_weight + cur * (1 - settings.exp_weight)
+            out_avg = moving_average(out_avg, cur, settings.exp_weight)
             if ref is not None:
                 psnr_hist[i] = torch.stack([measure(cur[s], ref) for s in range(n_seeds)])
                 p_track = psnr_hist[i]

@@ -253,6 +253,18 @@ def keep_freed_memory() -> bool:
     return ok
 
 
+def moving_average(average: torch.Tensor | None, output: torch.Tensor, weight: float | None) -> torch.Tensor:
+    """DIP's exponential moving average of the output: ``weight``·average + (1-weight)·output.
+
+    Without a weight (no EMA) it is the output itself; the first output starts the average.
+    """
+    if weight is None:
+        return output
+    if average is None:
+        return output.clone()
+    return average * weight + output * (1 - weight)
+
+
 def make_adam(params, lr: float, *, fused: bool = False) -> torch.optim.Adam:
     """Adam as DIP uses it (default betas, no weight decay).
 
@@ -414,12 +426,7 @@ def _fit(net, operator, observation, *, settings, net_input, reference, masks, l
                         hist[i] = hist[i - 1] if i else float("nan")
             else:
                 cur = out.detach()
-                if settings.exp_weight is None:
-                    out_avg = cur
-                elif out_avg is None:
-                    out_avg = cur.clone()
-                else:
-                    out_avg = out_avg * settings.exp_weight + cur * (1 - settings.exp_weight)
+                out_avg = moving_average(out_avg, cur, settings.exp_weight)
                 if ref is not None:
                     p_raw = measure(cur, ref)
                     psnr_hist[i] = p_raw
