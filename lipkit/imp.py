@@ -161,91 +161,140 @@ def seed_worker_setup(run_dir: str, seed: int, device, threads: int | None) -> t
 def _run_seed(config: dict, task: Task, seed: int, run_dir: str, device: str | None, threads: int | None,
               progress: bool) -> None:
     """Run (or resume) IMP and its baselines for one seed; writes everything under seed_<seed>/."""
-    dev, seed_dir = seed_worker_setup(run_dir, seed, device, threads)
+    _run_seeds(config, task, [seed], run_dir, device, threads, progress, batch=False)
+
+
+def _run_seeds_batched(config: dict, task: Task, seeds: Sequence[int], run_dir: str, device: str | None,
+                       progress: bool) -> None:
+    """All seeds in this process, each round's fits as one batched model (:func:`lipkit.batched.fit_seeds`)."""
+    _run_seeds(config, task, seeds, run_dir, device, None, progress, batch=True)
+
+
+def _fit_many(nets, operator, observation, *, task: Task, reference, masks, seeds, device, progress, label: str,
+              batch: bool) -> list[tuple[FitResult, bool]]:
+    """Fit ``nets[i]`` with ``seeds[i]`` and ``masks[i]``; returns (result, retried) per net.
+
+    With ``batch`` and several nets, the fits run together as one vmapped model. If one of them
+    diverges, all are refitted one by one with :func:`_fit_guarded` (backtracking is per seed).
+    """
+    if batch and len(nets) > 1:
+        from lipkit.batched import fit_seeds
+
+        states = [{k: v.detach().clone() for k, v in net.state_dict().items()} for net in nets]
+        try:
+            results = fit_seeds(nets, operator, observation, seeds=seeds, masks=masks, settings=task.settings,
+                                reference=reference, metric=task.metric, method="batched", device=device,
+                                progress=progress, desc=f"{label} ({len(nets)} seeds)")
+            return [(r, False) for r in results]
+        except FitDivergedError:
+            for net, state in zip(nets, states):
+                net.load_state_dict(state)
+    return [_fit_guarded(net, operator, observation, task=task, reference=reference, masks=m, seed=s,
+                         device=device, progress=progress, desc=f"seed {s} {label}")
+            for net, m, s in zip(nets, masks, seeds)]
+
+
+def _rewind_state(config: dict, search_op, search_target, task: Task, seed: int, seed_dir: Path, dev):
+    """The seed's rewind point θ (θ0, or the dense weights after ``rewind_iteration`` steps), saved once."""
+    rewind_file = seed_dir / "rewind.safetensors"
+    if rewind_file.exists():
+        return load_file(str(rewind_file))
+    seed_everything(seed)
+    net = skip_net(**config["arch"])  # θ0: the seed's initialisation, built on the CPU
+    if config["rewind_iteration"] > 0:
+        fit(net, search_op, search_target, settings=replace(task.settings, num_iter=config["rewind_iteration"]),
+            seed=seed, device=dev, progress=False)
+        net.cpu()
+    rewind_state = OrderedDict((k, v.detach().cpu().clone()) for k, v in net.state_dict().items())
+    _save_state(rewind_file, rewind_state)
+    return rewind_state
+
+
+def _run_seeds(config: dict, task: Task, seeds: Sequence[int], run_dir: str, device: str | None,
+               threads: int | None, progress: bool, *, batch: bool) -> None:
+    """Run (or resume) IMP and its baselines for ``seeds``, round by round; each seed's files go
+    under seed_<seed>/. With ``batch``, each round's fits of all seeds run as one batched model."""
+    dirs = {}
+    for seed in seeds:
+        dev, dirs[seed] = seed_worker_setup(run_dir, seed, device, threads)
     arch, rounds, rate = config["arch"], config["rounds"], config["rate"]
     search_clean = config["search_on"] == "clean"
     search_op = Identity() if search_clean else task.operator
     search_target = task.clean if search_clean else task.observation
-
-    rewind_file = seed_dir / "rewind.safetensors"
-    if rewind_file.exists():
-        rewind_state = load_file(str(rewind_file))
-    else:
-        seed_everything(seed)
-        net = skip_net(**arch)  # θ0: the seed's initialisation, built on the CPU
-        if config["rewind_iteration"] > 0:
-            fit(net, search_op, search_target, settings=replace(task.settings, num_iter=config["rewind_iteration"]),
-                seed=seed, device=dev, progress=False)
-            net.cpu()
-        rewind_state = OrderedDict((k, v.detach().cpu().clone()) for k, v in net.state_dict().items())
-        _save_state(rewind_file, rewind_state)
+    rewind = {s: _rewind_state(config, search_op, search_target, task, s, dirs[s], dev) for s in seeds}
 
     probe = skip_net(**arch)
     keep_dense = input_weight_names(probe) if config["keep_input_convs_dense"] else []
-    masks_file = seed_dir / "masks_00.safetensors"
-    if not masks_file.exists():
-        _save_masks(masks_file, dense_masks(probe))
+    for seed in seeds:
+        masks_file = dirs[seed] / "masks_00.safetensors"
+        if not masks_file.exists():
+            _save_masks(masks_file, dense_masks(probe))
+
+    def fit_all(todo, masks, operator, observation, reference, label):
+        nets = [_fresh_net(arch, rewind[s], dev) for s in todo]
+        fits = _fit_many(nets, operator, observation, task=task, reference=reference, masks=masks, seeds=todo,
+                         device=dev, progress=progress, label=label, batch=batch)
+        return nets, fits
 
     for k in range(rounds + 1):
-        record_file = seed_dir / f"round_{k:02d}.json"
         # the next round's masks are written with every record, so a run can be extended later
         # (folders from before that need the last round fitted again to get them)
-        if record_file.exists() and (seed_dir / f"masks_{k + 1:02d}.safetensors").exists():
+        todo = [s for s in seeds if not ((dirs[s] / f"round_{k:02d}.json").exists()
+                                         and (dirs[s] / f"masks_{k + 1:02d}.safetensors").exists())]
+        if not todo:
             continue
-        masks = _load_masks(seed_dir / f"masks_{k:02d}.safetensors")
-        net = _fresh_net(arch, rewind_state, dev)
-        desc = f"seed {seed} round {k}"
-        search, retried = _fit_guarded(net, search_op, search_target, task=task,
-                                       reference=None if search_clean else task.clean, masks=masks,
-                                       seed=seed, device=dev, progress=progress, desc=desc + " (search)")
-        final_weights = conv_weights_of(net)
+        masks = [_load_masks(dirs[s] / f"masks_{k:02d}.safetensors") for s in todo]
+        nets, searches = fit_all(todo, masks, search_op, search_target, None if search_clean else task.clean,
+                                 f"round {k} (search)")
         if search_clean:
-            eval_net = _fresh_net(arch, rewind_state, dev)
-            evaluation, retried_eval = _fit_guarded(eval_net, task.operator, task.observation, task=task,
-                                                    reference=task.clean, masks=masks, seed=seed, device=dev,
-                                                    progress=progress, desc=desc + " (evaluate)")
-            retried = retried or retried_eval
+            eval_nets, evaluations = fit_all(todo, masks, task.operator, task.observation, task.clean,
+                                             f"round {k} (evaluate)")
         else:
-            eval_net, evaluation = net, search
-        report = sparsity_report(eval_net, masks)
-        to_pil(evaluation.best_output).save(seed_dir / f"round_{k:02d}.png")
-        if k == 0:
-            _save_state(seed_dir / "dense_final.safetensors", final_weights)
-        new_masks = global_prune(final_weights, masks, rate, method=config["method"], keep_dense=keep_dense,
-                                 seed=seed * 1_000_003 + k)
-        _save_masks(seed_dir / f"masks_{k + 1:02d}.safetensors", new_masks)
-        nominal = 1 - (1 - rate) ** k
-        _write_json(record_file, _record(evaluation, report, method="imp", seed=seed, round=k,
-                                         nominal_sparsity=nominal, search_on=config["search_on"],
-                                         diverged_retry=retried))
+            eval_nets, evaluations = nets, searches
+        for seed, net, eval_net, m, (_, retried), (evaluation, retried_eval) in zip(
+                todo, nets, eval_nets, masks, searches, evaluations):
+            seed_dir = dirs[seed]
+            final_weights = conv_weights_of(net)
+            report = sparsity_report(eval_net, m)
+            to_pil(evaluation.best_output).save(seed_dir / f"round_{k:02d}.png")
+            if k == 0:
+                _save_state(seed_dir / "dense_final.safetensors", final_weights)
+            new_masks = global_prune(final_weights, m, rate, method=config["method"], keep_dense=keep_dense,
+                                     seed=seed * 1_000_003 + k)
+            _save_masks(seed_dir / f"masks_{k + 1:02d}.safetensors", new_masks)
+            _write_json(seed_dir / f"round_{k:02d}.json",
+                        _record(evaluation, report, method="imp", seed=seed, round=k,
+                                nominal_sparsity=1 - (1 - rate) ** k, search_on=config["search_on"],
+                                diverged_retry=retried or retried_eval))
 
     # Baselines, from the same rewind point and evaluated the same way.
     shapes = dense_masks(probe)
-    chain = dense_final = None
+    chains, dense_finals = {}, {}
+
+    def baseline_masks(name: str, seed: int, k: int):
+        if name == "random_global":
+            if seed not in chains:
+                chains[seed] = random_global(shapes, rounds, rate, seed=seed)
+            return chains[seed][k]
+        if name == "random_layerwise":
+            return random_like(_load_masks(dirs[seed] / f"masks_{k:02d}.safetensors"), seed=seed * 1_000_003 + k)
+        if seed not in dense_finals:
+            dense_finals[seed] = load_file(str(dirs[seed] / "dense_final.safetensors"))
+        return one_shot_magnitude(dense_finals[seed], 1 - (1 - rate) ** k, keep_dense=keep_dense)
+
     for name in config["baselines"]:
-        base_dir = seed_dir / name
-        base_dir.mkdir(exist_ok=True)
+        for seed in seeds:
+            (dirs[seed] / name).mkdir(exist_ok=True)
         for k in range(1, rounds + 1):
-            record_file = base_dir / f"round_{k:02d}.json"
-            if record_file.exists():
+            todo = [s for s in seeds if not (dirs[s] / name / f"round_{k:02d}.json").exists()]
+            if not todo:
                 continue
-            if name == "random_global":
-                if chain is None:
-                    chain = random_global(shapes, rounds, rate, seed=seed)
-                masks = chain[k]
-            elif name == "random_layerwise":
-                masks = random_like(_load_masks(seed_dir / f"masks_{k:02d}.safetensors"), seed=seed * 1_000_003 + k)
-            else:
-                if dense_final is None:
-                    dense_final = load_file(str(seed_dir / "dense_final.safetensors"))
-                masks = one_shot_magnitude(dense_final, 1 - (1 - rate) ** k, keep_dense=keep_dense)
-            net = _fresh_net(arch, rewind_state, dev)
-            result, retried = _fit_guarded(net, task.operator, task.observation, task=task, reference=task.clean,
-                                           masks=masks, seed=seed, device=dev, progress=progress,
-                                           desc=f"seed {seed} {name} {k}")
-            report = sparsity_report(net, masks)
-            _write_json(record_file, _record(result, report, method=name, seed=seed, round=k,
-                                             nominal_sparsity=1 - (1 - rate) ** k, diverged_retry=retried))
+            masks = [baseline_masks(name, s, k) for s in todo]
+            nets, fits = fit_all(todo, masks, task.operator, task.observation, task.clean, f"{name} {k}")
+            for seed, net, m, (result, retried) in zip(todo, nets, masks, fits):
+                _write_json(dirs[seed] / name / f"round_{k:02d}.json",
+                            _record(result, sparsity_report(net, m), method=name, seed=seed, round=k,
+                                    nominal_sparsity=1 - (1 - rate) ** k, diverged_retry=retried))
 
 
 # --- the run ------------------------------------------------------------------------------------
@@ -352,7 +401,7 @@ def imp(task: Task, *, rounds: int = 16, rate: float = 0.2, seeds: Sequence[int]
         search_on: str = "observation", rewind_iteration: int = 0, keep_input_convs_dense: bool = False,
         method: str = "magnitude", arch: dict | None = None, baselines: Iterable[str] = (),
         run_dir: str | os.PathLike, workers: int | None = None, device: str | None = None,
-        progress: bool = True) -> ImpRun:
+        batch_seeds: bool | None = None, progress: bool = True) -> ImpRun:
     """Run (or resume) single-image IMP on ``task`` into ``run_dir``; returns the :class:`ImpRun`.
 
     Args:
@@ -368,6 +417,10 @@ def imp(task: Task, *, rounds: int = 16, rate: float = 0.2, seeds: Sequence[int]
         baselines: any of "random_global", "random_layerwise", "oneshot".
         workers: processes for the seeds; default: one per CPU core on a CPU (each with
             cores/workers threads), 1 on a GPU.
+        batch_seeds: fit the seeds of each round together as one batched model
+            (:func:`lipkit.batched.fit_seeds`, ``method="batched"``) in this process. Default:
+            on a GPU with several seeds. Results equal separate fits to float tolerance, not
+            bit for bit, so a run is best finished the way it was started.
     """
     if not isinstance(rounds, int) or rounds < 0:
         raise ValueError(f"rounds must be a non-negative integer, got {rounds!r}")
@@ -389,17 +442,21 @@ def imp(task: Task, *, rounds: int = 16, rate: float = 0.2, seeds: Sequence[int]
 
     total = len(seeds) * (rounds + 1 + len(baselines) * rounds)
     return start_run(run_dir, config, _run_seed, task, seeds, device=device, workers=workers, progress=progress,
-                     total=total)
+                     total=total, batch_worker=_run_seeds_batched, batch_seeds=batch_seeds)
 
 
 def start_run(run_dir, config: dict, worker, payload, seeds: Sequence[int], *, device, workers, progress: bool,
-              total: int) -> ImpRun:
+              total: int, batch_worker=None, batch_seeds: bool | None = None) -> ImpRun:
     """Create or resume the run folder ``run_dir`` for ``config`` and run ``worker`` for every seed.
 
     ``worker(config, payload, seed, run_dir, device, threads, progress)`` writes one seed's
     files; seeds run in worker processes on a CPU. A folder holding another config is refused,
     except that more ``rounds`` or baselines the folder does not have yet extend it. The
     returned view holds the rounds this config asks for, even when the folder has more.
+
+    ``batch_worker(config, payload, seeds, run_dir, device, progress)``, if given, runs all seeds
+    at once in this process instead; it is used when ``batch_seeds`` is true, or by default
+    (None) on a GPU with several seeds.
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -423,7 +480,13 @@ def start_run(run_dir, config: dict, worker, payload, seeds: Sequence[int], *, d
                 )
         else:
             _write_json(cfg_file, config)
-        _run_all(worker, config, payload, seeds, run_dir, device, workers, progress, total)
+        dev = resolve_device(device)
+        if batch_seeds is None:
+            batch_seeds = dev.type != "cpu" and len(seeds) > 1
+        if batch_seeds and batch_worker is not None:
+            batch_worker(config, payload, list(seeds), str(run_dir), str(dev), progress)
+        else:
+            _run_all(worker, config, payload, seeds, run_dir, device, workers, progress, total)
     ImpRun(run_dir).write_summary()  # the whole folder
     return ImpRun(run_dir, max_round=config["rounds"])
 
