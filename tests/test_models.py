@@ -23,8 +23,8 @@ def test_lip_backbone_counts():
 
 def test_lip_backbone_layers_match_the_reference():
     net = skip_net()
-    kinds = [type(m) for m in net.modules()]
-    assert nn.ReflectionPad2d in kinds and nn.Sigmoid in kinds
+    assert any(isinstance(m, nn.ReflectionPad2d) for m in net.modules())
+    assert any(isinstance(m, nn.Sigmoid) for m in net.modules())
     ups = [m for m in net.modules() if isinstance(m, nn.Upsample)]
     assert len(ups) == 5 and all(u.mode == "bilinear" and u.align_corners is False for u in ups)
     acts = [m for m in net.modules() if isinstance(m, nn.LeakyReLU)]
@@ -101,3 +101,30 @@ def test_deep_decoder_input_and_output():
     assert net(z).shape == (1, 3, 64, 96)
     with pytest.raises(ValueError, match="divisible by 32"):
         deep_decoder_input(net, 50, 64)
+
+
+@pytest.mark.parametrize("shape", [(1, 8, 4, 4), (2, 3, 5, 7), (1, 132, 64, 64), (1, 4, 9, 4), (1, 4, 3, 6)])
+def test_reflection_pad_gradient_is_pytorchs_bit_for_bit(shape):
+    from lipkit.models.common import ReflectionPad
+
+    gen = torch.Generator().manual_seed(sum(shape))
+    x = torch.randn(shape, generator=gen, requires_grad=True)
+    g = torch.randn(shape[0], shape[1], shape[2] + 2, shape[3] + 2, generator=gen)
+    ours = ReflectionPad(1)(x)
+    (g_ours,) = torch.autograd.grad(ours, x, g)
+    theirs = nn.functional.pad(x, (1, 1, 1, 1), mode="reflect")
+    (g_theirs,) = torch.autograd.grad(theirs, x, g)
+    assert torch.equal(ours, theirs) and torch.equal(g_ours, g_theirs)
+
+
+def test_reflection_pad_works_under_vmap():
+    from torch.func import grad, vmap
+
+    from lipkit.models.common import ReflectionPad
+
+    x = torch.randn(3, 1, 2, 6, 6)
+    pad = ReflectionPad(1)
+    per_sample = vmap(grad(lambda t: (pad(t) ** 3).sum()))(x)
+    expected = torch.stack([torch.autograd.grad((nn.functional.pad(t, (1, 1, 1, 1), mode="reflect") ** 3).sum(),
+                                                t)[0] for t in x.clone().requires_grad_().unbind()])
+    assert torch.equal(per_sample, expected)

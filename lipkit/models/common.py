@@ -102,6 +102,60 @@ PADS = ("zero", "reflection")
 DOWNSAMPLE_MODES = ("stride", "avg", "max", "lanczos2", "lanczos3")
 
 
+def _reflection_pad1_backward(grad: torch.Tensor) -> torch.Tensor:
+    """The gradient of a 1-pixel reflection pad: (..., H+2, W+2) -> (..., H, W), H, W >= 4.
+
+    The same numbers, bit for bit, as PyTorch's ``reflection_pad2d_backward``, which adds every
+    output pixel's gradient into a zeroed input in row-major order: an edge pixel receives two
+    terms (any order gives the same float), a corner four, summed here in that order. It is a
+    copy and a few thin slices instead of a scatter over the whole image (about 4x faster).
+    """
+    g = grad
+    out = g[..., 1:-1, 1:-1].clone()
+    out[..., 1, :] += g[..., 0, 1:-1]
+    out[..., -2, :] += g[..., -1, 1:-1]
+    out[..., :, 1] += g[..., 1:-1, 0]
+    out[..., :, -2] += g[..., 1:-1, -1]
+    h, w = g.shape[-2] - 2, g.shape[-1] - 2
+    # corner (1, 1) reads output rows {0, 2} x cols {0, 2}; the other corners likewise
+    for i, (ra, rb) in ((1, (0, 2)), (h - 2, (h - 1, h + 1))):
+        for j, (ca, cb) in ((1, (0, 2)), (w - 2, (w - 1, w + 1))):
+            out[..., i, j] = ((g[..., ra, ca] + g[..., ra, cb]) + g[..., rb, ca]) + g[..., rb, cb]
+    return out
+
+
+class _ReflectionPad1(torch.autograd.Function):
+    """1-pixel reflection padding with the fast, bit-identical backward above."""
+
+    generate_vmap_rule = True  # plain tensor ops in both directions, so torch.func.vmap works
+
+    @staticmethod
+    def forward(x):
+        return nn.functional.pad(x, (1, 1, 1, 1), mode="reflect")
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        pass
+
+    @staticmethod
+    def backward(ctx, grad):
+        return _reflection_pad1_backward(grad)
+
+
+class ReflectionPad(nn.ReflectionPad2d):
+    """``nn.ReflectionPad2d`` with a faster backward for the 1-pixel pad of 3x3 convolutions.
+
+    Same outputs and gradients bit for bit (tested); at 128 px the pads' backward took ~5% of a
+    DIP step on one CPU thread, mostly scattering into a zeroed tensor. Other pads, and inputs
+    under 4 px, use PyTorch's own.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.padding == (1, 1, 1, 1) and x.shape[-1] >= 4 and x.shape[-2] >= 4 and x.requires_grad:
+            return _ReflectionPad1.apply(x)
+        return super().forward(x)
+
+
 def conv(in_f: int, out_f: int, kernel_size: int, stride: int = 1, bias: bool = True,
          pad: str = "zero", downsample_mode: str = "stride") -> nn.Sequential:
     """DIP's ``conv``: [ReflectionPad2d] + Conv2d [+ pooling or Downsampler], as a Sequential.
@@ -125,7 +179,7 @@ def conv(in_f: int, out_f: int, kernel_size: int, stride: int = 1, bias: bool = 
     padder = None
     to_pad = (kernel_size - 1) // 2
     if pad == "reflection":
-        padder = nn.ReflectionPad2d(to_pad)
+        padder = ReflectionPad(to_pad)
         to_pad = 0
     convolver = nn.Conv2d(in_f, out_f, kernel_size, stride, padding=to_pad, bias=bias)
     return nn.Sequential(*[m for m in (padder, convolver, downsampler) if m is not None])
