@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import time
 
 from common import in_fresh_process, save, smooth_image, table
@@ -62,6 +63,7 @@ def main() -> None:
     ap.add_argument("--width", type=int, default=32)
     ap.add_argument("--iters", type=int, default=200)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--repeats", type=int, default=2, help="alternating repeats per side; the median is kept")
     args = ap.parse_args()
     seeds, iters = ([1, 2], 10) if args.quick else (args.seeds, args.iters)
     gpu = args.device.startswith("cuda")
@@ -71,12 +73,16 @@ def main() -> None:
     rows = []
     for n in seeds:
         # sequential fits use every core (the default thread count); workers get one thread each
-        seq = in_fresh_process(run, "sequential", n, args.size, args.width, iters, args.device,
-                               threads=None if gpu else cores)
-        par = in_fresh_process(run, together, n, args.size, args.width, iters, args.device)
+        times = {"sequential": [], together: []}
+        for r in range(1 if args.quick else args.repeats):  # alternate which side goes first
+            for method in (["sequential", together] if r % 2 == 0 else [together, "sequential"]):
+                times[method].append(in_fresh_process(run, method, n, args.size, args.width, iters, args.device,
+                                                      threads=None if gpu else cores))
+        seq, par = statistics.median(times["sequential"]), statistics.median(times[together])
         row = dict(device=args.device, size=args.size, width=args.width, iters=iters, seeds=n, method=together,
                    sequential_s=seq, together_s=par, sequential_it_s=n * iters / seq, together_it_s=n * iters / par,
-                   speedup=seq / par)
+                   speedup=seq / par, repeats=len(times[together]), sequential_runs_s=times["sequential"],
+                   together_runs_s=times[together])
         rows.append(row)
         print(f"S={n}: sequential {row['sequential_it_s']:.1f} it/s, {together} {row['together_it_s']:.1f} it/s, "
               f"speed-up {row['speedup']:.2f}", flush=True)

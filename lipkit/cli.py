@@ -31,7 +31,7 @@ def _imp(a: argparse.Namespace) -> int:
         run = imp(task, rounds=a.rounds, rate=a.rate, seeds=seeds, search_on=a.search_on,
                   rewind_iteration=a.rewind_iter, keep_input_convs_dense=a.keep_input_convs_dense,
                   method=a.method, arch=arch or None, baselines=a.baselines, run_dir=a.out,
-                  workers=a.workers, device=a.device, progress=not a.quiet)
+                  workers=a.workers, device=a.device, batch_seeds=a.batch_seeds, progress=not a.quiet)
     except RunConfigError as err:
         print(f"lipkit imp: {err}", file=sys.stderr)
         return 2
@@ -68,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--baselines", nargs="*", default=[], choices=["random_global", "random_layerwise", "oneshot"])
     p.add_argument("--workers", type=int, default=None, help="processes for the seeds (default: auto)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: CUDA when available)")
+    p.add_argument("--batch-seeds", action=argparse.BooleanOptionalAction, default=None,
+                   help="fit the seeds of each round as one batched model (default: on a GPU with several seeds)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     a = ap.parse_args(argv)
     if a.command == "imp":
