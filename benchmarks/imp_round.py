@@ -5,8 +5,9 @@ conv weights. Quick profile size: 64 px crop of set5/baby (or a synthetic image 
 mirror is missing), skip net of width 32, DIP denoising for 200 iterations. lipkit runs
 ``lipkit.imp.imp(rounds=0)`` into a temporary run folder (fit, PNG, masks, records); the
 baseline runs ``benchmarks/baseline.py``'s loop, then ranks all conv weights by magnitude.
-Both sides use every core, in fresh processes; with two seeds lipkit runs them in two worker
-processes (its default on a CPU) and the baseline one after the other.
+Both sides use every core, in fresh processes. With several seeds lipkit runs them in worker
+processes on a CPU and as one batched model on a GPU (its defaults); the baseline runs them one
+after the other.
 
     python benchmarks/imp_round.py             # 1 and 2 seeds, 200 iterations
     python benchmarks/imp_round.py --quick     # 1 seed, 10 iterations
@@ -88,6 +89,7 @@ def main() -> None:
     ap.add_argument("--iters", type=int, default=200)
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--name", default=None, help="results file name (default imp_round_<device>)")
     args = ap.parse_args()
     seed_counts, iters = ([1], 10) if args.quick else (args.seeds, args.iters)
 
@@ -100,7 +102,7 @@ def main() -> None:
         rows.append(row)
         print(f"{n} seed(s): lipkit {lip:.1f} s, baseline {base:.1f} s, ratio {lip / base:.2f}", flush=True)
     print(table(rows, ["size", "width", "iters", "seeds", "lipkit_s", "baseline_s", "ratio"]))
-    save(f"imp_round_{args.device.split(':')[0]}" + ("_quick" if args.quick else ""), rows)
+    save(args.name or f"imp_round_{args.device.split(':')[0]}" + ("_quick" if args.quick else ""), rows)
 
 
 if __name__ == "__main__":

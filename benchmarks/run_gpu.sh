@@ -21,4 +21,6 @@ $PY benchmarks/step_time.py --device cuda --threads 0 --sizes 256 512 --repeats 
 $PY benchmarks/seeds.py --device cuda --size 256 --width 128 --iters 100
 # 4. one paper-profile IMP round: 3000 iterations at 512 x 512, LIP backbone (target: < 60 s)
 $PY benchmarks/imp_round.py --device cuda --size 512 --width 128 --iters 3000 --seeds 1
+# 5. an IMP round of 4 seeds, which lipkit.imp fits as one batched model on a GPU, vs one after another
+$PY benchmarks/imp_round.py --device cuda --size 256 --width 128 --iters 500 --seeds 4 --name imp_round_cuda_4seeds
 if [ -n "${OUT:-}" ]; then cp benchmarks/results/*cuda*.json "$OUT"/; fi

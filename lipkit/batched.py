@@ -7,8 +7,9 @@ of :func:`lipkit.fit.fit` would return, to float tolerance, by one of three meth
 - ``"batched"`` (the default on a GPU): the S networks become one batched model. Their weights
   are stacked along a new seed axis and the network runs under ``torch.func.vmap``, which turns
   every convolution into a grouped convolution over the S seeds. One step is one forward and one
-  backward of the batched model, and one fused Adam step over the stacked weights (Adam works
+  backward of the batched model, and one Adam step over the stacked weights (Adam works
   elementwise, so the seeds stay independent). This fills a GPU that one small fit leaves idle.
+  :func:`lipkit.imp.imp` uses it for the seeds of each round on a GPU.
 - ``"processes"`` (the default on a CPU): one worker process per core, one thread each
   (:func:`lipkit.parallel.run_jobs`). A small fit cannot keep two cores busy; two fits can.
 - ``"sequential"``: :func:`lipkit.fit.fit` for one seed after the other, in this process.

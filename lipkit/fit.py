@@ -8,12 +8,12 @@ differ only in the loss (``loss_fn``), the network and the settings.
 Given a clean ``reference``, PSNR is tracked every iteration on the device (no host sync); the
 best-over-iterations PSNR is the paper's (oracle) metric, the final PSNR the honest one.
 
-Speed (see ``benchmarks/``): Adam is the fused kernel where the device has one; backtracking
-snapshots are taken only when backtracking is on, into buffers allocated once; the loop syncs
-with the host only every 100 steps (divergence check), for the progress bar, or when backtracking
-or a callback asks for a number. On a CPU the process keeps freed memory for reuse (see
-:func:`keep_freed_memory`). GPU options: ``channels_last``, ``allow_tf32``, ``bf16`` autocast and
-``compile``, all off by default so that a seed reproduces the FP32 result.
+Speed (see ``benchmarks/``): backtracking snapshots are taken only when backtracking is on, into
+buffers allocated once; the loop syncs with the host only every 100 steps (divergence check), for
+the progress bar, or when backtracking or a callback asks for a number. On a CPU the process keeps
+freed memory for reuse (see :func:`keep_freed_memory`). Options that change the numbers, all off
+by default so that a seed reproduces the FP32 result of the reference code: ``fused_adam``,
+``channels_last``, ``allow_tf32``, ``bf16`` autocast and ``compile``.
 """
 
 from __future__ import annotations
