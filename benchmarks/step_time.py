@@ -134,7 +134,8 @@ def main() -> None:
             gflop = step_gflop(size)
             row = dict(device=args.device, threads=threads, size=size, steps=steps, repeats=repeats,
                        lipkit_ms=1e3 * lip, baseline_ms=1e3 * base, ratio=lip / base, gflop_per_step=gflop,
-                       lipkit_gflops=gflop / lip, baseline_gflops=gflop / base, options=args.options)
+                       lipkit_gflops=gflop / lip, baseline_gflops=gflop / base, options=args.options,
+                       lipkit_runs_ms=[1e3 * t for t in t_lip], baseline_runs_ms=[1e3 * t for t in t_base])
             if peak:
                 row.update(matmul_gflops=peak, lipkit_fraction_of_matmul=gflop / lip / peak)
             rows.append(row)
