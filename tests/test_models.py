@@ -104,8 +104,10 @@ def test_deep_decoder_input_and_output():
 
 
 @pytest.mark.parametrize("shape", [(1, 8, 4, 4), (2, 3, 5, 7), (1, 132, 64, 64), (1, 4, 9, 4), (1, 4, 3, 6)])
-def test_reflection_pad_gradient_is_pytorchs_bit_for_bit(shape):
+def test_reflection_pad_gradient_is_pytorchs_bit_for_bit(shape, monkeypatch):
     from lipkit.models.common import ReflectionPad
+
+    monkeypatch.setattr(ReflectionPad, "min_numel", 0)  # the fast path for small tensors too
 
     gen = torch.Generator().manual_seed(sum(shape))
     x = torch.randn(shape, generator=gen, requires_grad=True)
@@ -124,7 +126,20 @@ def test_reflection_pad_works_under_vmap():
 
     x = torch.randn(3, 1, 2, 6, 6)
     pad = ReflectionPad(1)
+    pad.min_numel = 0
     per_sample = vmap(grad(lambda t: (pad(t) ** 3).sum()))(x)
     expected = torch.stack([torch.autograd.grad((nn.functional.pad(t, (1, 1, 1, 1), mode="reflect") ** 3).sum(),
                                                 t)[0] for t in x.clone().requires_grad_().unbind()])
     assert torch.equal(per_sample, expected)
+
+
+def test_reflection_pad_takes_the_fast_path_where_it_pays(monkeypatch):
+    from lipkit.models import common
+
+    calls = []
+    monkeypatch.setattr(common, "_reflection_pad1_backward",
+                        lambda g: calls.append(g.shape) or nn.functional.pad(g, (-1, -1, -1, -1)))
+    for shape in [(1, 64, 64, 64), (1, 32, 64, 64)]:
+        x = torch.randn(shape, requires_grad=True)
+        common.ReflectionPad(1)(x).sum().backward()
+    assert calls == [torch.Size([1, 64, 66, 66])]  # 262,144 elements: fast; 131,072: PyTorch's
