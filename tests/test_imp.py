@@ -174,15 +174,16 @@ def test_batched_seeds_evaluate_each_seeds_ticket_as_a_fit_alone(mirror_dir, tmp
     assert [r[:4] for r in records(tmp_path / "alone")] == [r[:4] for r in records(tmp_path / "batched")]
     assert [sorted(r) for r in alone.records()] == [sorted(r) for r in batched.records()]
 
+
 def test_batched_seeds_resume_a_run_round_by_round(mirror_dir, tmp_path):
+    from lipkit.transfer import transfer
+
     task = make_task("sr", "dip/zebra", crop=64, iters=10)  # another operator and DIP's Y-channel PSNR
     kwargs = dict(rate=0.5, seeds=[0, 1], arch=TINY, run_dir=tmp_path / "r", batch_seeds=True, progress=False)
     imp(task, rounds=1, **kwargs)
     (tmp_path / "r" / "seed_1" / "round_01.json").unlink()  # as if killed after seed 0's record
     run = imp(task, rounds=2, **kwargs)
     assert sorted((r["seed"], r["round"]) for r in run.records("imp")) == [(s, k) for s in (0, 1) for k in range(3)]
-    from lipkit.transfer import transfer
-
     last = max(run.records("imp"), key=lambda r: (r["round"], r["seed"]))
     refit = transfer(run.ticket(last["seed"], last["round"]), task, seed=last["seed"], progress=False)
     assert last["best_psnr"] == pytest.approx(refit["best_psnr"], abs=0.01)  # same operator and Y-PSNR as alone

@@ -150,8 +150,8 @@ class ReflectionPad(nn.ReflectionPad2d):
     Same outputs and gradients bit for bit (tested); at 128 px the pads' backward took ~5% of a
     DIP step on one CPU thread, mostly scattering into a zeroed tensor. A zero pad (DIP puts one
     in front of every 1x1 convolution, and it keeps the state-dict names) passes the input
-    through instead of copying it. Other pads, inputs under 4 px, and inputs under 2^18 elements
-    use PyTorch's own: for those the Python-level backward costs more than it saves (measured
+    through instead of copying it. GPU tensors (where it was not measured), other pads, inputs
+    under 4 px, and inputs under 2^18 elements use PyTorch's own: for those the Python-level backward costs more than it saves (measured
     break-even between 131k and 147k elements on one CPU thread; e.g. 128 channels at 32 px,
     or the quick profile's 32 channels at 64 px, stay on PyTorch's kernel).
     """
@@ -161,8 +161,8 @@ class ReflectionPad(nn.ReflectionPad2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.padding == (0, 0, 0, 0):
             return x
-        if (self.padding == (1, 1, 1, 1) and x.requires_grad and x.shape[-1] >= 4 and x.shape[-2] >= 4
-                and x.numel() >= self.min_numel):
+        if (self.padding == (1, 1, 1, 1) and x.requires_grad and x.device.type == "cpu"
+                and x.shape[-1] >= 4 and x.shape[-2] >= 4 and x.numel() >= self.min_numel):
             return _ReflectionPad1.apply(x)
         return super().forward(x)
 
