@@ -59,15 +59,16 @@ def baseline_round(size, width, iters, n_seeds, device) -> float:
     import torch
 
     from baseline import DipLoop
-    from lipkit import seed_everything
-    from lipkit.models import network_input, skip_net
+    from lipkit.fit import default_input
+    from lipkit.models import skip_net
+    from lipkit.seeding import seeded
 
     task = quick_task(size, iters)
     t = time.perf_counter()
     for seed in range(n_seeds):
-        seed_everything(seed)
-        net = skip_net(num_channels_down=[width] * 5, num_channels_up=[width] * 5)
-        z = network_input(net, size, size, generator=torch.Generator().manual_seed(seed))
+        with seeded(seed, "weights"):
+            net = skip_net(num_channels_down=[width] * 5, num_channels_up=[width] * 5)
+        z = default_input(net, size, size, seed)
         loop = DipLoop(net, z, task.observation, task.clean, device=device)
         for _ in range(iters):
             loop.step()

@@ -25,10 +25,10 @@ def run(method: str, n_seeds: int, size: int, width: int, iters: int, device: st
     """Seconds for ``n_seeds`` fits of ``iters`` iterations by ``method`` (after a short warm-up fit)."""
     import torch
 
-    from lipkit import seed_everything
     from lipkit.batched import fit_seeds
     from lipkit.models import skip_net
     from lipkit.operators import Denoising
+    from lipkit.seeding import seeded
 
     clean = smooth_image(size)
     op = Denoising(25 / 255)
@@ -38,8 +38,8 @@ def run(method: str, n_seeds: int, size: int, width: int, iters: int, device: st
     def nets(count):
         out = []
         for s in range(count):
-            seed_everything(s)
-            out.append(skip_net(**arch))
+            with seeded(s, "weights"):
+                out.append(skip_net(**arch))
         return out
 
     kwargs = dict(settings="denoise", reference=clean, device=device)

@@ -27,18 +27,17 @@ GPU_STEPS = {64: (20, 100), 128: (20, 100), 256: (10, 50), 512: (10, 30)}
 
 
 def problem(size: int, seed: int = 0):
-    import torch
-
-    from lipkit import seed_everything
-    from lipkit.models import network_input, skip_net
+    from lipkit.fit import default_input
+    from lipkit.models import skip_net
     from lipkit.operators import Denoising
+    from lipkit.seeding import seeded
 
     clean = smooth_image(size)
     op = Denoising(25 / 255)
     noisy = op.observe(clean, seed=seed)
-    seed_everything(seed)
-    net = skip_net()
-    z = network_input(net, size, size, generator=torch.Generator().manual_seed(seed))
+    with seeded(seed, "weights"):
+        net = skip_net()
+    z = default_input(net, size, size, seed)
     return net, z, op, noisy, clean
 
 

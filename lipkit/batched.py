@@ -29,9 +29,10 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
-from lipkit.device import make_generator, resolve_device
-from lipkit.fit import (FitDivergedError, FitResult, FitSettings, _check_masks, _tf32, fit, keep_freed_memory,
-                        make_adam, make_result, moving_average, resolve_settings)
+from lipkit.device import resolve_device
+from lipkit.fit import (FitDivergedError, FitResult, FitSettings, _check_masks, _tf32, default_input, fit,
+                        keep_freed_memory, make_adam, make_result, moving_average, resolve_settings,
+                        step_noise_generator)
 from lipkit.metrics import psnr_tensor
 from lipkit.operators.base import Operator, image_size
 
@@ -153,13 +154,9 @@ def _fit_batched(nets, operator, observation, *, seeds, masks, net_inputs, setti
     # z_s: the seed's input, drawn on the CPU exactly as fit() draws it
     zs = []
     for net, s, z in zip(nets, seeds, net_inputs):
-        if z is None:
-            from lipkit.models import network_input
-
-            z = network_input(net, height, width, generator=make_generator(s, "cpu"))
-        zs.append(z.to(dev))
+        zs.append((default_input(net, height, width, s) if z is None else z).to(dev))
     z = torch.stack(zs)  # (S, 1, C, H, W)
-    gens = [make_generator(s, dev) for s in seeds]
+    gens = [step_noise_generator(s, dev) for s in seeds]
 
     for net in nets:
         net.to(dev)
@@ -215,7 +212,7 @@ def _fit_batched(nets, operator, observation, *, seeds, masks, net_inputs, setti
             inp = z
         with autocast:
             out = batched(params, buffers, inp)
-        out = out.float()  # (S, 1, C, H, W)
+        out = out.float() if bf16 else out  # (S, 1, C, H, W); bf16 back to FP32, other dtypes kept
         losses = torch.stack([objective(out[s], y) for s in range(n_seeds)])
         losses.sum().backward()  # seed s's weights see only seed s's loss
         optimizer.step()
@@ -246,7 +243,8 @@ def _fit_batched(nets, operator, observation, *, seeds, masks, net_inputs, setti
                 )
 
     with torch.no_grad(), autocast:
-        clean = batched(params, buffers, z).float()
+        clean = batched(params, buffers, z)
+        clean = clean.float() if bf16 else clean
     seconds = time.perf_counter() - t0
 
     # trained weights and statistics back into the caller's networks, as fit() leaves them

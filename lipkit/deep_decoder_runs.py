@@ -21,10 +21,11 @@ from typing import Sequence
 
 import lipkit
 from lipkit.data import to_pil
-from lipkit.device import resolve_device, seed_everything
+from lipkit.device import resolve_device
 from lipkit.fit import PRESETS, FitSettings, fit
 from lipkit.models import count_parameters, deep_decoder
 from lipkit.parallel import run_jobs
+from lipkit.seeding import seeded
 from lipkit.tasks import Task
 
 
@@ -54,8 +55,8 @@ def fit_deep_decoder(task: Task, k: int, *, layers: int = 5, seed: int = 0, sett
 def _fit(task: Task, k: int, *, layers: int, seed: int, settings: FitSettings | None, device, progress: bool):
     settings = settings or settings_for(task)
     out_channels = task.clean.shape[0]
-    seed_everything(seed)
-    net = deep_decoder(k, layers, out_channels)
+    with seeded(seed, "weights"):
+        net = deep_decoder(k, layers, out_channels)
     result = fit(net, task.operator, task.observation, settings=settings, reference=task.clean, metric=task.metric,
                  seed=seed, device=resolve_device(device), progress=progress, desc=f"deep decoder k={k}")
     return dict(k=k, layers=layers, parameters=count_parameters(net), seed=seed,

@@ -1,11 +1,9 @@
-"""Device selection and seeding. Nothing in lipkit assumes a GPU."""
+"""Device selection. Nothing in lipkit assumes a GPU; random streams are in :mod:`lipkit.seeding`."""
 
 from __future__ import annotations
 
 import os
-import random
 
-import numpy as np
 import torch
 
 
@@ -28,17 +26,3 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
             "pass device=None to pick automatically, or device='cpu'."
         )
     return device
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and torch (all devices) for a reproducible run."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def make_generator(seed: int, device: str | torch.device = "cpu") -> torch.Generator:
-    """A torch.Generator on ``device`` seeded with ``seed``: explicit randomness, no global state."""
-    g = torch.Generator(device=torch.device(device))
-    g.manual_seed(int(seed))
-    return g

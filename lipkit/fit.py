@@ -30,9 +30,10 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from lipkit.device import make_generator, resolve_device
+from lipkit.device import resolve_device
 from lipkit.metrics import psnr_tensor
 from lipkit.operators.base import Operator, image_size
+from lipkit.seeding import generator as stream_generator
 
 
 class FitDivergedError(RuntimeError):
@@ -186,13 +187,16 @@ def fit(
             compares the network's output with all N (see :mod:`lipkit.weight_sharing`).
         settings: a :class:`FitSettings`, a preset name (``"denoise"``, ``"sr4"``, ...), or None
             for the defaults; keyword ``overrides`` replace single fields (``num_iter=500``).
-        net_input: z; by default the network's standard input, drawn from ``seed``.
+        net_input: z; by default the network's standard input, drawn from ``seed``'s
+            ``"network_input"`` stream.
         reference: the clean image x (C, H, W), to track PSNR. Never used in the loss.
         masks: parameter name -> {0,1} tensor; those entries start at and stay exactly zero.
         metric: ``metric(output, reference)`` -> 0-dim tensor in dB, for the PSNR histories;
             default RGB :func:`lipkit.metrics.psnr_tensor` (``psnr_y_tensor`` for DIP's SR protocol).
         callbacks: called after every step with a :class:`FitState`; returning True stops.
-        seed: seeds z (when drawn here) and the input-noise stream.
+        seed: the fit seed: z (when drawn here) and the per-step input noise come from its
+            ``"network_input"`` and ``"step_noise"`` streams (:mod:`lipkit.seeding`), which share
+            no random numbers with an observation or with weights made from the same number.
         device: None picks CUDA when available, else CPU.
         allow_tf32: let CUDA convolutions and matmuls use TF32. PyTorch enables it for cuDNN
             convolutions by default; lipkit turns it off during a fit (full FP32, as the DIP and
@@ -210,6 +214,19 @@ def fit(
                     masks=masks, loss_fn=loss_fn, metric=metric, callbacks=callbacks, seed=seed, device=device,
                     progress=progress, desc=desc, channels_last=channels_last, bf16=bf16, compile=compile,
                     fused_adam=fused_adam, **overrides)
+
+
+def step_noise_generator(seed: int, device) -> torch.Generator:
+    """The generator of the per-step input noise of a fit with ``seed`` (its ``"step_noise"`` stream)."""
+    return stream_generator(seed, "step_noise", device=device)
+
+
+def default_input(net: nn.Module, height: int, width: int, seed: int) -> torch.Tensor:
+    """The network's standard input z for an H×W output, from ``seed``'s ``"network_input"``
+    stream. Drawn on the CPU, so that a seed gives the same z on every device."""
+    from lipkit.models import network_input
+
+    return network_input(net, height, width, generator=stream_generator(seed, "network_input"))
 
 
 def resolve_settings(settings: FitSettings | str | None, **overrides) -> FitSettings:
@@ -319,12 +336,9 @@ def _fit(net, operator, observation, *, settings, net_input, reference, masks, l
     operator.to(dev)
     net.train()
 
-    gen = make_generator(seed, dev)
+    gen = step_noise_generator(seed, dev)
     if net_input is None:
-        from lipkit.models import network_input
-
-        # z is drawn on the CPU so that a seed gives the same input on every device
-        net_input = network_input(net, height, width, generator=make_generator(seed, "cpu"))
+        net_input = default_input(net, height, width, seed)
     z = net_input.to(dev)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     if channels_last:
@@ -464,7 +478,8 @@ def _fit(net, operator, observation, *, settings, net_input, reference, masks, l
     if out_avg is None:
         raise FitDivergedError(f"every one of the {done} steps gave a non-finite output; lower lr (now {settings.lr})")
     with torch.no_grad(), autocast:
-        clean = forward(z).detach().float()
+        clean = forward(z).detach()
+        clean = clean.float() if bf16 else clean
     if channels_last:
         net.to(memory_format=torch.contiguous_format)
     seconds = time.perf_counter() - t0

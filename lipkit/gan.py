@@ -35,9 +35,11 @@ from torch import nn
 from tqdm.auto import tqdm
 
 import lipkit
-from lipkit.device import make_generator, resolve_device
+from lipkit.device import resolve_device
 from lipkit.imp import RunConfigError, _config_diff, _load_masks, _RunLock, _save_masks, _save_state, _write_json
 from lipkit.pruning import check_rate, global_prune, mask_sparsity
+from lipkit.seeding import SCHEME, derive_seed
+from lipkit.seeding import generator as stream_generator
 from lipkit.tickets import Ticket
 
 METHODS = ("magnitude", "random")
@@ -153,7 +155,8 @@ def train_wgangp(generator: nn.Module, critic: nn.Module, images: torch.Tensor, 
     Args:
         generator: G with a ``latent_shape`` attribute; critic: D, (N, C, H, W) -> (N,).
         images: real images (N, C, H, W) on G's output scale ([-1, 1]); visited in shuffled
-            epochs, one permutation per epoch, drawn from ``seed``.
+            epochs, one permutation per epoch. ``seed``'s streams give the data order, the latents
+            and the penalty's interpolation weights (:mod:`lipkit.seeding`).
         g_masks, d_masks: name -> {0,1} masks over :func:`prunable_weights`; those weights start
             at and stay exactly zero.
 
@@ -174,30 +177,32 @@ def train_wgangp(generator: nn.Module, critic: nn.Module, images: torch.Tensor, 
     g_pairs, d_pairs = _mask_pairs(generator, g_masks, dev), _mask_pairs(critic, d_masks, dev)
     opt_g = torch.optim.Adam(generator.parameters(), lr=settings.lr, betas=settings.betas)
     opt_d = torch.optim.Adam(critic.parameters(), lr=settings.lr, betas=settings.betas)
-    g_cpu, g_dev = make_generator(seed, "cpu"), make_generator(seed + 1, dev)
+    order_gen = stream_generator(seed, "gan_data_order")
+    latent_gen = stream_generator(seed, "gan_latents", device=dev)
+    penalty_gen = stream_generator(seed, "gan_penalty", device=dev)
     data = images.to(dev)
     n, b = data.shape[0], settings.batch_size
     gen_b = settings.gen_batch_size or b
-    order, cursor = torch.randperm(n, generator=g_cpu), 0
+    order, cursor = torch.randperm(n, generator=order_gen), 0
     hist = torch.zeros(3, settings.iterations, device=dev)
     t0 = time.perf_counter()
     for it in tqdm(range(settings.iterations), desc=desc, disable=not progress, leave=False):
         for _ in range(settings.n_critic):
             if cursor + b > n:  # a new epoch: reshuffle, drop the incomplete last batch
-                order, cursor = torch.randperm(n, generator=g_cpu), 0
+                order, cursor = torch.randperm(n, generator=order_gen), 0
             real = data[order[cursor:cursor + b].to(dev)]
             cursor += b
             with torch.no_grad():
-                fake = generator(torch.randn((b, *latent), generator=g_dev, device=dev))
+                fake = generator(torch.randn((b, *latent), generator=latent_gen, device=dev))
             d_real, d_fake = critic(real), critic(fake)
-            d_loss = (d_fake.mean() - d_real.mean() + settings.gp_weight * gradient_penalty(critic, real, fake, g_dev)
+            d_loss = (d_fake.mean() - d_real.mean() + settings.gp_weight * gradient_penalty(critic, real, fake, penalty_gen)
                       + settings.drift * d_real.pow(2).mean())
             opt_d.zero_grad(set_to_none=True)
             d_loss.backward()
             opt_d.step()
             _hold(d_pairs)
         critic.requires_grad_(False)  # the G step needs gradients through D, not for D
-        g_loss = -critic(generator(torch.randn((gen_b, *latent), generator=g_dev, device=dev))).mean()
+        g_loss = -critic(generator(torch.randn((gen_b, *latent), generator=latent_gen, device=dev))).mean()
         opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
         opt_g.step()
@@ -225,7 +230,8 @@ def pretrain(generator: nn.Module, critic: nn.Module, images: torch.Tensor, sett
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     config = json.loads(json.dumps(dict(generator=dict(generator.config), critic=dict(critic.config),
-                                        settings=asdict(settings), seed=int(seed), n_images=int(images.shape[0]))))
+                                        settings=asdict(settings), seed=int(seed), n_images=int(images.shape[0]),
+                                        seeding=SCHEME)))
     with _RunLock(run_dir):
         record_file = run_dir / "pretrain.json"
         if record_file.exists():
@@ -333,7 +339,8 @@ def gan_imp(generator: nn.Module, critic: nn.Module, images: torch.Tensor, *, ro
     if bad or not methods:
         raise ValueError(f"methods must be a non-empty subset of {METHODS}, got {methods}")
     config = dict(generator=dict(generator.config), critic=dict(critic.config), rounds=rounds, rate=rate,
-                  methods=methods, seed=int(seed), finetune=asdict(finetune), n_images=int(images.shape[0]))
+                  methods=methods, seed=int(seed), finetune=asdict(finetune), n_images=int(images.shape[0]),
+                  seeding=SCHEME)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     with _RunLock(run_dir):
@@ -366,7 +373,7 @@ def gan_imp(generator: nn.Module, critic: nn.Module, images: torch.Tensor, *, ro
                 masks[which] = _load_masks(mf)
                 net.load_state_dict(pretrained[which])  # rewind, buffers included
             history = train_wgangp(generator, critic, images, finetune, g_masks=masks["G"], d_masks=masks["D"],
-                                   seed=seed * 1000 + k, device=device, progress=progress,
+                                   seed=derive_seed(seed, "gan_finetune", k), device=device, progress=progress,
                                    desc=f"{method} round {k} fine-tune")
             for which, net in nets.items():
                 _save_state(folder / f"finetuned_{which}_{k:02d}.safetensors", _state(net))
@@ -374,7 +381,7 @@ def gan_imp(generator: nn.Module, critic: nn.Module, images: torch.Tensor, *, ro
                 for m in (methods if k == 0 else [method]):
                     if k < rounds:
                         nxt = global_prune(_weights(net), masks[which], rate, method=m,
-                                           seed=seed * 1_000_003 + 2 * k + (which == "D"))
+                                           seed=seed, key=("gan", which, k))
                         out = run_dir / m
                         out.mkdir(exist_ok=True)
                         _save_masks(out / f"masks_{which}_{k + 1:02d}.safetensors", nxt)

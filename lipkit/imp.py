@@ -35,12 +35,13 @@ from safetensors.torch import load_file, save_file
 
 import lipkit
 from lipkit.data import to_pil
-from lipkit.device import resolve_device, seed_everything
+from lipkit.device import resolve_device
 from lipkit.fit import FitDivergedError, FitResult, fit
 from lipkit.models import skip_net
 from lipkit.operators import Identity
 from lipkit.pruning import (check_rate, conv_weights_of, dense_masks, global_prune, input_weight_names,
                             one_shot_magnitude, random_global, random_like, sparsity_report)
+from lipkit.seeding import seeded
 from lipkit.tasks import Task
 from lipkit.tickets import Ticket
 
@@ -199,8 +200,8 @@ def _rewind_state(config: dict, search_op, search_target, task: Task, seed: int,
     rewind_file = seed_dir / "rewind.safetensors"
     if rewind_file.exists():
         return load_file(str(rewind_file))
-    seed_everything(seed)
-    net = skip_net(**config["arch"])  # θ0: the seed's initialisation, built on the CPU
+    with seeded(seed, "weights"):
+        net = skip_net(**config["arch"])  # θ0: the seed's initialisation, built on the CPU
     if config["rewind_iteration"] > 0:
         fit(net, search_op, search_target, settings=replace(task.settings, num_iter=config["rewind_iteration"]),
             seed=seed, device=dev, progress=False)
@@ -260,7 +261,7 @@ def _run_seeds(config: dict, task: Task, seeds: Sequence[int], run_dir: str, dev
             if k == 0:
                 _save_state(seed_dir / "dense_final.safetensors", final_weights)
             new_masks = global_prune(final_weights, m, rate, method=config["method"], keep_dense=keep_dense,
-                                     seed=seed * 1_000_003 + k)
+                                     seed=seed, key=("imp", k))
             _save_masks(seed_dir / f"masks_{k + 1:02d}.safetensors", new_masks)
             _write_json(seed_dir / f"round_{k:02d}.json",
                         _record(evaluation, report, method="imp", seed=seed, round=k,
@@ -277,7 +278,8 @@ def _run_seeds(config: dict, task: Task, seeds: Sequence[int], run_dir: str, dev
                 chains[seed] = random_global(shapes, rounds, rate, seed=seed)
             return chains[seed][k]
         if name == "random_layerwise":
-            return random_like(_load_masks(dirs[seed] / f"masks_{k:02d}.safetensors"), seed=seed * 1_000_003 + k)
+            return random_like(_load_masks(dirs[seed] / f"masks_{k:02d}.safetensors"), seed=seed,
+                               key=("random_layerwise", k))
         if seed not in dense_finals:
             dense_finals[seed] = load_file(str(dirs[seed] / "dense_final.safetensors"))
         return one_shot_magnitude(dense_finals[seed], 1 - (1 - rate) ** k, keep_dense=keep_dense)

@@ -26,7 +26,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from lipkit.device import make_generator, resolve_device
+from lipkit.device import resolve_device
+from lipkit.seeding import generator as stream_generator
 
 PARTITIONS = ("fresh", "fixed")
 
@@ -165,7 +166,8 @@ def mom_tournament(generator: nn.Module, operator, y: torch.Tensor, *, block_siz
             iterations) (Jalal: 200); 0 takes the last iterate (LIP).
         reference: clean images (N, C, H, W) to track the per-pixel MSE of z_f at every iteration.
         latent_shape: defaults to ``generator.latent_shape``.
-        seed: seeds the starting latents and the partitions.
+        seed: the starting latents and the partitions come from its ``"mom_latents"`` and
+            ``"mom_partition"`` streams, independent of the operator's and observation's.
     """
     _check_common(iters, lr, restarts)
     if partition not in PARTITIONS:
@@ -177,7 +179,7 @@ def mom_tournament(generator: nn.Module, operator, y: torch.Tensor, *, block_siz
     latent = _latent_shape(generator, latent_shape)
     dev, y, reference = _prepare(generator, operator, y, reference, device)
     n, m = y.shape
-    g_cpu, g_dev = make_generator(seed, "cpu"), make_generator(seed + 1, dev)
+    g_cpu, g_dev = stream_generator(seed, "mom_latents"), stream_generator(seed, "mom_partition", device=dev)
 
     def order() -> torch.Tensor:
         return torch.rand((n, m), generator=g_dev, device=dev).argsort(1)
@@ -243,7 +245,7 @@ def erm(generator: nn.Module, operator, y: torch.Tensor, *, iters: int = 1500, l
     latent = _latent_shape(generator, latent_shape)
     dev, y, reference = _prepare(generator, operator, y, reference, device)
     n = y.shape[0]
-    g_cpu = make_generator(seed, "cpu")
+    g_cpu = stream_generator(seed, "mom_latents")
     t0 = time.perf_counter()
     losses = torch.zeros(restarts * iters, device=dev)
     mse_hist = torch.zeros(restarts * iters, n, device=dev) if reference is not None else None

@@ -17,6 +17,7 @@ from torch import nn
 from torch.nn.utils import prune
 
 from lipkit.models import conv_weights
+from lipkit.seeding import generator, seeded
 
 Masks = "OrderedDict[str, torch.Tensor]"
 
@@ -70,7 +71,8 @@ def _holders(weights: Mapping[str, torch.Tensor], masks: Mapping[str, torch.Tens
 
 
 def global_prune(weights: Mapping[str, torch.Tensor], masks: Mapping[str, torch.Tensor], rate: float, *,
-                 method: str = "magnitude", keep_dense: Iterable[str] = (), seed: int | None = None) -> "Masks":
+                 method: str = "magnitude", keep_dense: Iterable[str] = (), seed: int | None = None,
+                 key: tuple = ()) -> "Masks":
     """One round of global unstructured pruning: remove ``rate`` of the remaining weights.
 
     Args:
@@ -80,7 +82,8 @@ def global_prune(weights: Mapping[str, torch.Tensor], masks: Mapping[str, torch.
         method: "magnitude" (global L1, one threshold over all layers) or "random".
         keep_dense: names ranked as if dense but whose masks are reset to ones afterwards: the
             official code's quirk for the two convolutions that read z.
-        seed: seeds the random ranking (``method="random"``).
+        seed, key: the random ranking (``method="random"``, which needs a seed) draws from the
+            ``"pruning"`` stream of ``seed`` with ``key`` (e.g. the round), see :mod:`lipkit.seeding`.
     """
     check_rate(rate)
     if method not in METHODS:
@@ -91,11 +94,14 @@ def global_prune(weights: Mapping[str, torch.Tensor], masks: Mapping[str, torch.
         raise KeyError(f"keep_dense names {sorted(missing)} are not among the pruned weights")
     ranking_masks = {n: (torch.ones_like(m) if n in keep_dense else m) for n, m in masks.items()}
     holders = _holders(weights, ranking_masks)
-    pruning_method = prune.L1Unstructured if method == "magnitude" else prune.RandomUnstructured
-    with torch.random.fork_rng(devices=[]):
-        if seed is not None:
-            torch.manual_seed(seed)
-        prune.global_unstructured([(h, "weight") for h in holders], pruning_method=pruning_method, amount=rate)
+    if method == "random":
+        if seed is None:
+            raise ValueError("random pruning needs a seed (global_prune(..., method='random', seed=...))")
+        with seeded(seed, "pruning", *key):  # prune.RandomUnstructured draws from torch's global generator
+            prune.global_unstructured([(h, "weight") for h in holders], pruning_method=prune.RandomUnstructured,
+                                      amount=rate)
+    else:
+        prune.global_unstructured([(h, "weight") for h in holders], pruning_method=prune.L1Unstructured, amount=rate)
     out = OrderedDict()
     for name, h in zip(weights, holders):
         out[name] = torch.ones_like(h.weight_mask) if name in keep_dense else h.weight_mask.detach().clone()
@@ -113,20 +119,28 @@ def random_global(shapes: Mapping[str, torch.Tensor], rounds: int, rate: float, 
     """Masks after 0..``rounds`` rounds of random global pruning at ``rate`` per round.
 
     Each round removes ``rate`` of the remaining weights once (the official code prunes every
-    layer twice per round, ≈36%; that is not copied).
+    layer twice per round, ≈36%; that is not copied). Round k draws from ``seed``'s
+    ``"baseline"`` stream with key ``("random_global", k)``.
     """
     check_rate(rate)
     masks = OrderedDict((n, torch.ones(t.shape)) for n, t in shapes.items())
     chain = [masks]
     for k in range(rounds):
-        masks = global_prune(shapes, masks, rate, method="random", seed=seed * 1_000_003 + k)
+        holders = _holders(shapes, masks)
+        with seeded(seed, "baseline", "random_global", k):
+            prune.global_unstructured([(h, "weight") for h in holders], pruning_method=prune.RandomUnstructured,
+                                      amount=rate)
+        masks = OrderedDict((name, h.weight_mask.detach().clone()) for name, h in zip(shapes, holders))
         chain.append(masks)
     return chain
 
 
-def random_like(reference: Mapping[str, torch.Tensor], *, seed: int) -> "Masks":
-    """Random masks with exactly the per-layer number of kept weights of ``reference``."""
-    g = torch.Generator().manual_seed(seed)
+def random_like(reference: Mapping[str, torch.Tensor], *, seed: int, key: tuple = ()) -> "Masks":
+    """Random masks with exactly the per-layer number of kept weights of ``reference``.
+
+    Drawn from ``seed``'s ``"baseline"`` stream with key ``("random_like", *key)``.
+    """
+    g = generator(seed, "baseline", "random_like", *key)
     out = OrderedDict()
     for name, m in reference.items():
         kept = int(m.sum())

@@ -15,6 +15,7 @@ from lipkit import data
 from lipkit.fit import PRESETS, FitSettings
 from lipkit.metrics import psnr_tensor, psnr_y_tensor
 from lipkit.operators import Denoising, Inpainting, Operator, SuperResolution
+from lipkit.seeding import SCHEME
 
 TASK_KINDS = ("denoise", "sr", "inpaint")
 
@@ -54,7 +55,7 @@ class Task:
         """JSON-friendly identity of the task (what a run folder must agree on)."""
         return dict(kind=self.kind, image=self.image, image_size=list(self.image_size), params=self.params,
                     metric=self.metric_name, settings=asdict(self.settings),
-                    observation_sha256=self.observation_sha256())
+                    observation_sha256=self.observation_sha256(), seeding=SCHEME)
 
 
 def load_cropped(image: str, crop: int | None = None, window: tuple[int, int] | None = None,
@@ -83,7 +84,9 @@ def make_task(kind: str, image: str, *, sigma: float = 25 / 255, factor: int = 4
             LIP code), "text" (drawn text), or a registry name or path of a mask file
             (``"dip/kate_mask"``), cut with the same crop as the image.
         crop, window: optional square crop (see :func:`load_cropped`).
-        seed: seeds the observation's randomness (noise, Bernoulli mask).
+        seed: the observation seed: the noise and the Bernoulli mask come from its
+            ``"observation"`` stream (:mod:`lipkit.seeding`), so a fit seed of the same value
+            shares no random numbers with them.
         settings, iters: fit settings (default: the LIP code's per-task values) and an
             iteration override.
     """

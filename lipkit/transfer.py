@@ -42,8 +42,9 @@ VARIANTS = ("ticket", "random_like", "dense")
 class TransferJob:
     """One evaluation: ``ticket`` (as ``variant``) fitted to ``task`` with fit seed ``seed``.
 
-    ``seed`` (None: the ticket's seed) seeds the input z and the input-noise stream; the
-    random-like masks are drawn from it too. ``label`` is free text kept in the record.
+    ``seed`` (None: the ticket's seed) is the fit seed: z, the input noise and the random-like
+    masks come from its own streams (:mod:`lipkit.seeding`), never from the ticket's weights'
+    or the task's observation's random numbers. ``label`` is free text kept in the record.
     """
 
     ticket: Ticket
@@ -82,7 +83,7 @@ def _masks_for(job: TransferJob) -> dict | None:
     if job.variant == "dense":
         return None
     if job.variant == "random_like":
-        return random_like(job.ticket.masks, seed=job.seed * 1_000_003 + 7_919)
+        return random_like(job.ticket.masks, seed=job.seed, key=("transfer",))
     return job.ticket.masks
 
 

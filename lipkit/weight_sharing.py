@@ -28,13 +28,15 @@ import torch
 from safetensors.torch import load_file
 
 from lipkit.data import to_pil
-from lipkit.device import make_generator, resolve_device, seed_everything
+from lipkit.device import resolve_device
 from lipkit.fit import FitResult, FitSettings, fit
 from lipkit.imp import (SEARCH_TARGETS, ImpRun, _load_masks, _save_masks, _save_state, _write_json, seed_worker_setup,
                         start_run)
 from lipkit.models import network_input, per_image_statistics, skip_net
 from lipkit.operators import Identity
 from lipkit.pruning import check_rate, conv_weights_of, dense_masks, global_prune, input_weight_names, sparsity_report
+from lipkit.seeding import generator as stream_generator
+from lipkit.seeding import seeded
 from lipkit.tasks import Task
 
 INPUT_MODES = ("shared", "per_image")
@@ -110,7 +112,7 @@ def fit_shared(net, tasks: Sequence[Task], *, input_mode: str = "per_image", sea
         operators = [t.operator for t in tasks]
         y = torch.stack([t.observation for t in tasks])
     h, w = tasks[0].image_size
-    gen = make_generator(seed, "cpu")
+    gen = stream_generator(seed, "network_input")  # the N inputs are successive draws of one stream
     n_inputs = 1 if input_mode == "shared" else len(tasks)
     z = torch.cat([network_input(net, h, w, generator=gen) for _ in range(n_inputs)])
     objective = SharedLoss(operators)
@@ -140,8 +142,8 @@ def _run_seed_shared(config: dict, tasks: Sequence[Task], seed: int, run_dir: st
     if rewind_file.exists():
         rewind = load_file(str(rewind_file))
     else:
-        seed_everything(seed)
-        rewind = OrderedDict((k, v.detach().clone()) for k, v in skip_net(**arch).state_dict().items())
+        with seeded(seed, "weights"):
+            rewind = OrderedDict((k, v.detach().clone()) for k, v in skip_net(**arch).state_dict().items())
         _save_state(rewind_file, rewind)
     probe = skip_net(**arch)
     keep_dense = input_weight_names(probe) if config["keep_input_convs_dense"] else []

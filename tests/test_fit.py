@@ -3,17 +3,17 @@ import numpy as np
 import pytest
 import torch
 
-from lipkit import seed_everything
 from lipkit.fit import PRESETS, FitDivergedError, FitSettings, Snapshots, fit
 from lipkit.metrics import psnr
 from lipkit.models import conv_weights, deep_decoder, skip_net
 from lipkit.operators import Denoising, Inpainting, SuperResolution
+from lipkit.seeding import seeded
 
 
 def tiny_net(seed=0):
-    seed_everything(seed)
-    return skip_net(num_input_channels=8, num_channels_down=[16, 16], num_channels_up=[16, 16],
-                    num_channels_skip=[4, 4])
+    with seeded(seed, "weights"):
+        return skip_net(num_input_channels=8, num_channels_down=[16, 16], num_channels_up=[16, 16],
+                        num_channels_skip=[4, 4])
 
 
 def smooth_image(h=32, w=32):

@@ -1,16 +1,16 @@
 import pytest
 import torch
 
-from lipkit import seed_everything
 from lipkit.models import skip_net
 from lipkit.pruning import (conv_weight_names, conv_weights_of, dense_masks, global_prune, input_weight_names,
                             layer_densities, mask_overlap, mask_sparsity, one_shot_magnitude, random_global,
                             random_like, sparsity_report)
+from lipkit.seeding import seeded
 
 
 def small_net():
-    seed_everything(0)
-    return skip_net(num_channels_down=[16] * 5, num_channels_up=[16] * 5)
+    with seeded(0, "weights"):
+        return skip_net(num_channels_down=[16] * 5, num_channels_up=[16] * 5)
 
 
 def test_round_k_sparsity_is_one_minus_point8_to_the_k():

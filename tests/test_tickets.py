@@ -3,19 +3,19 @@ import json
 import pytest
 import torch
 
-from lipkit import seed_everything
 from lipkit.fit import fit
 from lipkit.models import skip_net
 from lipkit.operators import Denoising
 from lipkit.pruning import conv_weights_of, dense_masks, global_prune
+from lipkit.seeding import seeded
 from lipkit.tickets import Ticket, TicketMismatchError
 
 ARCH = dict(num_channels_down=[8] * 5, num_channels_up=[8] * 5)
 
 
 def make_ticket():
-    seed_everything(0)
-    net = skip_net(**ARCH)
+    with seeded(0, "weights"):
+        net = skip_net(**ARCH)
     masks = global_prune(conv_weights_of(net), dense_masks(net), 0.6)
     return net, Ticket.from_net(net, masks, round=1, seed=0, task="denoise", search_image="set5/baby",
                                 image_size=[64, 64])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from lipkit.device import make_generator
+from lipkit.seeding import generator as stream_generator
 
 
 def _as_batch(x: torch.Tensor) -> tuple[torch.Tensor, bool]:
@@ -22,7 +22,8 @@ class Operator(nn.Module):
     - ``forward(x)`` applies the noiseless, differentiable A to (N, C, H, W) or (C, H, W); the
       fitting loop compares ``A(net(z))`` with the observation.
     - ``observe(x, seed=..)`` or ``observe(x, generator=..)`` makes the observation from a clean
-      image, with explicit randomness.
+      image, with explicit randomness: ``seed`` draws from the ``"observation"`` stream
+      (:mod:`lipkit.seeding`), never shared with the network's input or weights.
     - ``loss(out, y)`` is the data-fidelity term; the default is the MSE of ``A(out)`` and ``y``.
     """
 
@@ -34,7 +35,7 @@ class Operator(nn.Module):
         return nn.functional.mse_loss(self(out), y)
 
     @staticmethod
-    def _generator(x: torch.Tensor, generator, seed) -> torch.Generator:
+    def _generator(x: torch.Tensor, generator, seed, *key) -> torch.Generator:
         if generator is not None and seed is not None:
             raise ValueError("pass either generator or seed, not both")
         if generator is None:
@@ -43,7 +44,7 @@ class Operator(nn.Module):
                     "observations are random: pass seed=<int> or generator=<torch.Generator> "
                     "so the run is reproducible"
                 )
-            generator = make_generator(seed, x.device)
+            generator = stream_generator(seed, "observation", *key, device=x.device)
         return generator
 
 

@@ -10,7 +10,7 @@ import math
 
 import torch
 
-from lipkit.device import make_generator
+from lipkit.seeding import generator as stream_generator
 from lipkit.operators.base import Operator
 
 CORRUPTIONS = ("lip", "jalal", "none")
@@ -38,7 +38,8 @@ class CompressiveSensing(Operator):
       /√m_bad with y = 1; heavy-tailed noise ``noise_std``·t(2) on every row.
     - ``"none"``: N(0,1)/√m rows, no corruption, ``noise_std``·N(0,1) noise.
 
-    The matrix is drawn once from ``seed`` on the CPU (the same on every device) and kept as a
+    The matrix is drawn once from ``seed`` (the ``"operator"`` stream, on the CPU: the same on
+    every device; ``observe``'s noise draws from the ``"observation"`` stream) and kept as a
     buffer, so ``.to(device)`` moves it; an m × n float32 matrix takes 4·m·n bytes
     (786 MB for the paper's 1000 × 3·256²).
 
@@ -68,7 +69,7 @@ class CompressiveSensing(Operator):
             raise ValueError(f"noise_std must be >= 0, got {noise_std}")
         m_bad = 0 if corruption == "none" else int(math.floor(m * bad_fraction + 1e-9))
         m_good = m - m_bad
-        g = make_generator(seed, "cpu")
+        g = stream_generator(seed, "operator", "cs_matrix")
         if corruption == "jalal":
             clean = _student_t((m_good, n), 4, g) / math.sqrt(n)
             bad = torch.ones(m_bad, n) / math.sqrt(max(m_bad, 1))

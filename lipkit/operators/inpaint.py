@@ -87,7 +87,7 @@ class Inpainting(Operator):
         if not 0 <= zero_fraction < 1:
             raise ValueError(f"zero_fraction must be in [0, 1), got {zero_fraction}")
         c, h, w = shape
-        g = Operator._generator(torch.empty(0), generator, seed)
+        g = Operator._generator(torch.empty(0), generator, seed, "bernoulli_mask")
         draw_shape = (c, h, w) if per_channel else (1, h, w)
         mask = (torch.rand(draw_shape, generator=g) > zero_fraction).float()
         return cls(mask)
