@@ -14,9 +14,9 @@ of :func:`lipkit.fit.fit` would return, to float tolerance, by one of three meth
   (:func:`lipkit.parallel.run_jobs`). A small fit cannot keep two cores busy; two fits can.
 - ``"sequential"``: :func:`lipkit.fit.fit` for one seed after the other, in this process.
 
-The batched method tracks loss and PSNR like ``fit`` but takes no callbacks and does no
-backtracking (both are per seed), nor channels-last (its convolutions are grouped); ask for
-``"sequential"`` or ``"processes"`` for those.
+The batched method tracks loss and PSNR and runs ES-WMV for each seed, like ``fit``, but takes no
+callbacks and does no backtracking (both are per seed), nor channels-last (its convolutions are
+grouped); ask for ``"sequential"`` or ``"processes"`` for those.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from lipkit.device import resolve_device
+from lipkit.early_stopping import ESWMV
 from lipkit.fit import (FitDivergedError, FitResult, FitSettings, _check_masks, _tf32, default_input, fit,
                         keep_freed_memory, make_adam, make_result, moving_average, resolve_settings,
                         step_noise_generator)
@@ -200,6 +201,7 @@ def _fit_batched(nets, operator, observation, *, seeds, masks, net_inputs, setti
     psnr_avg_hist = torch.zeros(n, n_seeds, device=dev) if (ref is not None and settings.exp_weight is not None) else None
     best_psnr = torch.full((n_seeds,), -math.inf, device=dev)
     best_out = out_avg = None
+    detector = ESWMV(settings.es_window, settings.es_patience) if settings.es_window else None  # per seed
 
     t0 = time.perf_counter()
     done = 0
@@ -222,6 +224,8 @@ def _fit_batched(nets, operator, observation, *, seeds, masks, net_inputs, setti
             loss_hist[i] = losses.detach()
             cur = out.detach()
             out_avg = moving_average(out_avg, cur, settings.exp_weight)
+            if detector is not None:
+                detector.update(i, cur, out_avg)
             if ref is not None:
                 psnr_hist[i] = torch.stack([measure(cur[s], ref) for s in range(n_seeds)])
                 p_track = psnr_hist[i]
@@ -258,5 +262,6 @@ def _fit_batched(nets, operator, observation, *, seeds, masks, net_inputs, setti
     return [make_result(output=out_avg[s], clean=clean[s], best=None if best_out is None else best_out[s],
                         loss_history=loss_hist[:, s], psnr_history=None if psnr_hist is None else psnr_hist[:, s],
                         psnr_avg_history=None if psnr_avg_hist is None else psnr_avg_hist[:, s], done=done,
-                        settings=settings, seed=seeds[s], device=dev, seconds=seconds / n_seeds)
+                        settings=settings, seed=seeds[s], device=dev, seconds=seconds / n_seeds,
+                        early_stop=detector, run=s)
             for s in range(n_seeds)]

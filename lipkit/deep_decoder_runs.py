@@ -45,8 +45,8 @@ def fit_deep_decoder(task: Task, k: int, *, layers: int = 5, seed: int = 0, sett
     """Fit a ``[k]*layers`` deep decoder (initialised from ``seed``) to ``task``; returns its record.
 
     Record keys: ``k``, ``layers``, ``parameters``, ``seed``, ``target`` (kind, image, size),
-    ``best_psnr``, ``final_psnr`` (dB, the task's metric), ``best_iteration``, ``iterations``,
-    ``seconds``.
+    ``best_psnr``, ``es_psnr`` (at ES-WMV's pick), ``final_psnr`` (dB, the task's metric),
+    ``best_iteration``, ``es_iteration``, ``iterations``, ``seconds``.
     """
     record, _ = _fit(task, k, layers=layers, seed=seed, settings=settings, device=device, progress=progress)
     return record
@@ -62,7 +62,8 @@ def _fit(task: Task, k: int, *, layers: int, seed: int, settings: FitSettings | 
     return dict(k=k, layers=layers, parameters=count_parameters(net), seed=seed,
                 target=dict(kind=task.kind, image=task.image, params=task.params, image_size=list(task.image_size),
                             metric=task.metric_name),
-                best_psnr=result.best_psnr, final_psnr=result.final_psnr, best_iteration=result.best_iteration,
+                best_psnr=result.best_psnr, es_psnr=result.es_psnr, final_psnr=result.final_psnr,
+                best_iteration=result.best_iteration, es_iteration=result.es_iteration,
                 iterations=result.iterations, seconds=round(result.seconds, 3)), result.best_output
 
 

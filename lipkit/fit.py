@@ -5,8 +5,10 @@ fresh input noise n each step (``reg_noise_std``), an exponential moving average
 (``exp_weight``), optional backtracking, and optional per-parameter masks held at zero. Methods
 differ only in the loss (``loss_fn``), the network and the settings.
 
-Given a clean ``reference``, PSNR is tracked every iteration on the device (no host sync); the
-best-over-iterations PSNR is the paper's (oracle) metric, the final PSNR the honest one.
+Given a clean ``reference``, PSNR is tracked every iteration on the device (no host sync). Every
+fit reports three PSNRs, one per stopping rule: the best over the iterations (the papers' oracle,
+which needs the clean image to pick the iteration), the one at the iteration that ES-WMV picks
+without the clean image (:mod:`lipkit.early_stopping`), and the final one.
 
 Speed (see ``benchmarks/``): backtracking snapshots are taken only when backtracking is on, into
 buffers allocated once; the loop syncs with the host only every 100 steps (divergence check), for
@@ -31,6 +33,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from lipkit.device import resolve_device
+from lipkit.early_stopping import ESWMV
 from lipkit.metrics import psnr_tensor
 from lipkit.operators.base import Operator, image_size
 from lipkit.seeding import generator as stream_generator
@@ -51,6 +54,8 @@ class FitSettings:
     backtrack: bool = False          # DIP's fallback when the observation PSNR drops
     backtrack_drop_db: float = 5.0
     show_every: int = 100            # DIP skips the backtracking check on multiples of this
+    es_window: int = 100             # ES-WMV's variance window (0: no early-stopping detector)
+    es_patience: int = 1000          # ES-WMV stops after this many steps without a new low
 
     def __post_init__(self):
         if self.num_iter < 1:
@@ -61,6 +66,10 @@ class FitSettings:
             raise ValueError(f"reg_noise_std must be >= 0, got {self.reg_noise_std}")
         if self.exp_weight is not None and not 0 <= self.exp_weight < 1:
             raise ValueError(f"exp_weight must be in [0, 1) or None, got {self.exp_weight}")
+        if self.es_window != 0 and self.es_window < 2:
+            raise ValueError(f"es_window must be 0 (off) or at least 2 iterations, got {self.es_window}")
+        if self.es_patience < 1:
+            raise ValueError(f"es_patience must be at least 1 iteration, got {self.es_patience}")
 
 
 PRESETS: dict[str, FitSettings] = {
@@ -98,9 +107,9 @@ class FitResult:
     psnr_history: np.ndarray | None      # raw output vs reference, per iteration
     psnr_avg_history: np.ndarray | None  # EMA output vs reference, per iteration
     tracked: str                         # "avg" or "raw": which output best/final PSNR use
-    best_psnr: float | None
+    best_psnr: float | None              # oracle: the best iteration, picked with the clean image
     best_iteration: int | None           # 0-based
-    final_psnr: float | None
+    final_psnr: float | None             # the last iteration
     iterations: int
     settings: FitSettings
     seed: int
@@ -108,10 +117,16 @@ class FitResult:
     seconds: float
     backtracks: list[int] = field(default_factory=list)
     stopped_early: bool = False
+    es_psnr: float | None = None         # at the iteration ES-WMV picks, without the clean image
+    es_iteration: int | None = None      # 0-based
+    es_stopped: bool | None = None       # whether ES-WMV's patience ran out before the end
+    es_output: torch.Tensor | None = None  # tracked output at es_iteration
+    variance_history: np.ndarray | None = None  # ES-WMV's windowed variance, NaN until the window fills
 
     def summary(self) -> dict:
         """JSON-friendly numbers of the run."""
-        return dict(best_psnr=self.best_psnr, best_iteration=self.best_iteration,
+        return dict(best_psnr=self.best_psnr, best_iteration=self.best_iteration, es_psnr=self.es_psnr,
+                    es_iteration=self.es_iteration, es_stopped=self.es_stopped,
                     final_psnr=self.final_psnr, iterations=self.iterations, tracked=self.tracked,
                     seed=self.seed, device=self.device, seconds=round(self.seconds, 3),
                     backtracks=len(self.backtracks), settings=asdict(self.settings))
@@ -193,7 +208,10 @@ def fit(
         masks: parameter name -> {0,1} tensor; those entries start at and stay exactly zero.
         metric: ``metric(output, reference)`` -> 0-dim tensor in dB, for the PSNR histories;
             default RGB :func:`lipkit.metrics.psnr_tensor` (``psnr_y_tensor`` for DIP's SR protocol).
-        callbacks: called after every step with a :class:`FitState`; returning True stops.
+        callbacks: called after every step with a :class:`FitState`; returning True stops. An
+            :class:`lipkit.early_stopping.ESWMV` among them is the fit's early-stopping detector
+            (e.g. ``ESWMV(stop=True)`` to end the fit where it stops); otherwise one is built from
+            ``settings.es_window`` and ``es_patience``.
         seed: the fit seed: z (when drawn here) and the per-step input noise come from its
             ``"network_input"`` and ``"step_noise"`` streams (:mod:`lipkit.seeding`), which share
             no random numbers with an observation or with weights made from the same number.
@@ -362,6 +380,10 @@ def _fit(net, operator, observation, *, settings, net_input, reference, masks, l
     objective = loss_fn or operator.loss
     measure = metric or psnr_tensor
     callbacks = list(callbacks)
+    detector = next((cb for cb in callbacks if isinstance(cb, ESWMV)), None)
+    watch = None  # the detector this loop feeds itself (one passed in is fed as a callback)
+    if detector is None and settings.es_window:
+        detector = watch = ESWMV(settings.es_window, settings.es_patience)
 
     n = settings.num_iter
     loss_hist = torch.zeros(n, device=dev)
@@ -441,6 +463,8 @@ def _fit(net, operator, observation, *, settings, net_input, reference, masks, l
             else:
                 cur = out.detach()
                 out_avg = moving_average(out_avg, cur, settings.exp_weight)
+                if watch is not None:
+                    watch.update(i, cur[None], out_avg[None])
                 if ref is not None:
                     p_raw = measure(cur, ref)
                     psnr_hist[i] = p_raw
@@ -485,15 +509,16 @@ def _fit(net, operator, observation, *, settings, net_input, reference, masks, l
     seconds = time.perf_counter() - t0
     return make_result(output=out_avg, clean=clean, best=best_out, loss_history=loss_hist, psnr_history=psnr_hist,
                        psnr_avg_history=psnr_avg_hist, done=done, settings=settings, seed=seed, device=dev,
-                       seconds=seconds, backtracks=backtracks, stopped_early=stopped_early)
+                       seconds=seconds, backtracks=backtracks, stopped_early=stopped_early,
+                       early_stop=None if detector is None or not detector.iterations else detector)
 
 
 def make_result(*, output, clean, best, loss_history, psnr_history, psnr_avg_history, done: int,
                 settings: FitSettings, seed: int, device, seconds: float, backtracks=(),
-                stopped_early: bool = False) -> FitResult:
+                stopped_early: bool = False, early_stop: ESWMV | None = None, run: int = 0) -> FitResult:
     """A :class:`FitResult` from one fit's device tensors: images (1 or N, C, H, W), histories
     (num_iter,) of which the first ``done`` entries were filled. The tracked PSNR is the EMA's
-    when there is one."""
+    when there is one. ``early_stop`` is the fit's ES-WMV detector, ``run`` its run (seed) index."""
 
     def image(t):
         return (t[0] if t.shape[0] == 1 else t).cpu().contiguous()
@@ -505,6 +530,12 @@ def make_result(*, output, clean, best, loss_history, psnr_history, psnr_avg_his
     track_np = psnr_avg_np if psnr_avg_np is not None else psnr_np
     has_track = track_np is not None and bool(np.isfinite(track_np).any())
     best_iteration = int(np.nanargmax(track_np)) if has_track else None
+    es = {}
+    if early_stop is not None:
+        it = early_stop.iterations[run]
+        es = dict(es_iteration=it, es_stopped=early_stop.stopped_runs[run], es_output=image(early_stop.image(run)),
+                  es_psnr=None if track_np is None else float(track_np[it]),
+                  variance_history=early_stop.variance_history[:, run].cpu().numpy().astype(np.float64))
     return FitResult(
         output=image(output),
         clean_output=image(clean),
@@ -523,4 +554,5 @@ def make_result(*, output, clean, best, loss_history, psnr_history, psnr_avg_his
         seconds=seconds,
         backtracks=list(backtracks),
         stopped_early=stopped_early,
+        **es,
     )

@@ -6,7 +6,8 @@ then for rounds k = 0, 1, ..., R:
 1. fit the masked network (masks_k) from the rewind point, with a fresh Adam, on the search
    target: the observation (realistic, default) or the clean image (the official code);
 2. evaluate ticket k on the observation (the same fit when searching on the observation),
-   recording the best-over-iterations PSNR (the paper's oracle metric) and the final PSNR;
+   recording three PSNRs: the best over the iterations (the paper's oracle metric), the one at
+   the iteration ES-WMV picks without the clean image, and the final one;
 3. prune ``rate`` of the remaining conv weights by global magnitude of the *final* weights,
    giving masks_{k+1}; every parameter, BatchNorm included, is rewound for the next round.
 
@@ -137,8 +138,8 @@ def _fit_guarded(net, operator, observation, *, task: Task, reference, masks, se
 
 
 def _record(result: FitResult, report: dict, **extra) -> dict:
-    return dict(extra, best_psnr=result.best_psnr, final_psnr=result.final_psnr,
-                best_iteration=result.best_iteration, iterations=result.iterations,
+    return dict(extra, best_psnr=result.best_psnr, es_psnr=result.es_psnr, final_psnr=result.final_psnr,
+                best_iteration=result.best_iteration, es_iteration=result.es_iteration, es_stopped=result.es_stopped, iterations=result.iterations,
                 seconds=round(result.seconds, 3), conv_sparsity=report["conv_sparsity"],
                 conv_nonzero=report["conv_nonzero"], unpruned_params=report["unpruned_params"],
                 layer_density=list(report["layer_density"].values()))
@@ -389,7 +390,8 @@ class ImpRun:
 
     def summary(self) -> dict:
         rows = [{k: r[k] for k in ("method", "seed", "round", "nominal_sparsity", "conv_sparsity", "conv_nonzero",
-                                   "unpruned_params", "best_psnr", "final_psnr", "best_iteration", "seconds")}
+                                   "unpruned_params", "best_psnr", "es_psnr", "final_psnr", "best_iteration",
+                                   "es_iteration", "seconds")}
                 for r in self.records()]
         return dict(config=self.config, lipkit_version=lipkit.__version__, records=rows)
 

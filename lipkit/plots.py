@@ -1,4 +1,9 @@
-"""Matplotlib figures used by the book. Each function returns the Figure it drew."""
+"""Matplotlib figures used by the book. Each function returns the Figure it drew.
+
+Every PSNR axis says which stopping rule picked the iteration (:data:`STOPPING_RULES`): the best
+iteration (the papers' oracle, which needs the clean image), ES-WMV's pick (no clean image) or
+the last iteration.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,20 @@ from typing import Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+
+
+STOPPING_RULES = {
+    "best_psnr": "best iteration (oracle)",
+    "es_psnr": "ES-WMV stop (no clean image)",
+    "final_psnr": "last iteration",
+}
+
+
+def psnr_label(key: str = "best_psnr", metric: str = "rgb") -> str:
+    """Axis label naming the stopping rule of ``key`` and the metric ("rgb" or "y")."""
+    if key not in STOPPING_RULES:
+        raise KeyError(f"unknown PSNR key {key!r}; choose from {sorted(STOPPING_RULES)}")
+    return f"PSNR{', Y channel' if metric == 'y' else ''} at the {STOPPING_RULES[key]} (dB)"
 
 
 def to_numpy_image(x: torch.Tensor) -> np.ndarray:
@@ -40,8 +59,9 @@ def plot_psnr_curves(result, *, baseline_psnr: float | None = None, baseline_lab
                      title: str | None = None, ax=None):
     """PSNR against iteration for one :class:`lipkit.fit.FitResult`.
 
-    Draws the raw output and, when the fit used one, its moving average; marks the best
-    iteration, and draws ``baseline_psnr`` (e.g. of the noisy input) as a dashed line.
+    Draws the raw output and, when the fit used one, its moving average; marks the three
+    stopping rules (best iteration, ES-WMV's pick, last iteration), draws ``baseline_psnr`` (e.g.
+    of the noisy input) as a dashed line and ES-WMV's windowed variance on a second axis.
     """
     if result.psnr_history is None:
         raise ValueError("the fit had no reference image, so there is no PSNR history to plot")
@@ -57,7 +77,13 @@ def plot_psnr_curves(result, *, baseline_psnr: float | None = None, baseline_lab
     if result.best_iteration is not None:
         ax.axvline(result.best_iteration + 1, color="k", lw=0.8, ls=":")
         ax.plot([result.best_iteration + 1], [result.best_psnr], "k*", ms=9,
-                label=f"best: {result.best_psnr:.2f} dB at it. {result.best_iteration + 1}")
+                label=f"best (oracle): {result.best_psnr:.2f} dB at it. {result.best_iteration + 1}")
+    if result.es_iteration is not None and result.es_psnr is not None:
+        ax.plot([result.es_iteration + 1], [result.es_psnr], "v", color="C3", ms=8,
+                label=f"ES-WMV stop: {result.es_psnr:.2f} dB at it. {result.es_iteration + 1}")
+    if result.final_psnr is not None:
+        ax.plot([len(it)], [result.final_psnr], "s", color="C2", ms=6,
+                label=f"last: {result.final_psnr:.2f} dB at it. {len(it)}")
     if baseline_psnr is not None:
         ax.axhline(baseline_psnr, color="gray", ls="--", lw=1, label=f"{baseline_label}: {baseline_psnr:.2f} dB")
     curves = [result.psnr_history] + ([result.psnr_avg_history] if result.psnr_avg_history is not None else [])
@@ -68,9 +94,16 @@ def plot_psnr_curves(result, *, baseline_psnr: float | None = None, baseline_lab
         ax.set_ylim(lo, np.max(finite) + 1.0)
     ax.set_xlabel("iteration")
     ax.set_ylabel("PSNR vs clean image (dB)")
+    variance = result.variance_history
+    if variance is not None and np.isfinite(variance).any():
+        var_ax = ax.twinx()
+        var_ax.plot(it[: len(variance)], variance, color="C7", lw=0.8, alpha=0.7)
+        var_ax.set_yscale("log")
+        var_ax.set_ylabel("ES-WMV windowed variance", color="C7", fontsize=8)
+        var_ax.tick_params(axis="y", labelcolor="C7", labelsize=7)
     if title:
         ax.set_title(title)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=7, loc="lower right")
     ax.grid(alpha=0.3)
     if own:
         fig.tight_layout()
@@ -104,12 +137,14 @@ def _sparsity_axes(ax, title: str | None, ylabel: str) -> None:
 
 
 def plot_sparsity_curves(run, methods=("imp", "random_global", "random_layerwise"), *, key: str = "best_psnr",
-                         title: str | None = None, ylabel: str = "best PSNR (dB)", ax=None):
+                         title: str | None = None, ylabel: str | None = None, ax=None):
     """PSNR against measured sparsity for an :class:`lipkit.imp.ImpRun`: mean ± std band over seeds.
 
+    ``key`` is the stopping rule (:data:`STOPPING_RULES`); ``ylabel`` defaults to one naming it.
     The dense DIP (round 0) is drawn as a horizontal band; the top axis gives the unpruned
     parameter count of the IMP tickets.
     """
+    ylabel = ylabel or psnr_label(key, run.config["task"].get("metric", "rgb"))
     own = ax is None
     if own:
         fig, ax = plt.subplots(figsize=(6.4, 3.8))
@@ -139,8 +174,26 @@ def plot_sparsity_curves(run, methods=("imp", "random_global", "random_layerwise
     return fig
 
 
+def plot_stopping_rules(run, method: str = "imp", *, title: str | None = None, ax=None):
+    """One method of an :class:`lipkit.imp.ImpRun` under the three stopping rules, against sparsity:
+    what the oracle reports, what ES-WMV gets without the clean image, and the last iteration."""
+    own = ax is None
+    if own:
+        fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    else:
+        fig = ax.figure
+    for i, (key, rule) in enumerate(STOPPING_RULES.items()):
+        c = run.curve(method, key)
+        _sparsity_band(ax, c, range(len(c["round"])), rule, f"C{i}", "o^s"[i])
+    y_channel = run.config["task"].get("metric") == "y"
+    _sparsity_axes(ax, title, f"PSNR{', Y channel' if y_channel else ''} by stopping rule (dB)")
+    if own:
+        fig.tight_layout()
+    return fig
+
+
 def plot_curves(curves: dict, *, dense: tuple[float, float] | None = None, title: str | None = None,
-                ylabel: str = "best PSNR (dB)", ax=None):
+                ylabel: str = "PSNR at the best iteration (oracle) (dB)", ax=None):
     """PSNR against measured sparsity for several curves: ``{label: curve}``, mean ± std band.
 
     A curve is the dict of :meth:`lipkit.imp.ImpRun.curve` or :func:`lipkit.transfer.curve`
@@ -167,7 +220,8 @@ def plot_curves(curves: dict, *, dense: tuple[float, float] | None = None, title
 
 
 def plot_psnr_vs_parameters(series: dict, *, dense: tuple[float, float, float] | None = None,
-                            title: str | None = None, ylabel: str = "best PSNR (dB)", ax=None):
+                            title: str | None = None, ylabel: str = "PSNR at the best iteration (oracle) (dB)",
+                            ax=None):
     """PSNR against parameter count on a log axis: ``{label: (params, mean, std)}`` (arrays).
 
     ``dense`` = (params, mean, std) marks the dense DIP as a star with an error bar.

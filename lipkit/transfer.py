@@ -96,6 +96,7 @@ def transfer(ticket: Ticket, task: Task, *, variant: str = "ticket", seed: int |
 
     Record keys: ``variant``, ``label``, ``source`` (task, image, round, seed, sparsity of the
     ticket's search), ``target`` (kind, image, params, size, metric), ``seed``, ``best_psnr``,
+    ``es_psnr``, ``es_iteration`` (ES-WMV's pick, see :mod:`lipkit.early_stopping`),
     ``final_psnr``, ``best_iteration``, ``conv_sparsity``, ``conv_nonzero``,
     ``unpruned_params``, ``layer_density``, ``seconds``.
     """
@@ -118,7 +119,8 @@ def _run_job(job: TransferJob, device, progress):
     target = dict(kind=task.kind, image=task.image, params=task.params, image_size=list(task.image_size),
                   metric=task.metric_name)
     record = dict(variant=job.variant, label=job.label, source=_source(job.ticket), target=target, seed=job.seed,
-                  best_psnr=result.best_psnr, final_psnr=result.final_psnr, best_iteration=result.best_iteration,
+                  best_psnr=result.best_psnr, es_psnr=result.es_psnr, final_psnr=result.final_psnr,
+                  best_iteration=result.best_iteration, es_iteration=result.es_iteration,
                   iterations=result.iterations, conv_sparsity=report["conv_sparsity"],
                   conv_nonzero=report["conv_nonzero"], unpruned_params=report["unpruned_params"],
                   layer_density=list(report["layer_density"].values()), seconds=round(result.seconds, 3))

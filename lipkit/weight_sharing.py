@@ -169,7 +169,8 @@ def _run_seed_shared(config: dict, tasks: Sequence[Task], seed: int, run_dir: st
         _write_json(record_file, dict(
             numbers, method="imp_shared", seed=seed, round=k, nominal_sparsity=1 - (1 - rate) ** k,
             input_mode=config["input_mode"], search_on=config["search_on"], best_psnr=result.best_psnr,
-            final_psnr=result.final_psnr, best_iteration=result.best_iteration, iterations=result.iterations,
+            es_psnr=result.es_psnr, final_psnr=result.final_psnr, best_iteration=result.best_iteration,
+            es_iteration=result.es_iteration, iterations=result.iterations,
             seconds=round(result.seconds, 3), conv_sparsity=report["conv_sparsity"],
             conv_nonzero=report["conv_nonzero"], unpruned_params=report["unpruned_params"],
             layer_density=list(report["layer_density"].values())))

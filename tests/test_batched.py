@@ -48,7 +48,8 @@ def fit_alone(num_iter=8, device="cpu", dtype=torch.float64):
     nets = [tiny_net(s).to(dtype) for s in SEEDS]
     zs = inputs(nets, dtype)
     results = [fit(net, op, y, settings="denoise", num_iter=num_iter, reference=x, seed=s, masks=m, net_input=z,
-                   device=device, progress=False) for net, s, m, z in zip(nets, SEEDS, seed_masks(), zs)]
+                   device=device, progress=False, es_window=3, es_patience=2)
+               for net, s, m, z in zip(nets, SEEDS, seed_masks(), zs)]
     return nets, results
 
 
@@ -67,6 +68,9 @@ def assert_same_fits(alone, together, atol=1e-9):
         np.testing.assert_allclose(b.psnr_history, a.psnr_history, atol=1e-3)
         np.testing.assert_allclose(b.psnr_avg_history, a.psnr_avg_history, atol=1e-3)
         assert b.best_iteration == a.best_iteration
+        assert (b.es_iteration, b.es_stopped) == (a.es_iteration, a.es_stopped)
+        np.testing.assert_allclose(b.variance_history, a.variance_history, rtol=1e-6, equal_nan=True)
+        torch.testing.assert_close(b.es_output, a.es_output, atol=atol, rtol=0)
         # conv weights agree; a bias in front of a BatchNorm does not: its gradient is rounding noise,
         # which Adam scales up to lr-sized steps, and the BatchNorm removes it from the output again
         weights_a, weights_b = conv_weights(na), conv_weights(nb)
@@ -81,7 +85,8 @@ def fit_together(method, num_iter=8, device="cpu", dtype=torch.float64, **kwargs
     x, op, y = problem(dtype)
     nets = [tiny_net(s).to(dtype) for s in SEEDS]
     results = fit_seeds(nets, op, y, seeds=SEEDS, masks=seed_masks(), settings="denoise", num_iter=num_iter,
-                        reference=x, method=method, device=device, net_inputs=inputs(nets, dtype), **kwargs)
+                        reference=x, method=method, device=device, net_inputs=inputs(nets, dtype), es_window=3,
+                        es_patience=2, **kwargs)
     return nets, results
 
 
