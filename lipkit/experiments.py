@@ -21,7 +21,11 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from lipkit.imp import ImpRun, imp
+from lipkit.models import skip_net
+from lipkit.pruning import dense_masks
+from lipkit.seeding import seeded
 from lipkit.tasks import Task, make_task
+from lipkit.tickets import Ticket
 from lipkit.transfer import TransferJob, transfer_many
 
 # The paper's single-image problems (LIP Fig. 2 and its code), by the names the book uses.
@@ -129,6 +133,19 @@ class Experiments:
         """IMP on one of :data:`PAPER_TASKS`."""
         spec = {k: v for k, v in PAPER_TASKS[name].items() if k != "title"}
         return self.imp(spec.pop("kind"), spec.pop("image"), baselines=baselines, **spec)
+
+    def dense_jobs(self, task: Task, seeds: Iterable[int]) -> list[TransferJob]:
+        """Jobs fitting the dense DIP of this profile's width to ``task``, one per seed, for
+        :meth:`transfer` (worker processes, cached). Seed s gives θ0 (as IMP's seed s does), z and
+        the input noise."""
+        jobs = []
+        for s in seeds:
+            with seeded(int(s), "weights"):
+                net = skip_net(**self.arch)
+            ticket = Ticket.from_net(net, dense_masks(net), round=0, seed=int(s), task=task.kind,
+                                     search_image=task.image, image_size=list(task.image_size))
+            jobs.append(TransferJob(ticket, task, "dense", seed=int(s)))
+        return jobs
 
     def transfer(self, jobs: Sequence[TransferJob]) -> list[dict]:
         """Evaluate transfer jobs, cached in ``runs_root/transfer`` (shared by all chapters)."""

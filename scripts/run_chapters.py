@@ -5,6 +5,7 @@
     python scripts/run_chapters.py --profile auto             # paper when CUDA is present
     python scripts/run_chapters.py --only 01_dip_basics       # re-run one chapter, keep the others
     python scripts/run_chapters.py --build                    # then jupyter-book build -> _build/html
+    python scripts/run_chapters.py --profile paper --record   # and keep the glued numbers in results/
 
 Each chapter runs once into _build/stage/book/<chapter>.ipynb. A chapter that fails is removed
 from the stage and the script exits non-zero, so a half-executed chapter is never published.
@@ -14,7 +15,12 @@ Executed copies record the profile and the source notebook's hash; the tests reu
 from __future__ import annotations
 
 import argparse
+import ast
+import datetime
 import hashlib
+import json
+import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -82,6 +88,18 @@ def is_current(executed: Path, source: Path, profile: str) -> bool:
     return meta.get("profile") == profile and meta.get("source_sha256") == source_hash(source)
 
 
+# tqdm's bar as it prints it: "desc: 100%|####| 8/8 [00:50<00:00, 6.29s/it]" or "26/? [00:02<00:00, ...]"
+PROGRESS_BAR = re.compile(r"\S+/\S+ \[[\d:]+<")
+
+
+def is_progress_bar(output) -> bool:
+    """A tqdm progress bar (a widget, or text on stderr): it belongs to interactive use, not to a page."""
+    if output.get("output_type") == "stream":
+        return output.get("name") == "stderr" and bool(PROGRESS_BAR.search(output.get("text", "")))
+    text = output.get("data", {}).get("text/plain", "")
+    return "application/vnd.jupyter.widget-view+json" in output.get("data", {}) and bool(PROGRESS_BAR.search(text))
+
+
 def execute(nb: Path, dest: Path, profile: str, params: dict, kernel: str) -> float:
     dest.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -101,6 +119,8 @@ def execute(nb: Path, dest: Path, profile: str, params: dict, kernel: str) -> fl
         tags = cell.metadata.setdefault("tags", [])
         if "injected-parameters" in tags and "hide-cell" not in tags:
             tags.append("hide-cell")
+        if cell.cell_type == "code":
+            cell.outputs = [o for o in cell.outputs if not is_progress_bar(o)]
     book.metadata["lipkit"] = {"profile": profile, "source_sha256": source_hash(nb),
                                "seconds": round(seconds, 1)}
     nbformat.write(book, dest)
@@ -129,6 +149,51 @@ def run(profile: str = "quick", only: list[str] | None = None, stage: Path = STA
     return stage
 
 
+def glued_values(executed: Path) -> dict:
+    """name -> value of every myst_nb ``glue``d scalar in an executed notebook."""
+    book = nbformat.read(executed, as_version=4)
+    out = {}
+    for cell in book.cells:
+        for o in cell.get("outputs", []):
+            meta = o.get("metadata", {}).get("scrapbook")
+            if meta:
+                text = o["data"].get(meta["mime_prefix"] + "text/plain")
+                try:
+                    out[meta["name"]] = ast.literal_eval(text)
+                except (ValueError, SyntaxError):
+                    out[meta["name"]] = text
+    return out
+
+
+def record(stems: list[str], profile: str, stage: Path = STAGE, results: Path = ROOT / "results") -> list[Path]:
+    """Write the glued numbers of the executed ``stems`` to results/<profile>_profile/<stem>.json,
+    with what made them: device, torch, commit, date and the seeding scheme (lipkit.results)."""
+    import torch
+
+    from lipkit.seeding import SCHEME
+
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                           capture_output=True, text=True).stdout.strip()
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU ({platform.machine()})"
+    written = []
+    for stem in stems:
+        executed = stage / "book" / f"{stem}.ipynb"
+        meta = nbformat.read(executed, as_version=4).metadata.get("lipkit", {})
+        if meta.get("profile") != profile:
+            raise SystemExit(f"refusing to record {stem}: its executed copy ran with {meta.get('profile')!r}")
+        out = results / f"{profile}_profile" / f"{stem}.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(dict(
+            chapter=stem, profile=profile, date=datetime.date.today().isoformat(), device=device,
+            torch=torch.__version__, commit=commit + ("-dirty" if dirty else ""), seeding=SCHEME,
+            source_sha256=meta.get("source_sha256"), chapter_seconds=meta.get("seconds"),
+            glued=glued_values(executed)), indent=1, ensure_ascii=False) + "\n")
+        written.append(out)
+        print(f"run_chapters: recorded {out}")
+    return written
+
+
 def build(stage: Path = STAGE) -> None:
     missing = [nb.name for nb in chapters() if not (stage / "book" / nb.name).exists()]
     if missing:
@@ -145,8 +210,13 @@ def main() -> None:
     ap.add_argument("--force", action="store_true", help="re-execute even when an executed copy is current")
     ap.add_argument("--kernel", default="python3")
     ap.add_argument("--build", action="store_true", help="run jupyter-book build afterwards")
+    ap.add_argument("--record", action="store_true",
+                    help="write the glued numbers to results/<profile>_profile/ (for paper-scale runs)")
     a = ap.parse_args()
     stage = run(a.profile, a.only, kernel=a.kernel, force=a.force)
+    if a.record:
+        profile, _ = load_profile(a.profile)
+        record(a.only or [nb.stem for nb in chapters()], profile, stage)
     if a.build:
         build(stage)
 

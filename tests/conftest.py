@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-import ast
+import importlib.util
 import os
 from pathlib import Path
 
-import nbformat
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("run_chapters", ROOT / "scripts" / "run_chapters.py")
+run_chapters = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(run_chapters)
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
 if "LIPKIT_DATA_MIRROR" not in os.environ and SHARED_DATA.is_dir():
@@ -38,18 +40,7 @@ def isolated_cache(tmp_path, monkeypatch) -> Path:
 
 def glued(nb_path: Path) -> dict:
     """name -> value of every myst_nb ``glue``d scalar in an executed notebook."""
-    nb = nbformat.read(nb_path, as_version=4)
-    out = {}
-    for cell in nb.cells:
-        for o in cell.get("outputs", []):
-            meta = o.get("metadata", {}).get("scrapbook")
-            if meta:
-                txt = o["data"].get(meta["mime_prefix"] + "text/plain")
-                try:
-                    out[meta["name"]] = ast.literal_eval(txt)
-                except (ValueError, SyntaxError):
-                    out[meta["name"]] = txt
-    return out
+    return run_chapters.glued_values(nb_path)
 
 
 @pytest.fixture(scope="module")
