@@ -11,7 +11,7 @@ Modules, one concept each:
 - :mod:`lipkit.plots`, :mod:`lipkit.widgets`: figures and interactive views for the book.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 from lipkit.device import default_device  # noqa: E402
 from lipkit.seeding import derive_seed, generator, seeded  # noqa: E402

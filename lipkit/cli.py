@@ -37,7 +37,9 @@ def _imp(a: argparse.Namespace) -> int:
         return 2
     path = run.write_summary()
     curve = run.curve("imp")
-    print(json.dumps({"summary": str(path), "sparsity": curve["sparsity"], "best_psnr_mean": curve["mean"]}, indent=1))
+    print(json.dumps({"summary": str(path), "sparsity": curve["sparsity"], "best_psnr_mean": curve["mean"],
+                      "es_psnr_mean": run.curve("imp", "es_psnr")["mean"],
+                      "final_psnr_mean": run.curve("imp", "final_psnr")["mean"]}, indent=1))
     return 0
 
 
@@ -57,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--factor", type=int, default=4, help="super-resolution factor")
     p.add_argument("--mask", default="bernoulli", help="inpainting: bernoulli, text, or a mask file / registry name")
     p.add_argument("--zero-fraction", type=float, default=0.5, help="inpainting: dropped fraction (bernoulli)")
-    p.add_argument("--observation-seed", type=int, default=0, help="seeds the noise or the random mask")
+    p.add_argument("--observation-seed", type=int, default=0,
+                   help="seeds the noise or the random mask (its own stream: it may equal a --seeds value)")
     p.add_argument("--crop", type=int, default=None, help="centre crop of this size (small runs)")
     p.add_argument("--iters", type=int, default=None, help="fit iterations per round (default: per-task value)")
     p.add_argument("--width", type=int, default=None, help="channels per level (default 128, the LIP backbone)")

@@ -118,13 +118,13 @@ METHOD_STYLE = {
 }
 
 
-def _sparsity_band(ax, c: dict, idx, label: str, color, marker) -> None:
+def _sparsity_band(ax, c: dict, idx, label: str, color, marker, *, band_alpha: float = 0.2, **line) -> None:
     """Mean line and ± std band of curve ``c`` at the entries ``idx``, against sparsity in %."""
     x = np.array([c["sparsity"][i] for i in idx]) * 100
     mean = np.array([c["mean"][i] for i in idx])
     std = np.array([c["std"][i] for i in idx])
-    ax.plot(x, mean, marker=marker, color=color, label=label, lw=1.5, ms=4)
-    ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.2, lw=0)
+    ax.plot(x, mean, marker=marker, color=color, label=label, **{"lw": 1.5, "ms": 4, **line})
+    ax.fill_between(x, mean - std, mean + std, color=color, alpha=band_alpha, lw=0)
 
 
 def _sparsity_axes(ax, title: str | None, ylabel: str) -> None:
@@ -182,9 +182,12 @@ def plot_stopping_rules(run, method: str = "imp", *, title: str | None = None, a
         fig, ax = plt.subplots(figsize=(6.4, 3.8))
     else:
         fig = ax.figure
+    # where two rules pick the same iteration their lines coincide: the oracle is drawn wide and
+    # underneath, the others thin and dashed on top, so that every line stays visible
+    styles = [dict(lw=3.5, alpha=0.6, zorder=1), dict(lw=1.5, ls="--", zorder=2), dict(lw=1.2, ls=":", zorder=3)]
     for i, (key, rule) in enumerate(STOPPING_RULES.items()):
         c = run.curve(method, key)
-        _sparsity_band(ax, c, range(len(c["round"])), rule, f"C{i}", "o^s"[i])
+        _sparsity_band(ax, c, range(len(c["round"])), rule, f"C{i}", "o^s"[i], band_alpha=0.1, **styles[i])
     y_channel = run.config["task"].get("metric") == "y"
     _sparsity_axes(ax, title, f"PSNR{', Y channel' if y_channel else ''} by stopping rule (dB)")
     if own:
