@@ -195,7 +195,8 @@ def train_wgangp(generator: nn.Module, critic: nn.Module, images: torch.Tensor, 
             with torch.no_grad():
                 fake = generator(torch.randn((b, *latent), generator=latent_gen, device=dev))
             d_real, d_fake = critic(real), critic(fake)
-            d_loss = (d_fake.mean() - d_real.mean() + settings.gp_weight * gradient_penalty(critic, real, fake, penalty_gen)
+            penalty = gradient_penalty(critic, real, fake, penalty_gen)
+            d_loss = (d_fake.mean() - d_real.mean() + settings.gp_weight * penalty
                       + settings.drift * d_real.pow(2).mean())
             opt_d.zero_grad(set_to_none=True)
             d_loss.backward()

@@ -139,7 +139,8 @@ def _fit_guarded(net, operator, observation, *, task: Task, reference, masks, se
 
 def _record(result: FitResult, report: dict, **extra) -> dict:
     return dict(extra, best_psnr=result.best_psnr, es_psnr=result.es_psnr, final_psnr=result.final_psnr,
-                best_iteration=result.best_iteration, es_iteration=result.es_iteration, es_stopped=result.es_stopped, iterations=result.iterations,
+                best_iteration=result.best_iteration, es_iteration=result.es_iteration, es_stopped=result.es_stopped,
+                iterations=result.iterations,
                 seconds=round(result.seconds, 3), conv_sparsity=report["conv_sparsity"],
                 conv_nonzero=report["conv_nonzero"], unpruned_params=report["unpruned_params"],
                 layer_density=list(report["layer_density"].values()))

@@ -70,6 +70,13 @@ def _holders(weights: Mapping[str, torch.Tensor], masks: Mapping[str, torch.Tens
     return holders
 
 
+def _prune_at_random(holders, rate: float, seed: int, stream: str, *key) -> None:
+    """Random global pruning of ``holders`` by ``rate``, drawn from ``seed``'s ``stream``."""
+    with seeded(seed, stream, *key):  # prune.RandomUnstructured draws from torch's global generator
+        prune.global_unstructured([(h, "weight") for h in holders], pruning_method=prune.RandomUnstructured,
+                                  amount=rate)
+
+
 def global_prune(weights: Mapping[str, torch.Tensor], masks: Mapping[str, torch.Tensor], rate: float, *,
                  method: str = "magnitude", keep_dense: Iterable[str] = (), seed: int | None = None,
                  key: tuple = ()) -> "Masks":
@@ -97,9 +104,7 @@ def global_prune(weights: Mapping[str, torch.Tensor], masks: Mapping[str, torch.
     if method == "random":
         if seed is None:
             raise ValueError("random pruning needs a seed (global_prune(..., method='random', seed=...))")
-        with seeded(seed, "pruning", *key):  # prune.RandomUnstructured draws from torch's global generator
-            prune.global_unstructured([(h, "weight") for h in holders], pruning_method=prune.RandomUnstructured,
-                                      amount=rate)
+        _prune_at_random(holders, rate, seed, "pruning", *key)
     else:
         prune.global_unstructured([(h, "weight") for h in holders], pruning_method=prune.L1Unstructured, amount=rate)
     out = OrderedDict()
@@ -127,9 +132,7 @@ def random_global(shapes: Mapping[str, torch.Tensor], rounds: int, rate: float, 
     chain = [masks]
     for k in range(rounds):
         holders = _holders(shapes, masks)
-        with seeded(seed, "baseline", "random_global", k):
-            prune.global_unstructured([(h, "weight") for h in holders], pruning_method=prune.RandomUnstructured,
-                                      amount=rate)
+        _prune_at_random(holders, rate, seed, "baseline", "random_global", k)
         masks = OrderedDict((name, h.weight_mask.detach().clone()) for name, h in zip(shapes, holders))
         chain.append(masks)
     return chain

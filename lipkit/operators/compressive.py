@@ -10,8 +10,8 @@ import math
 
 import torch
 
-from lipkit.seeding import generator as stream_generator
 from lipkit.operators.base import Operator
+from lipkit.seeding import generator as stream_generator
 
 CORRUPTIONS = ("lip", "jalal", "none")
 
