@@ -31,9 +31,8 @@ from torch import nn
 
 from lipkit.device import resolve_device
 from lipkit.early_stopping import ESWMV
-from lipkit.fit import (FitDivergedError, FitResult, FitSettings, _check_masks, _tf32, default_input, fit,
-                        keep_freed_memory, make_adam, make_result, moving_average, resolve_settings,
-                        step_noise_generator)
+from lipkit.fit import (FitDivergedError, FitResult, FitSettings, check_masks, default_input, fit, keep_freed_memory,
+                        make_adam, make_result, moving_average, resolve_settings, step_noise_generator, tf32_allowed)
 from lipkit.metrics import psnr_tensor
 from lipkit.operators.base import Operator, image_size
 
@@ -120,7 +119,7 @@ def fit_seeds(
     if settings.backtrack:
         raise ValueError("the batched method does not backtrack (it is per seed); use method='sequential' "
                          "or 'processes'")
-    with _tf32(allow_tf32):
+    with tf32_allowed(allow_tf32):
         return _fit_batched(nets, operator, observation, seeds=seeds, masks=masks, net_inputs=net_inputs,
                             progress=progress, desc=desc, **options)
 
@@ -167,7 +166,7 @@ def _fit_batched(nets, operator, observation, *, seeds, masks, net_inputs, setti
     # masks: name -> (S, ...); a seed without a mask for that tensor gets ones
     for net, m in zip(nets, masks):
         if m:
-            _check_masks(net, m, dev)
+            check_masks(net, m, dev)
     names = sorted({name for m in masks if m for name in m})
     stacked_masks = {name: torch.stack([(m[name] if m and name in m else torch.ones(params[name].shape[1:]))
                                         .to(device=dev, dtype=params[name].dtype) for m in masks])

@@ -16,7 +16,8 @@ import sys
 
 
 def _imp(a: argparse.Namespace) -> int:
-    from lipkit.imp import RunConfigError, imp
+    from lipkit.imp import imp
+    from lipkit.store.folder import RunConfigError
     from lipkit.tasks import make_task
 
     if a.sigma <= 0 or a.sigma > 255:

@@ -6,38 +6,28 @@ mask), with Heckel & Hand's settings: Adam 0.01, no input noise, a fixed random 
 1/2^L of the image size, and best-PSNR tracking (``PRESETS["deep_decoder"]``). Only the
 iteration count is taken from the task, so both priors get the same budget.
 
-Records are cached as JSON by content (task, width, depth, seed, settings), like
+Records are cached as JSON by content (task, width, depth, seed, settings and the code), like
 :func:`lipkit.transfer.transfer_many`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from dataclasses import asdict, replace
-from pathlib import Path
 from typing import Sequence
 
-import lipkit
-from lipkit.data import to_pil
 from lipkit.device import resolve_device
 from lipkit.fit import PRESETS, FitSettings, fit
 from lipkit.models import count_parameters, deep_decoder
 from lipkit.parallel import run_jobs
 from lipkit.seeding import seeded
+from lipkit.store.cache import RecordCache
 from lipkit.tasks import Task
 
 
 def settings_for(task: Task) -> FitSettings:
     """Heckel & Hand's settings with the task's iteration count."""
     return replace(PRESETS["deep_decoder"], num_iter=task.settings.num_iter)
-
-
-def _fingerprint(task: Task, k: int, layers: int, seed: int, settings: FitSettings) -> str:
-    text = json.dumps(dict(task=task.describe(), k=k, layers=layers, seed=seed, settings=asdict(settings),
-                           version=lipkit.__version__), sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def fit_deep_decoder(task: Task, k: int, *, layers: int = 5, seed: int = 0, settings: FitSettings | None = None,
@@ -72,39 +62,32 @@ def deep_decoder_runs(task: Task, widths: Sequence[int], *, layers: int = 5, see
                       progress: bool = True) -> list[dict]:
     """Fit a deep decoder of every width in ``widths`` for every seed; records in that order (width-major).
 
-    With ``cache_dir``, each record is kept as ``dd_<fingerprint>.json`` with its best output as
-    PNG (path under ``image``), and found there on the next call.
+    With ``cache_dir``, each record is kept under its key (:class:`lipkit.store.cache.RecordCache`,
+    file ``dd_<key>.json``) with its best output as PNG (path under ``image``), and found there on
+    the next call with the same task, width, depth, seed, settings and code.
     """
     from tqdm.auto import tqdm
 
     settings = settings_for(task)
-    cache = Path(cache_dir) if cache_dir is not None else None
-    if cache is not None:
-        cache.mkdir(parents=True, exist_ok=True)
+    cache = RecordCache(cache_dir, prefix="dd_") if cache_dir is not None else None
     combos = [(int(k), int(s)) for k in widths for s in seeds]
     records: list[dict | None] = [None] * len(combos)
     todo = []
     for i, (k, s) in enumerate(combos):
-        fp = _fingerprint(task, k, layers, s, settings)
-        path = cache / f"dd_{fp[:20]}.json" if cache is not None else None
-        if path is not None and path.exists():
-            records[i] = dict(json.loads(path.read_text()), image=str(path.with_suffix(".png")))
-        else:
-            todo.append((i, path))
+        key = None
+        if cache is not None:
+            key = cache.key(dict(task=task.describe(), k=k, layers=layers, seed=s, settings=asdict(settings)))
+            records[i] = cache.get(key)
+        if records[i] is None:
+            todo.append((i, key))
     bar = tqdm(total=len(todo), desc="deep decoders", disable=not progress or not todo)
     dev = str(resolve_device(device))
     jobs = [(task, combos[i][0]) for i, _ in todo]
     kwargs = [dict(layers=layers, seed=combos[i][1], settings=settings, device=dev) for i, _ in todo]
     for j, (record, best) in run_jobs(_fit_job, [(t, k, kw) for (t, k), kw in zip(jobs, kwargs)], workers=workers,
                                       device=dev):
-        i, path = todo[j]
-        records[i] = record
-        if path is not None:
-            to_pil(best).save(path.with_suffix(".png"))
-            tmp = path.with_name(path.name + ".tmp")
-            tmp.write_text(json.dumps(record, indent=1))
-            tmp.replace(path)  # atomic: an interrupted run never leaves half a record
-            records[i] = dict(record, image=str(path.with_suffix(".png")))
+        i, key = todo[j]
+        records[i] = cache.put(key, record, best) if cache is not None else record
         bar.update()
     bar.close()
     return records

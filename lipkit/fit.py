@@ -155,7 +155,9 @@ class Snapshots:
             self.frames.append((i, state.output_avg[0].detach().float().cpu().clone()))
 
 
-def _check_masks(net: nn.Module, masks: dict[str, torch.Tensor], device) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def check_masks(net: nn.Module, masks: dict[str, torch.Tensor], device) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(parameter, mask on ``device``) pairs; a name that matches no parameter, or a shape that
+    differs, is refused with a message that says which."""
     params = dict(net.named_parameters())
     pairs = []
     for name, mask in masks.items():
@@ -227,7 +229,7 @@ def fit(
             every new process; measured on 2 CPU cores it did not pay off (``benchmarks/``).
         fused_adam: the fused Adam kernel (faster; other numbers, see :func:`make_adam`).
     """
-    with _tf32(allow_tf32):
+    with tf32_allowed(allow_tf32):
         return _fit(net, operator, observation, settings=settings, net_input=net_input, reference=reference,
                     masks=masks, loss_fn=loss_fn, metric=metric, callbacks=callbacks, seed=seed, device=device,
                     progress=progress, desc=desc, channels_last=channels_last, bf16=bf16, compile=compile,
@@ -319,7 +321,7 @@ def make_adam(params, lr: float, *, fused: bool = False) -> torch.optim.Adam:
     return torch.optim.Adam(params, lr=lr)
 
 
-class _tf32:
+class tf32_allowed:
     """Set the TF32 switches for the duration of a fit and restore them afterwards."""
 
     def __init__(self, allow: bool):
@@ -363,7 +365,7 @@ def _fit(net, operator, observation, *, settings, net_input, reference, masks, l
         net.to(memory_format=memory_format)
         z = z.contiguous(memory_format=memory_format) if z.dim() == 4 else z
 
-    mask_pairs = _check_masks(net, masks, dev) if masks else []
+    mask_pairs = check_masks(net, masks, dev) if masks else []
     masked = [p for p, _ in mask_pairs]
     mask_values = [m.contiguous(memory_format=memory_format) if m.dim() == 4 else m for _, m in mask_pairs]
 

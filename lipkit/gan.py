@@ -36,10 +36,11 @@ from tqdm.auto import tqdm
 
 import lipkit
 from lipkit.device import resolve_device
-from lipkit.imp import RunConfigError, _config_diff, _load_masks, _RunLock, _save_masks, _save_state, _write_json
 from lipkit.pruning import check_rate, global_prune, mask_sparsity
 from lipkit.seeding import SCHEME, derive_seed
 from lipkit.seeding import generator as stream_generator
+from lipkit.store.folder import (RunConfigError, RunLock, config_diff, load_masks, open_config, save_masks, save_state,
+                                 write_json)
 from lipkit.tickets import Ticket
 
 METHODS = ("magnitude", "random")
@@ -226,18 +227,18 @@ def pretrain(generator: nn.Module, critic: nn.Module, images: torch.Tensor, sett
 
     Writes ``G.safetensors``, ``D.safetensors`` and ``pretrain.json`` (settings, architectures,
     seed, final Wasserstein estimate, seconds) to ``run_dir``. A folder trained with other
-    settings is refused (:class:`lipkit.imp.RunConfigError`). Returns the JSON record.
+    settings is refused (:class:`lipkit.store.folder.RunConfigError`). Returns the JSON record.
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     config = json.loads(json.dumps(dict(generator=dict(generator.config), critic=dict(critic.config),
                                         settings=asdict(settings), seed=int(seed), n_images=int(images.shape[0]),
                                         seeding=SCHEME)))
-    with _RunLock(run_dir):
+    with RunLock(run_dir):
         record_file = run_dir / "pretrain.json"
         if record_file.exists():
             record = json.loads(record_file.read_text())
-            diffs = _config_diff(record["config"], config)
+            diffs = config_diff(record["config"], config)
             if diffs:
                 raise RunConfigError(f"{run_dir} holds a GAN trained with other settings: " + "; ".join(diffs)
                                      + ". Use another folder, or delete this one.")
@@ -246,11 +247,11 @@ def pretrain(generator: nn.Module, critic: nn.Module, images: torch.Tensor, sett
             return record
         history = train_wgangp(generator, critic, images, settings, seed=seed, device=device, progress=progress,
                                desc="pretraining")
-        _save_state(run_dir / "G.safetensors", _state(generator))
-        _save_state(run_dir / "D.safetensors", _state(critic))
+        save_state(run_dir / "G.safetensors", _state(generator))
+        save_state(run_dir / "D.safetensors", _state(critic))
         record = dict(config=config, final_wasserstein=float(np.mean(history["wasserstein"][-50:])),
                       wasserstein=[float(v) for v in history["wasserstein"]], seconds=round(history["seconds"], 2))
-        _write_json(record_file, record)
+        write_json(record_file, record)
         return record
 
 
@@ -295,7 +296,7 @@ class GanImpRun:
         return out
 
     def masks(self, method: str, k: int, net: str = "G") -> "OrderedDict[str, torch.Tensor]":
-        return _load_masks(self._round_dir(method, k) / f"masks_{net}_{k:02d}.safetensors")
+        return load_masks(self._round_dir(method, k) / f"masks_{net}_{k:02d}.safetensors")
 
     def load_into(self, net: nn.Module, method: str, k: int, which: str = "G") -> nn.Module:
         """Load the fine-tuned weights of round ``k`` (masks applied) into ``net``; returns it in eval mode."""
@@ -344,19 +345,14 @@ def gan_imp(generator: nn.Module, critic: nn.Module, images: torch.Tensor, *, ro
                   seeding=SCHEME)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    with _RunLock(run_dir):
-        cfg_file = run_dir / "config.json"
-        if cfg_file.exists():
-            diffs = _config_diff(json.loads(cfg_file.read_text()), json.loads(json.dumps(config)))
-            if diffs:
-                raise RunConfigError(f"{run_dir} holds a run with different settings, so it will not be resumed: "
-                                     + "; ".join(diffs) + ". Use another run folder, or delete this one.")
+    with RunLock(run_dir):
+        if (run_dir / "config.json").exists():  # refuse other settings before writing anything
+            open_config(run_dir, config, what="a generator-IMP run")
         pre = {"G": run_dir / "pretrained_G.safetensors", "D": run_dir / "pretrained_D.safetensors"}
         if not pre["G"].exists():
-            _save_state(pre["G"], _state(generator))
-            _save_state(pre["D"], _state(critic))
-        if not cfg_file.exists():
-            _write_json(cfg_file, config)
+            save_state(pre["G"], _state(generator))
+            save_state(pre["D"], _state(critic))
+        open_config(run_dir, config, what="a generator-IMP run")  # written last: a config means a complete start
         pretrained = {k: load_file(str(v)) for k, v in pre.items()}
         nets = {"G": generator, "D": critic}
         chains = [("dense", 0)] + [(m, k) for m in methods for k in range(1, rounds + 1)]
@@ -370,14 +366,14 @@ def gan_imp(generator: nn.Module, critic: nn.Module, images: torch.Tensor, *, ro
             for which, net in nets.items():
                 mf = folder / f"masks_{which}_{k:02d}.safetensors"
                 if k == 0 and not mf.exists():
-                    _save_masks(mf, dense_masks(net))
-                masks[which] = _load_masks(mf)
+                    save_masks(mf, dense_masks(net))
+                masks[which] = load_masks(mf)
                 net.load_state_dict(pretrained[which])  # rewind, buffers included
             history = train_wgangp(generator, critic, images, finetune, g_masks=masks["G"], d_masks=masks["D"],
                                    seed=derive_seed(seed, "gan_finetune", k), device=device, progress=progress,
                                    desc=f"{method} round {k} fine-tune")
             for which, net in nets.items():
-                _save_state(folder / f"finetuned_{which}_{k:02d}.safetensors", _state(net))
+                save_state(folder / f"finetuned_{which}_{k:02d}.safetensors", _state(net))
             for which, net in nets.items():  # masks of the next round, for every method branching here
                 for m in (methods if k == 0 else [method]):
                     if k < rounds:
@@ -385,10 +381,10 @@ def gan_imp(generator: nn.Module, critic: nn.Module, images: torch.Tensor, *, ro
                                            seed=seed, key=("gan", which, k))
                         out = run_dir / m
                         out.mkdir(exist_ok=True)
-                        _save_masks(out / f"masks_{which}_{k + 1:02d}.safetensors", nxt)
+                        save_masks(out / f"masks_{which}_{k + 1:02d}.safetensors", nxt)
             rec = dict(method="dense" if k == 0 else method, round=k, nominal_sparsity=1 - (1 - rate) ** k,
                        G=measured_sparsity(generator), D=measured_sparsity(critic),
                        final_wasserstein=float(np.mean(history["wasserstein"][-50:])),
                        seconds=round(history["seconds"], 2))
-            _write_json(record_file, rec)
+            write_json(record_file, rec)
     return GanImpRun(run_dir)

@@ -32,7 +32,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 import lipkit
 from lipkit.data import to_pil
@@ -43,82 +43,12 @@ from lipkit.operators import Identity
 from lipkit.pruning import (check_rate, conv_weights_of, dense_masks, global_prune, input_weight_names,
                             one_shot_magnitude, random_global, random_like, sparsity_report)
 from lipkit.seeding import seeded
+from lipkit.store.folder import RunLock, load_masks, open_config, save_masks, save_state, union, write_json
 from lipkit.tasks import Task
 from lipkit.tickets import Ticket
 
 SEARCH_TARGETS = ("observation", "clean")
 BASELINES = ("random_global", "random_layerwise", "oneshot")
-
-
-class RunConfigError(ValueError):
-    """A run folder holds a run with other settings; resuming it would mix two experiments."""
-
-
-class RunInUseError(RuntimeError):
-    """Another process is writing to the run folder."""
-
-
-class _RunLock:
-    """An exclusive lock on a run folder (``.lock``), held while a run writes to it."""
-
-    def __init__(self, run_dir: Path):
-        self.path = run_dir / ".lock"
-
-    def __enter__(self):
-        import fcntl
-
-        self.file = open(self.path, "a+")
-        try:
-            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self.file.seek(0)
-            owner = self.file.read().strip() or "unknown"
-            self.file.close()
-            raise RunInUseError(f"{self.path.parent} is being written by another process ({owner}); "
-                                "wait for it to finish, or use another run folder") from None
-        self.file.truncate(0)
-        self.file.write(f"pid {os.getpid()}")
-        self.file.flush()
-        return self
-
-    def __exit__(self, *exc):
-        self.file.close()  # closing releases the lock
-        return False
-
-
-# --- files ------------------------------------------------------------------------------------
-def _write_json(path: Path, obj) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
-    tmp.replace(path)  # atomic: a killed run never leaves half a record
-
-
-def _save_masks(path: Path, masks) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    save_file({k: v.bool().contiguous() for k, v in masks.items()}, str(tmp))
-    tmp.replace(path)
-
-
-def _load_masks(path: Path) -> "OrderedDict[str, torch.Tensor]":
-    t = load_file(str(path))
-    return OrderedDict((k, v.float()) for k, v in t.items())
-
-
-def _save_state(path: Path, state) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(tmp))
-    tmp.replace(path)
-
-
-def _config_diff(old: dict, new: dict, prefix: str = "") -> list[str]:
-    diffs = []
-    for key in sorted(set(old) | set(new)):
-        a, b = old.get(key), new.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            diffs += _config_diff(a, b, f"{prefix}{key}.")
-        elif json.dumps(a) != json.dumps(b):
-            diffs.append(f"{prefix}{key}: folder has {a!r}, this run asks for {b!r}")
-    return diffs
 
 
 # --- one seed -----------------------------------------------------------------------------------
@@ -209,7 +139,7 @@ def _rewind_state(config: dict, search_op, search_target, task: Task, seed: int,
             seed=seed, device=dev, progress=False)
         net.cpu()
     rewind_state = OrderedDict((k, v.detach().cpu().clone()) for k, v in net.state_dict().items())
-    _save_state(rewind_file, rewind_state)
+    save_state(rewind_file, rewind_state)
     return rewind_state
 
 
@@ -231,7 +161,7 @@ def _run_seeds(config: dict, task: Task, seeds: Sequence[int], run_dir: str, dev
     for seed in seeds:
         masks_file = dirs[seed] / "masks_00.safetensors"
         if not masks_file.exists():
-            _save_masks(masks_file, dense_masks(probe))
+            save_masks(masks_file, dense_masks(probe))
 
     def fit_all(todo, masks, operator, observation, reference, label):
         nets = [_fresh_net(arch, rewind[s], dev) for s in todo]
@@ -246,7 +176,7 @@ def _run_seeds(config: dict, task: Task, seeds: Sequence[int], run_dir: str, dev
                                          and (dirs[s] / f"masks_{k + 1:02d}.safetensors").exists())]
         if not todo:
             continue
-        masks = [_load_masks(dirs[s] / f"masks_{k:02d}.safetensors") for s in todo]
+        masks = [load_masks(dirs[s] / f"masks_{k:02d}.safetensors") for s in todo]
         nets, searches = fit_all(todo, masks, search_op, search_target, None if search_clean else task.clean,
                                  f"round {k} (search)")
         if search_clean:
@@ -261,11 +191,11 @@ def _run_seeds(config: dict, task: Task, seeds: Sequence[int], run_dir: str, dev
             report = sparsity_report(eval_net, m)
             to_pil(evaluation.best_output).save(seed_dir / f"round_{k:02d}.png")
             if k == 0:
-                _save_state(seed_dir / "dense_final.safetensors", final_weights)
+                save_state(seed_dir / "dense_final.safetensors", final_weights)
             new_masks = global_prune(final_weights, m, rate, method=config["method"], keep_dense=keep_dense,
                                      seed=seed, key=("imp", k))
-            _save_masks(seed_dir / f"masks_{k + 1:02d}.safetensors", new_masks)
-            _write_json(seed_dir / f"round_{k:02d}.json",
+            save_masks(seed_dir / f"masks_{k + 1:02d}.safetensors", new_masks)
+            write_json(seed_dir / f"round_{k:02d}.json",
                         _record(evaluation, report, method="imp", seed=seed, round=k,
                                 nominal_sparsity=1 - (1 - rate) ** k, search_on=config["search_on"],
                                 diverged_retry=retried or retried_eval))
@@ -280,7 +210,7 @@ def _run_seeds(config: dict, task: Task, seeds: Sequence[int], run_dir: str, dev
                 chains[seed] = random_global(shapes, rounds, rate, seed=seed)
             return chains[seed][k]
         if name == "random_layerwise":
-            return random_like(_load_masks(dirs[seed] / f"masks_{k:02d}.safetensors"), seed=seed,
+            return random_like(load_masks(dirs[seed] / f"masks_{k:02d}.safetensors"), seed=seed,
                                key=("random_layerwise", k))
         if seed not in dense_finals:
             dense_finals[seed] = load_file(str(dirs[seed] / "dense_final.safetensors"))
@@ -296,7 +226,7 @@ def _run_seeds(config: dict, task: Task, seeds: Sequence[int], run_dir: str, dev
             masks = [baseline_masks(name, s, k) for s in todo]
             nets, fits = fit_all(todo, masks, task.operator, task.observation, task.clean, f"{name} {k}")
             for seed, net, m, (result, retried) in zip(todo, nets, masks, fits):
-                _write_json(dirs[seed] / name / f"round_{k:02d}.json",
+                write_json(dirs[seed] / name / f"round_{k:02d}.json",
                             _record(result, sparsity_report(net, m), method=name, seed=seed, round=k,
                                     nominal_sparsity=1 - (1 - rate) ** k, diverged_retry=retried))
 
@@ -377,7 +307,7 @@ class ImpRun:
         masks_file = sd / f"masks_{round:02d}.safetensors"
         if not masks_file.exists():
             raise FileNotFoundError(f"no ticket for seed {seed}, round {round} in {self.dir}")
-        masks = _load_masks(masks_file)
+        masks = load_masks(masks_file)
         rewind = OrderedDict(load_file(str(sd / "rewind.safetensors")))
         net = _fresh_net(self.config["arch"], rewind, "cpu")
         task = self.config["task"]
@@ -398,7 +328,7 @@ class ImpRun:
 
     def write_summary(self) -> Path:
         path = self.dir / "summary.json"
-        _write_json(path, self.summary())
+        write_json(path, self.summary())
         return path
 
 
@@ -465,26 +395,9 @@ def start_run(run_dir, config: dict, worker, payload, seeds: Sequence[int], *, d
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    with _RunLock(run_dir):
-        cfg_file = run_dir / "config.json"
-        if cfg_file.exists():
-            stored = json.loads(cfg_file.read_text())
-            # more rounds or another baseline only add records: they extend the run, not redefine it
-            extendable = ("baselines", "rounds")
-            diffs = _config_diff({k: v for k, v in stored.items() if k not in extendable},
-                                 {k: v for k, v in config.items() if k not in extendable})
-            have, asked = stored.get("baselines", []), config.get("baselines", [])
-            extended = dict(stored, baselines=have + [b for b in asked if b not in have],
-                            rounds=max(stored["rounds"], config["rounds"]))
-            if not diffs and extended != stored:
-                _write_json(cfg_file, extended)
-            if diffs:
-                raise RunConfigError(
-                    f"{run_dir} holds a run with different settings, so it will not be resumed: " + "; ".join(diffs)
-                    + ". Use another run folder, or delete this one to start over."
-                )
-        else:
-            _write_json(cfg_file, config)
+    with RunLock(run_dir):
+        # more rounds or another baseline only add records: they extend the run, not redefine it
+        open_config(run_dir, config, extendable={"rounds": max, "baselines": union})
         dev = resolve_device(device)
         if batch_seeds is None:
             batch_seeds = dev.type != "cpu" and len(seeds) > 1

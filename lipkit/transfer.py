@@ -19,19 +19,15 @@ evaluations and an interrupted run resumes.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Sequence
 
-import lipkit
-from lipkit.data import to_pil
 from lipkit.device import resolve_device
 from lipkit.fit import fit
 from lipkit.parallel import run_jobs
 from lipkit.pruning import random_like, sparsity_report
+from lipkit.store.cache import RecordCache
 from lipkit.tasks import Task
 from lipkit.tickets import Ticket
 
@@ -59,18 +55,13 @@ class TransferJob:
         if self.seed is None:
             self.seed = int(self.ticket.meta.get("seed", 0))
 
-    def fingerprint(self) -> str:
-        """sha256 of everything that determines the result: masks, rewind weights, task, variant, seed."""
-        h = hashlib.sha256()
+    def key(self, cache: RecordCache) -> str:
+        """The cache key of everything that determines the result: masks, rewind weights, task,
+        variant, seed, architecture (and, through the cache, the code)."""
         # the dense variant does not read the masks: tickets from one θ0 share its dense evaluation
         tensors = ([] if self.variant == "dense" else list(self.ticket.masks.items())) + list(self.ticket.rewind.items())
-        for name, t in tensors:
-            h.update(name.encode())
-            h.update(t.detach().cpu().contiguous().numpy().tobytes())
-        h.update(json.dumps(dict(task=self.task.describe(), variant=self.variant, seed=self.seed,
-                                 arch=self.ticket.meta.get("arch"), version=lipkit.__version__),
-                            sort_keys=True).encode())
-        return h.hexdigest()
+        return cache.key(dict(task=self.task.describe(), variant=self.variant, seed=self.seed,
+                              arch=self.ticket.meta.get("arch")), tensors)
 
 
 def _source(ticket: Ticket) -> dict:
@@ -127,61 +118,34 @@ def _run_job(job: TransferJob, device, progress):
     return record, result.best_output
 
 
-def _cached(job: TransferJob, cache_dir: Path | None):
-    if cache_dir is None:
-        return None, None
-    fp = job.fingerprint()
-    path = cache_dir / f"{fp[:20]}.json"
-    if path.exists():
-        record = json.loads(path.read_text())
-        if record.get("fingerprint") == fp:
-            return record, path
-    return None, path
-
-
-def _store(path: Path | None, record: dict, fp: str, best_output) -> dict:
-    record = dict(record, fingerprint=fp)
-    if path is not None:
-        to_pil(best_output).save(path.with_suffix(".png"))
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(record, indent=1))
-        tmp.replace(path)  # atomic: an interrupted run never leaves half a record
-        record["image"] = str(path.with_suffix(".png"))
-    return record
-
-
 def transfer_many(jobs: Sequence[TransferJob], *, cache_dir: str | os.PathLike | None = None,
                   workers: int | None = None, device: str | None = None, progress: bool = True) -> list[dict]:
     """Run every job (skipping those already in ``cache_dir``); records in the order of ``jobs``.
 
-    Each record is cached as ``<cache_dir>/<fingerprint>.json`` with the best output as PNG
-    (its path under ``image``). On a CPU the jobs run in ``workers`` processes (default: one per
+    Each record is cached in ``cache_dir`` under its key (:class:`lipkit.store.cache.RecordCache`)
+    with the best output as PNG (its path under ``image``). On a CPU the jobs run in ``workers`` processes (default: one per
     core) with one thread each, which on small images is faster than one process with all cores.
     """
     from tqdm.auto import tqdm
 
-    cache = Path(cache_dir) if cache_dir is not None else None
-    if cache is not None:
-        cache.mkdir(parents=True, exist_ok=True)
+    cache = RecordCache(cache_dir) if cache_dir is not None else None
     for job in jobs:  # fail early, before any fitting, on a ticket that does not fit its target
         job.ticket.check_image(*job.task.image_size)
     records: list[dict | None] = [None] * len(jobs)
     todo = []
     for i, job in enumerate(jobs):
-        record, path = _cached(job, cache)
-        if record is not None:
-            record["image"] = str(path.with_suffix(".png"))
-            records[i] = record
-        else:
-            todo.append((i, job, path))
+        key = job.key(cache) if cache is not None else None
+        records[i] = cache.get(key) if cache is not None else None
+        if records[i] is None:
+            todo.append((i, job, key))
     if not todo:
         return records
     bar = tqdm(total=len(todo), desc="transfer", disable=not progress)
     dev = str(resolve_device(device))
     for j, (record, best) in run_jobs(_run_job, [(job, dev, False) for _, job, _ in todo], workers=workers,
                                       device=dev):
-        i, job, path = todo[j]
-        records[i] = _store(path, record, job.fingerprint(), best)
+        i, job, key = todo[j]
+        records[i] = cache.put(key, record, best) if cache is not None else record
         bar.update()
     bar.close()
     return records

@@ -30,13 +30,13 @@ from safetensors.torch import load_file
 from lipkit.data import to_pil
 from lipkit.device import resolve_device
 from lipkit.fit import FitResult, FitSettings, fit
-from lipkit.imp import (SEARCH_TARGETS, ImpRun, _load_masks, _save_masks, _save_state, _write_json, seed_worker_setup,
-                        start_run)
+from lipkit.imp import SEARCH_TARGETS, ImpRun, seed_worker_setup, start_run
 from lipkit.models import network_input, per_image_statistics, skip_net
 from lipkit.operators import Identity
 from lipkit.pruning import check_rate, conv_weights_of, dense_masks, global_prune, input_weight_names, sparsity_report
 from lipkit.seeding import generator as stream_generator
 from lipkit.seeding import seeded
+from lipkit.store.folder import load_masks, save_masks, save_state, write_json
 from lipkit.tasks import Task
 
 INPUT_MODES = ("shared", "per_image")
@@ -144,17 +144,17 @@ def _run_seed_shared(config: dict, tasks: Sequence[Task], seed: int, run_dir: st
     else:
         with seeded(seed, "weights"):
             rewind = OrderedDict((k, v.detach().clone()) for k, v in skip_net(**arch).state_dict().items())
-        _save_state(rewind_file, rewind)
+        save_state(rewind_file, rewind)
     probe = skip_net(**arch)
     keep_dense = input_weight_names(probe) if config["keep_input_convs_dense"] else []
     if not (seed_dir / "masks_00.safetensors").exists():
-        _save_masks(seed_dir / "masks_00.safetensors", dense_masks(probe))
+        save_masks(seed_dir / "masks_00.safetensors", dense_masks(probe))
     settings = FitSettings(**config["settings"])
     for k in range(rounds):
         record_file = seed_dir / f"round_{k:02d}.json"
         if record_file.exists():
             continue
-        masks = _load_masks(seed_dir / f"masks_{k:02d}.safetensors")
+        masks = load_masks(seed_dir / f"masks_{k:02d}.safetensors")
         net = skip_net(**arch)
         net.load_state_dict(rewind)
         result, numbers = fit_shared(net, tasks, input_mode=config["input_mode"], search_on=config["search_on"],
@@ -165,8 +165,8 @@ def _run_seed_shared(config: dict, tasks: Sequence[Task], seed: int, run_dir: st
         for a, img in enumerate(out):
             to_pil(img).save(seed_dir / f"round_{k:02d}_{a}.png")
         new_masks = global_prune(conv_weights_of(net), masks, rate, keep_dense=keep_dense)
-        _save_masks(seed_dir / f"masks_{k + 1:02d}.safetensors", new_masks)
-        _write_json(record_file, dict(
+        save_masks(seed_dir / f"masks_{k + 1:02d}.safetensors", new_masks)
+        write_json(record_file, dict(
             numbers, method="imp_shared", seed=seed, round=k, nominal_sparsity=1 - (1 - rate) ** k,
             input_mode=config["input_mode"], search_on=config["search_on"], best_psnr=result.best_psnr,
             es_psnr=result.es_psnr, final_psnr=result.final_psnr, best_iteration=result.best_iteration,

@@ -58,3 +58,17 @@ def test_runs_are_cached(mirror_dir, tmp_path, monkeypatch):
     again = deep_decoder_runs(task, [8, 12], seeds=[0, 1], cache_dir=tmp_path, workers=1, progress=False)
     assert again == first
     assert all(r["image"].endswith(".png") for r in again)
+    # a changed setting, a new schema version or changed code is another key: recomputed
+    import lipkit.store.cache as cache_mod
+
+    def recomputed(task, **patch):
+        with monkeypatch.context() as m:
+            for name, value in patch.items():
+                m.setattr(cache_mod, name, value)
+            with pytest.raises(AssertionError, match="fitted again"):
+                deep_decoder_runs(task, [8], seeds=[0], cache_dir=tmp_path, workers=1, progress=False)
+
+    recomputed(task, SCHEMA_VERSION=cache_mod.SCHEMA_VERSION + 1)
+    recomputed(task, code_fingerprint=lambda modules: "the code was edited")
+    recomputed(make_task("denoise", "set5/head", crop=64, iters=11))
+    assert deep_decoder_runs(task, [8], seeds=[0], cache_dir=tmp_path, workers=1, progress=False) == first[:1]

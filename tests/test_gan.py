@@ -12,10 +12,10 @@ from lipkit.gan import (
     prunable_weights,
     train_wgangp,
 )
-from lipkit.imp import RunConfigError
 from lipkit.models.dcgan import DCGANCritic, DCGANGenerator
 from lipkit.models.pggan import PGGANDiscriminator, PGGANGenerator
 from lipkit.pruning import global_prune
+from lipkit.store.folder import RunConfigError
 
 FAST = WGANSettings(iterations=3, batch_size=8, lr=1e-3)
 

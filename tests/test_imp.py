@@ -10,9 +10,10 @@ import pytest
 import torch
 
 from lipkit.fit import FitSettings
-from lipkit.imp import RunConfigError, _fit_guarded, imp
+from lipkit.imp import _fit_guarded, imp
 from lipkit.models import skip_net
 from lipkit.operators import Denoising
+from lipkit.store.folder import RunConfigError
 from lipkit.tasks import Task, make_task
 
 TINY = dict(num_channels_down=[8] * 5, num_channels_up=[8] * 5)
@@ -144,11 +145,11 @@ def test_a_diverging_fit_is_restored_not_pruned(tmp_path, exp_weight):
 
 
 def test_a_run_folder_in_use_is_refused(mirror_dir, tmp_path):
-    from lipkit.imp import RunInUseError, _RunLock
+    from lipkit.store.folder import RunInUseError, RunLock
 
     task = make_task("denoise", "set5/baby", crop=64, iters=2)
     (tmp_path / "busy").mkdir()
-    with _RunLock(tmp_path / "busy"):
+    with RunLock(tmp_path / "busy"):
         with pytest.raises(RunInUseError, match="being written by another process"):
             imp(task, rounds=0, seeds=[0], arch=TINY, run_dir=tmp_path / "busy", workers=1, progress=False)
 

@@ -83,4 +83,4 @@ def test_cache_and_workers(woman_run, tmp_path, monkeypatch):
         transfer_many([TransferJob(run.ticket(3, 1), target, "ticket", seed=9)], cache_dir=tmp_path / "c",
                       workers=1, progress=False)
     record = json.loads(next((tmp_path / "c").glob("*.json")).read_text())
-    assert len(record["fingerprint"]) == 64
+    assert len(record["key"]) == 64

@@ -8,7 +8,7 @@ from torch import nn
 from lipkit.seeding import generator as stream_generator
 
 
-def _as_batch(x: torch.Tensor) -> tuple[torch.Tensor, bool]:
+def as_batch(x: torch.Tensor) -> tuple[torch.Tensor, bool]:
     if x.dim() == 3:
         return x[None], True
     if x.dim() == 4:

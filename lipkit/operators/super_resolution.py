@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from lipkit.operators.base import Operator, _as_batch
+from lipkit.operators.base import Operator, as_batch
 from lipkit.resample import Downsampler
 
 MAX_FACTOR = 16
@@ -49,14 +49,14 @@ class SuperResolution(Operator):
             )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        xb, single = _as_batch(x)
+        xb, single = as_batch(x)
         self._check(xb)
         y = self.down(xb)
         return y[0] if single else y
 
     def observe(self, x, *, generator=None, seed=None):
         """PIL Lanczos downscale of x, per image; deterministic, so ``seed`` is not needed."""
-        xb, single = _as_batch(x)
+        xb, single = as_batch(x)
         self._check(xb)
         h, w = xb.shape[-2:]
         outs = []

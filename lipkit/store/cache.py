@@ -1,0 +1,98 @@
+"""Content-addressed results: a record is found again only if everything that made it is the same.
+
+A key hashes a JSON description of the job (task, settings, seed, ...), the job's tensors (masks,
+rewind weights), :data:`SCHEMA_VERSION` and the source code of the lipkit modules that compute the
+number (:func:`code_fingerprint`). Editing that code, bumping the schema or changing a setting
+gives a new key, so a cached number is recomputed instead of silently reused.
+
+Example:
+    >>> import tempfile
+    >>> cache = RecordCache(tempfile.mkdtemp())
+    >>> key = cache.key({"task": "denoise", "seed": 0})
+    >>> cache.get(key) is None
+    True
+    >>> cache.put(key, {"best_psnr": 30.0})["best_psnr"]
+    30.0
+    >>> cache.get(key)["best_psnr"], cache.get(cache.key({"task": "denoise", "seed": 1})) is None
+    (30.0, True)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Iterable, Mapping
+
+import torch
+
+from lipkit.store.folder import write_json
+
+# Bump when a record's meaning changes in a way the code fingerprint cannot see (e.g. new fields).
+SCHEMA_VERSION = 2
+
+# The modules whose code determines a fitted number (their source is part of every key).
+NUMERIC_MODULES = ("fit", "early_stopping", "seeding", "metrics", "tasks", "pruning", "tickets", "data",
+                   "resample", "models", "operators")
+
+
+@lru_cache(maxsize=None)
+def code_fingerprint(modules: tuple[str, ...] = NUMERIC_MODULES) -> str:
+    """sha256 of the source files of ``lipkit.<module>`` (a package: all its files), in order."""
+    root = Path(__file__).resolve().parents[1]
+    h = hashlib.sha256()
+    for name in modules:
+        path = root / name
+        files = sorted(path.rglob("*.py")) if path.is_dir() else [root / f"{name}.py"]
+        for f in files:
+            h.update(str(f.relative_to(root)).encode())
+            h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+class RecordCache:
+    """JSON records (and optionally an image each) in ``directory``, named by their key."""
+
+    def __init__(self, directory: str | os.PathLike, prefix: str = "", modules: tuple[str, ...] = NUMERIC_MODULES):
+        self.dir = Path(directory)
+        self.prefix = prefix
+        self.modules = tuple(modules)
+        self.dir.mkdir(parents=True, exist_ok=True)
+
+    def key(self, description: dict, tensors: Iterable[tuple[str, torch.Tensor]] = ()) -> str:
+        """The key of a job: its description, its tensors, the schema version and the code."""
+        h = hashlib.sha256()
+        for name, t in tensors:
+            h.update(name.encode())
+            h.update(t.detach().cpu().contiguous().numpy().tobytes())
+        h.update(json.dumps(dict(description, schema=SCHEMA_VERSION, code=code_fingerprint(self.modules)),
+                            sort_keys=True).encode())
+        return h.hexdigest()
+
+    def path(self, key: str) -> Path:
+        return self.dir / f"{self.prefix}{key[:20]}.json"
+
+    def get(self, key: str) -> dict | None:
+        """The record stored under ``key`` (with ``image``, its PNG, when there is one), or None."""
+        path = self.path(key)
+        if not path.exists():
+            return None
+        record = json.loads(path.read_text())
+        if record.get("key") != key:  # a 20-character prefix collision: not this job's record
+            return None
+        png = path.with_suffix(".png")
+        return dict(record, image=str(png)) if png.exists() else record
+
+    def put(self, key: str, record: Mapping, image: torch.Tensor | None = None) -> dict:
+        """Store ``record`` (and ``image``, (C, H, W) in [0, 1], as PNG) under ``key``; returns it as
+        :meth:`get` will."""
+        path = self.path(key)
+        record = dict(record, key=key)
+        if image is not None:
+            from lipkit.data import to_pil
+
+            to_pil(image).save(path.with_suffix(".png"))
+        write_json(path, record)
+        return dict(record, image=str(path.with_suffix(".png"))) if image is not None else record
