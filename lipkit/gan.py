@@ -41,6 +41,7 @@ from lipkit.seeding import SCHEME, derive_seed
 from lipkit.seeding import generator as stream_generator
 from lipkit.store.folder import (RunConfigError, RunLock, config_diff, load_masks, open_config, save_masks, save_state,
                                  write_json)
+from lipkit.store.paths import GanImpFolder, PretrainFolder
 from lipkit.tickets import Ticket
 
 METHODS = ("magnitude", "random")
@@ -234,21 +235,22 @@ def pretrain(generator: nn.Module, critic: nn.Module, images: torch.Tensor, sett
     config = json.loads(json.dumps(dict(generator=dict(generator.config), critic=dict(critic.config),
                                         settings=asdict(settings), seed=int(seed), n_images=int(images.shape[0]),
                                         seeding=SCHEME)))
+    files = PretrainFolder(run_dir)
     with RunLock(run_dir):
-        record_file = run_dir / "pretrain.json"
+        record_file = files.record
         if record_file.exists():
             record = json.loads(record_file.read_text())
             diffs = config_diff(record["config"], config)
             if diffs:
                 raise RunConfigError(f"{run_dir} holds a GAN trained with other settings: " + "; ".join(diffs)
                                      + ". Use another folder, or delete this one.")
-            generator.load_state_dict(load_file(str(run_dir / "G.safetensors")))
-            critic.load_state_dict(load_file(str(run_dir / "D.safetensors")))
+            generator.load_state_dict(load_file(str(files.state("G"))))
+            critic.load_state_dict(load_file(str(files.state("D"))))
             return record
         history = train_wgangp(generator, critic, images, settings, seed=seed, device=device, progress=progress,
                                desc="pretraining")
-        save_state(run_dir / "G.safetensors", _state(generator))
-        save_state(run_dir / "D.safetensors", _state(critic))
+        save_state(files.state("G"), _state(generator))
+        save_state(files.state("D"), _state(critic))
         record = dict(config=config, final_wasserstein=float(np.mean(history["wasserstein"][-50:])),
                       wasserstein=[float(v) for v in history["wasserstein"]], seconds=round(history["seconds"], 2))
         write_json(record_file, record)
@@ -268,19 +270,18 @@ class GanImpRun:
 
     def __init__(self, run_dir: str | os.PathLike):
         self.dir = Path(run_dir)
-        cfg = self.dir / "config.json"
-        if not cfg.exists():
+        self.folder = GanImpFolder(run_dir)
+        if not self.folder.config.exists():
             raise FileNotFoundError(f"{self.dir} is not a GAN-IMP run folder (no config.json)")
-        self.config = json.loads(cfg.read_text())
+        self.config = json.loads(self.folder.config.read_text())
 
-    def _round_dir(self, method: str, k: int) -> Path:
+    def _check(self, method: str) -> None:
         if method not in self.config["methods"]:
             raise KeyError(f"method {method!r} was not run; the run has {self.config['methods']}")
-        # round 0 (dense) is shared by every method: no pruning has happened yet
-        return self.dir / "dense" if k == 0 else self.dir / method
 
     def record(self, method: str, k: int) -> dict:
-        f = self._round_dir(method, k) / f"round_{k:02d}.json"
+        self._check(method)
+        f = self.folder.record(method, k)
         if not f.exists():
             raise FileNotFoundError(f"round {k} of {method} is not finished in {self.dir}")
         return json.loads(f.read_text())
@@ -296,21 +297,23 @@ class GanImpRun:
         return out
 
     def masks(self, method: str, k: int, net: str = "G") -> "OrderedDict[str, torch.Tensor]":
-        return load_masks(self._round_dir(method, k) / f"masks_{net}_{k:02d}.safetensors")
+        self._check(method)
+        return load_masks(self.folder.masks(method, net, k))
 
     def load_into(self, net: nn.Module, method: str, k: int, which: str = "G") -> nn.Module:
         """Load the fine-tuned weights of round ``k`` (masks applied) into ``net``; returns it in eval mode."""
-        net.load_state_dict(load_file(str(self._round_dir(method, k) / f"finetuned_{which}_{k:02d}.safetensors")))
+        self._check(method)
+        net.load_state_dict(load_file(str(self.folder.finetuned(method, which, k))))
         return net.eval()
 
     def pretrained_into(self, net: nn.Module, which: str = "G") -> nn.Module:
-        net.load_state_dict(load_file(str(self.dir / f"pretrained_{which}.safetensors")))
+        net.load_state_dict(load_file(str(self.folder.pretrained(which))))
         return net.eval()
 
     def ticket(self, generator: nn.Module, method: str, k: int) -> Ticket:
         """Round ``k``'s generator ticket: its masks with the pretrained weights to rewind to."""
         masks = self.masks(method, k)
-        rewind = load_file(str(self.dir / "pretrained_G.safetensors"))
+        rewind = load_file(str(self.folder.pretrained("G")))
         rec = self.record(method, k)
         return Ticket(masks, OrderedDict(rewind), dict(arch=dict(generator.config), round=k, method=method,
                                                       conv_sparsity=mask_sparsity(masks), rate=self.config["rate"],
@@ -345,10 +348,11 @@ def gan_imp(generator: nn.Module, critic: nn.Module, images: torch.Tensor, *, ro
                   seeding=SCHEME)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    files = GanImpFolder(run_dir)
     with RunLock(run_dir):
-        if (run_dir / "config.json").exists():  # refuse other settings before writing anything
+        if files.config.exists():  # refuse other settings before writing anything
             open_config(run_dir, config, what="a generator-IMP run")
-        pre = {"G": run_dir / "pretrained_G.safetensors", "D": run_dir / "pretrained_D.safetensors"}
+        pre = {which: files.pretrained(which) for which in ("G", "D")}
         if not pre["G"].exists():
             save_state(pre["G"], _state(generator))
             save_state(pre["D"], _state(critic))
@@ -357,14 +361,13 @@ def gan_imp(generator: nn.Module, critic: nn.Module, images: torch.Tensor, *, ro
         nets = {"G": generator, "D": critic}
         chains = [("dense", 0)] + [(m, k) for m in methods for k in range(1, rounds + 1)]
         for method, k in tqdm(chains, desc="GAN IMP rounds", disable=not progress):
-            folder = run_dir / method
-            folder.mkdir(exist_ok=True)
-            record_file = folder / f"round_{k:02d}.json"
+            files.level_dir(method, k).mkdir(exist_ok=True)
+            record_file = files.record(method, k)
             if record_file.exists():
                 continue
             masks = {}
             for which, net in nets.items():
-                mf = folder / f"masks_{which}_{k:02d}.safetensors"
+                mf = files.masks(method, which, k)
                 if k == 0 and not mf.exists():
                     save_masks(mf, dense_masks(net))
                 masks[which] = load_masks(mf)
@@ -373,15 +376,14 @@ def gan_imp(generator: nn.Module, critic: nn.Module, images: torch.Tensor, *, ro
                                    seed=derive_seed(seed, "gan_finetune", k), device=device, progress=progress,
                                    desc=f"{method} round {k} fine-tune")
             for which, net in nets.items():
-                save_state(folder / f"finetuned_{which}_{k:02d}.safetensors", _state(net))
+                save_state(files.finetuned(method, which, k), _state(net))
             for which, net in nets.items():  # masks of the next round, for every method branching here
                 for m in (methods if k == 0 else [method]):
                     if k < rounds:
                         nxt = global_prune(_weights(net), masks[which], rate, method=m,
                                            seed=seed, key=("gan", which, k))
-                        out = run_dir / m
-                        out.mkdir(exist_ok=True)
-                        save_masks(out / f"masks_{which}_{k + 1:02d}.safetensors", nxt)
+                        files.level_dir(m, k + 1).mkdir(exist_ok=True)
+                        save_masks(files.masks(m, which, k + 1), nxt)
             rec = dict(method="dense" if k == 0 else method, round=k, nominal_sparsity=1 - (1 - rate) ** k,
                        G=measured_sparsity(generator), D=measured_sparsity(critic),
                        final_wasserstein=float(np.mean(history["wasserstein"][-50:])),

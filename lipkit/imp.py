@@ -44,6 +44,7 @@ from lipkit.pruning import (check_rate, conv_weights_of, dense_masks, global_pru
                             one_shot_magnitude, random_global, random_like, sparsity_report)
 from lipkit.seeding import seeded
 from lipkit.store.folder import RunLock, load_masks, open_config, save_masks, save_state, union, write_json
+from lipkit.store.paths import ImpFolder
 from lipkit.tasks import Task
 from lipkit.tickets import Ticket
 
@@ -82,13 +83,13 @@ def _fresh_net(arch: dict, rewind_state, device) -> torch.nn.Module:
     return net.to(device)
 
 
-def seed_worker_setup(run_dir: str, seed: int, device, threads: int | None) -> tuple[torch.device, Path]:
-    """What every seed worker does first: set its thread count, pick the device, make seed_<seed>/."""
+def seed_worker_setup(run_dir: str, seed: int, device, threads: int | None) -> tuple[torch.device, ImpFolder]:
+    """What every seed worker does first: set its thread count, pick the device, make the seed's folder."""
     if threads:
         torch.set_num_threads(threads)
-    seed_dir = Path(run_dir) / f"seed_{seed}"
-    seed_dir.mkdir(parents=True, exist_ok=True)
-    return resolve_device(device), seed_dir
+    folder = ImpFolder(run_dir)
+    folder.seed_dir(seed).mkdir(parents=True, exist_ok=True)
+    return resolve_device(device), folder
 
 
 def _run_seed(config: dict, task: Task, seed: int, run_dir: str, device: str | None, threads: int | None,
@@ -127,9 +128,9 @@ def _fit_many(nets, operator, observation, *, task: Task, reference, masks, seed
             for net, m, s in zip(nets, masks, seeds)]
 
 
-def _rewind_state(config: dict, search_op, search_target, task: Task, seed: int, seed_dir: Path, dev):
+def _rewind_state(config: dict, search_op, search_target, task: Task, seed: int, folder: ImpFolder, dev):
     """The seed's rewind point θ (θ0, or the dense weights after ``rewind_iteration`` steps), saved once."""
-    rewind_file = seed_dir / "rewind.safetensors"
+    rewind_file = folder.rewind(seed)
     if rewind_file.exists():
         return load_file(str(rewind_file))
     with seeded(seed, "weights"):
@@ -147,19 +148,18 @@ def _run_seeds(config: dict, task: Task, seeds: Sequence[int], run_dir: str, dev
                threads: int | None, progress: bool, *, batch: bool) -> None:
     """Run (or resume) IMP and its baselines for ``seeds``, round by round; each seed's files go
     under seed_<seed>/. With ``batch``, each round's fits of all seeds run as one batched model."""
-    dirs = {}
     for seed in seeds:
-        dev, dirs[seed] = seed_worker_setup(run_dir, seed, device, threads)
+        dev, folder = seed_worker_setup(run_dir, seed, device, threads)
     arch, rounds, rate = config["arch"], config["rounds"], config["rate"]
     search_clean = config["search_on"] == "clean"
     search_op = Identity() if search_clean else task.operator
     search_target = task.clean if search_clean else task.observation
-    rewind = {s: _rewind_state(config, search_op, search_target, task, s, dirs[s], dev) for s in seeds}
+    rewind = {s: _rewind_state(config, search_op, search_target, task, s, folder, dev) for s in seeds}
 
     probe = skip_net(**arch)
     keep_dense = input_weight_names(probe) if config["keep_input_convs_dense"] else []
     for seed in seeds:
-        masks_file = dirs[seed] / "masks_00.safetensors"
+        masks_file = folder.masks(seed, 0)
         if not masks_file.exists():
             save_masks(masks_file, dense_masks(probe))
 
@@ -172,11 +172,10 @@ def _run_seeds(config: dict, task: Task, seeds: Sequence[int], run_dir: str, dev
     for k in range(rounds + 1):
         # the next round's masks are written with every record, so a run can be extended later
         # (folders from before that need the last round fitted again to get them)
-        todo = [s for s in seeds if not ((dirs[s] / f"round_{k:02d}.json").exists()
-                                         and (dirs[s] / f"masks_{k + 1:02d}.safetensors").exists())]
+        todo = [s for s in seeds if not (folder.record(s, k).exists() and folder.masks(s, k + 1).exists())]
         if not todo:
             continue
-        masks = [load_masks(dirs[s] / f"masks_{k:02d}.safetensors") for s in todo]
+        masks = [load_masks(folder.masks(s, k)) for s in todo]
         nets, searches = fit_all(todo, masks, search_op, search_target, None if search_clean else task.clean,
                                  f"round {k} (search)")
         if search_clean:
@@ -186,16 +185,15 @@ def _run_seeds(config: dict, task: Task, seeds: Sequence[int], run_dir: str, dev
             eval_nets, evaluations = nets, searches
         for seed, net, eval_net, m, (_, retried), (evaluation, retried_eval) in zip(
                 todo, nets, eval_nets, masks, searches, evaluations):
-            seed_dir = dirs[seed]
             final_weights = conv_weights_of(net)
             report = sparsity_report(eval_net, m)
-            to_pil(evaluation.best_output).save(seed_dir / f"round_{k:02d}.png")
+            to_pil(evaluation.best_output).save(folder.image(seed, k))
             if k == 0:
-                save_state(seed_dir / "dense_final.safetensors", final_weights)
+                save_state(folder.dense_final(seed), final_weights)
             new_masks = global_prune(final_weights, m, rate, method=config["method"], keep_dense=keep_dense,
                                      seed=seed, key=("imp", k))
-            save_masks(seed_dir / f"masks_{k + 1:02d}.safetensors", new_masks)
-            write_json(seed_dir / f"round_{k:02d}.json",
+            save_masks(folder.masks(seed, k + 1), new_masks)
+            write_json(folder.record(seed, k),
                         _record(evaluation, report, method="imp", seed=seed, round=k,
                                 nominal_sparsity=1 - (1 - rate) ** k, search_on=config["search_on"],
                                 diverged_retry=retried or retried_eval))
@@ -210,23 +208,22 @@ def _run_seeds(config: dict, task: Task, seeds: Sequence[int], run_dir: str, dev
                 chains[seed] = random_global(shapes, rounds, rate, seed=seed)
             return chains[seed][k]
         if name == "random_layerwise":
-            return random_like(load_masks(dirs[seed] / f"masks_{k:02d}.safetensors"), seed=seed,
-                               key=("random_layerwise", k))
+            return random_like(load_masks(folder.masks(seed, k)), seed=seed, key=("random_layerwise", k))
         if seed not in dense_finals:
-            dense_finals[seed] = load_file(str(dirs[seed] / "dense_final.safetensors"))
+            dense_finals[seed] = load_file(str(folder.dense_final(seed)))
         return one_shot_magnitude(dense_finals[seed], 1 - (1 - rate) ** k, keep_dense=keep_dense)
 
     for name in config["baselines"]:
         for seed in seeds:
-            (dirs[seed] / name).mkdir(exist_ok=True)
+            folder.record(seed, 1, name).parent.mkdir(exist_ok=True)
         for k in range(1, rounds + 1):
-            todo = [s for s in seeds if not (dirs[s] / name / f"round_{k:02d}.json").exists()]
+            todo = [s for s in seeds if not folder.record(s, k, name).exists()]
             if not todo:
                 continue
             masks = [baseline_masks(name, s, k) for s in todo]
             nets, fits = fit_all(todo, masks, task.operator, task.observation, task.clean, f"{name} {k}")
             for seed, net, m, (result, retried) in zip(todo, nets, masks, fits):
-                write_json(dirs[seed] / name / f"round_{k:02d}.json",
+                write_json(folder.record(seed, k, name),
                             _record(result, sparsity_report(net, m), method=name, seed=seed, round=k,
                                     nominal_sparsity=1 - (1 - rate) ** k, diverged_retry=retried))
 
@@ -241,11 +238,11 @@ class ImpRun:
 
     def __init__(self, run_dir: str | os.PathLike, max_round: int | None = None):
         self.dir = Path(run_dir)
+        self.folder = ImpFolder(run_dir)
         self.max_round = max_round
-        cfg = self.dir / "config.json"
-        if not cfg.exists():
+        if not self.folder.config.exists():
             raise FileNotFoundError(f"{self.dir} is not an IMP run folder (no config.json)")
-        self.config = json.loads(cfg.read_text())
+        self.config = json.loads(self.folder.config.read_text())
 
     @property
     def rounds(self) -> int:
@@ -255,17 +252,13 @@ class ImpRun:
 
     @property
     def seeds(self) -> list[int]:
-        return sorted(int(p.name.split("_")[1]) for p in self.dir.glob("seed_*") if p.is_dir())
+        return self.folder.seeds()
 
     def records(self, method: str | None = None) -> list[dict]:
         """Every finished evaluation, IMP rounds and baselines, as dicts."""
         out = []
         for s in self.seeds:
-            sd = self.dir / f"seed_{s}"
-            files = sorted(sd.glob("round_*.json"))
-            for name in BASELINES:
-                files += sorted((sd / name).glob("round_*.json"))
-            for f in files:
+            for f in self.folder.records(s, BASELINES):
                 rec = json.loads(f.read_text())
                 if self.max_round is not None and rec["round"] > self.max_round:
                     continue
@@ -303,12 +296,11 @@ class ImpRun:
 
     def ticket(self, seed: int, round: int) -> Ticket:
         """Ticket ``round`` of ``seed``: its masks, the seed's rewind weights and the run's metadata."""
-        sd = self.dir / f"seed_{seed}"
-        masks_file = sd / f"masks_{round:02d}.safetensors"
+        masks_file = self.folder.masks(seed, round)
         if not masks_file.exists():
             raise FileNotFoundError(f"no ticket for seed {seed}, round {round} in {self.dir}")
         masks = load_masks(masks_file)
-        rewind = OrderedDict(load_file(str(sd / "rewind.safetensors")))
+        rewind = OrderedDict(load_file(str(self.folder.rewind(seed))))
         net = _fresh_net(self.config["arch"], rewind, "cpu")
         task = self.config["task"]
         return Ticket.from_net(net, masks, round=round, seed=seed, task=task["kind"], search_image=task["image"],
@@ -316,8 +308,9 @@ class ImpRun:
                                rate=self.config["rate"], rewind_iteration=self.config["rewind_iteration"],
                                task_params=task["params"])
 
-    def output_image(self, seed: int, round: int) -> Path:
-        return self.dir / f"seed_{seed}" / f"round_{round:02d}.png"
+    def output_image(self, seed: int, round: int, index: int | None = None) -> Path:
+        """The restored image of ``round`` (``index``: which image of a weight-sharing run)."""
+        return self.folder.image(seed, round, index)
 
     def summary(self) -> dict:
         rows = [{k: r[k] for k in ("method", "seed", "round", "nominal_sparsity", "conv_sparsity", "conv_nonzero",
@@ -327,7 +320,7 @@ class ImpRun:
         return dict(config=self.config, lipkit_version=lipkit.__version__, records=rows)
 
     def write_summary(self) -> Path:
-        path = self.dir / "summary.json"
+        path = self.folder.summary
         write_json(path, self.summary())
         return path
 
@@ -433,7 +426,7 @@ def _watch(futures, run_dir: Path, seeds, total: int, progress: bool) -> None:
     from tqdm.auto import tqdm
 
     def count() -> int:
-        return sum(len(list((run_dir / f"seed_{s}").rglob("round_*.json"))) for s in seeds)
+        return sum(len(list(ImpFolder(run_dir).seed_dir(s).rglob("round_*.json"))) for s in seeds)
 
     bar = tqdm(total=total, desc="IMP rounds", disable=not progress)
     while not all(f.done() for f in futures):

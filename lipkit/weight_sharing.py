@@ -135,10 +135,10 @@ def fit_shared(net, tasks: Sequence[Task], *, input_mode: str = "per_image", sea
 
 
 def _run_seed_shared(config: dict, tasks: Sequence[Task], seed: int, run_dir: str, device, threads, progress) -> None:
-    """Run (or resume) weight-sharing IMP for one seed; writes seed_<seed>/."""
-    dev, seed_dir = seed_worker_setup(run_dir, seed, device, threads)
+    """Run (or resume) weight-sharing IMP for one seed; writes the seed's folder (:class:`lipkit.store.paths.ImpFolder`)."""
+    dev, folder = seed_worker_setup(run_dir, seed, device, threads)
     arch, rounds, rate = config["arch"], config["rounds"], config["rate"]
-    rewind_file = seed_dir / "rewind.safetensors"
+    rewind_file = folder.rewind(seed)
     if rewind_file.exists():
         rewind = load_file(str(rewind_file))
     else:
@@ -147,14 +147,14 @@ def _run_seed_shared(config: dict, tasks: Sequence[Task], seed: int, run_dir: st
         save_state(rewind_file, rewind)
     probe = skip_net(**arch)
     keep_dense = input_weight_names(probe) if config["keep_input_convs_dense"] else []
-    if not (seed_dir / "masks_00.safetensors").exists():
-        save_masks(seed_dir / "masks_00.safetensors", dense_masks(probe))
+    if not folder.masks(seed, 0).exists():
+        save_masks(folder.masks(seed, 0), dense_masks(probe))
     settings = FitSettings(**config["settings"])
     for k in range(rounds):
-        record_file = seed_dir / f"round_{k:02d}.json"
+        record_file = folder.record(seed, k, "imp_shared")
         if record_file.exists():
             continue
-        masks = load_masks(seed_dir / f"masks_{k:02d}.safetensors")
+        masks = load_masks(folder.masks(seed, k))
         net = skip_net(**arch)
         net.load_state_dict(rewind)
         result, numbers = fit_shared(net, tasks, input_mode=config["input_mode"], search_on=config["search_on"],
@@ -163,9 +163,9 @@ def _run_seed_shared(config: dict, tasks: Sequence[Task], seed: int, run_dir: st
         report = sparsity_report(net, masks)
         out = result.output if result.output.dim() == 4 else result.output[None]
         for a, img in enumerate(out):
-            to_pil(img).save(seed_dir / f"round_{k:02d}_{a}.png")
+            to_pil(img).save(folder.image(seed, k, a))
         new_masks = global_prune(conv_weights_of(net), masks, rate, keep_dense=keep_dense)
-        save_masks(seed_dir / f"masks_{k + 1:02d}.safetensors", new_masks)
+        save_masks(folder.masks(seed, k + 1), new_masks)
         write_json(record_file, dict(
             numbers, method="imp_shared", seed=seed, round=k, nominal_sparsity=1 - (1 - rate) ** k,
             input_mode=config["input_mode"], search_on=config["search_on"], best_psnr=result.best_psnr,

@@ -1,2 +1,3 @@
-"""Where runs and cached results live on disk: run folders (:mod:`lipkit.store.folder`) and
-content-addressed caches (:mod:`lipkit.store.cache`)."""
+"""Where runs and cached results live on disk: the name of every file of a run folder
+(:mod:`lipkit.store.paths`), how those files are written and checked (:mod:`lipkit.store.folder`),
+and content-addressed caches (:mod:`lipkit.store.cache`)."""

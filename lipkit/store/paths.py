@@ -1,0 +1,115 @@
+"""Every file name in lipkit's run folders, in one place.
+
+An IMP run folder (single-image or weight-sharing IMP, :class:`ImpFolder`)::
+
+    config.json  summary.json  .lock
+    seed_<s>/rewind.safetensors          the rewind point θ of seed s (θ0, or θ after j steps)
+    seed_<s>/dense_final.safetensors     the dense fit's final conv weights (the one-shot baseline)
+    seed_<s>/masks_<kk>.safetensors      the masks of level k (level 0: dense)
+    seed_<s>/round_<kk>.json             level k's record; round_<kk>.png its restored image
+                                         (round_<kk>_<a>.png, one per image, for weight sharing)
+    seed_<s>/<baseline>/round_<kk>.json  a baseline's record at level k
+
+A generator-IMP run folder (:class:`GanImpFolder`)::
+
+    config.json  .lock  pretrained_G.safetensors  pretrained_D.safetensors
+    dense/       level 0: masks_G_00, masks_D_00, finetuned_G_00, finetuned_D_00 (.safetensors), round_00.json
+    <method>/    levels 1..R of each pruning method, named likewise
+
+A pretraining folder (:class:`PretrainFolder`): ``G.safetensors``, ``D.safetensors``, ``pretrain.json``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+class ImpFolder:
+    """The files of an IMP run folder at ``root``."""
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.json"
+
+    @property
+    def summary(self) -> Path:
+        return self.root / "summary.json"
+
+    def seed_dir(self, seed: int) -> Path:
+        return self.root / f"seed_{seed}"
+
+    def seeds(self) -> list[int]:
+        """The seeds that have a folder, in order."""
+        return sorted(int(p.name.split("_")[1]) for p in self.root.glob("seed_*") if p.is_dir())
+
+    def rewind(self, seed: int) -> Path:
+        return self.seed_dir(seed) / "rewind.safetensors"
+
+    def dense_final(self, seed: int) -> Path:
+        return self.seed_dir(seed) / "dense_final.safetensors"
+
+    def masks(self, seed: int, level: int) -> Path:
+        return self.seed_dir(seed) / f"masks_{level:02d}.safetensors"
+
+    def record(self, seed: int, level: int, method: str = "imp") -> Path:
+        """Level ``level``'s record of ``method``: IMP (and weight sharing) in the seed's folder, a
+        baseline in its own subfolder."""
+        folder = self.seed_dir(seed) if method in ("imp", "imp_shared") else self.seed_dir(seed) / method
+        return folder / f"round_{level:02d}.json"
+
+    def records(self, seed: int, methods: tuple[str, ...] = ()) -> list[Path]:
+        """The records of ``seed``: its IMP rounds, then each baseline in ``methods``."""
+        files = sorted(self.seed_dir(seed).glob("round_*.json"))
+        for name in methods:
+            files += sorted((self.seed_dir(seed) / name).glob("round_*.json"))
+        return files
+
+    def image(self, seed: int, level: int, index: int | None = None) -> Path:
+        """The restored image of level ``level`` (``index``: which image of a weight-sharing run)."""
+        suffix = "" if index is None else f"_{index}"
+        return self.seed_dir(seed) / f"round_{level:02d}{suffix}.png"
+
+
+class GanImpFolder:
+    """The files of a generator-IMP run folder at ``root``."""
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.json"
+
+    def pretrained(self, which: str) -> Path:
+        return self.root / f"pretrained_{which}.safetensors"
+
+    def level_dir(self, method: str, level: int) -> Path:
+        # level 0 (dense) is shared by every method: no pruning has happened yet
+        return self.root / ("dense" if level == 0 else method)
+
+    def masks(self, method: str, which: str, level: int) -> Path:
+        return self.level_dir(method, level) / f"masks_{which}_{level:02d}.safetensors"
+
+    def finetuned(self, method: str, which: str, level: int) -> Path:
+        return self.level_dir(method, level) / f"finetuned_{which}_{level:02d}.safetensors"
+
+    def record(self, method: str, level: int) -> Path:
+        return self.level_dir(method, level) / f"round_{level:02d}.json"
+
+
+class PretrainFolder:
+    """The files of a GAN pretraining folder at ``root``."""
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+
+    def state(self, which: str) -> Path:
+        return self.root / f"{which}.safetensors"
+
+    @property
+    def record(self) -> Path:
+        return self.root / "pretrain.json"
