@@ -28,7 +28,7 @@ def quick_task(size: int, iters: int):
     """Denoising a ``size`` px crop of set5/baby from the image mirror, or a synthetic image without one."""
     from dataclasses import replace
 
-    from lipkit.fit import PRESETS
+    from lipkit.settings import PRESETS
     from lipkit.operators import Denoising
     from lipkit.tasks import Task, make_task
 

@@ -31,10 +31,13 @@ from torch import nn
 
 from lipkit.device import resolve_device
 from lipkit.early_stopping import ESWMV
-from lipkit.fit import (FitDivergedError, FitResult, FitSettings, check_masks, default_input, fit, keep_freed_memory,
-                        make_adam, make_result, moving_average, resolve_settings, step_noise_generator, tf32_allowed)
+from lipkit.fit import FitDivergedError, FitResult, default_input, fit, moving_average, step_noise_generator
+from lipkit.fit_records import make_result
 from lipkit.metrics import psnr_tensor
 from lipkit.operators.base import Operator, image_size
+from lipkit.pruning import check_masks
+from lipkit.runtime import SpeedOptions, keep_freed_memory, make_adam, tf32_allowed
+from lipkit.settings import FitSettings, resolve_settings
 
 METHODS = ("auto", "batched", "processes", "sequential")
 
@@ -61,10 +64,7 @@ def fit_seeds(
     device: str | torch.device | None = None,
     progress: bool = False,
     desc: str = "seeds",
-    allow_tf32: bool = False,
-    channels_last: bool = False,
-    bf16: bool = False,
-    compile: bool = False,
+    speed: SpeedOptions | None = None,
     **overrides,
 ) -> list[FitResult]:
     """Fit ``nets[s]`` with seed ``seeds[s]`` (and ``masks[s]``) for every s; results in that order.
@@ -73,8 +73,10 @@ def fit_seeds(
     networks are trained in place, as ``fit`` does. ``method`` is one of :data:`METHODS`;
     ``"auto"`` is :func:`default_method`. ``workers`` is for ``"processes"`` (default: one per
     core). ``loss_fn`` and ``metric`` must be module-level functions for ``"processes"``.
-    GPU options (``channels_last``, ``bf16``, ``compile``, ``allow_tf32``) apply to every method.
+    ``speed`` (:class:`lipkit.runtime.SpeedOptions`, or its fields as keywords) applies to every
+    method; the batched one has no channels-last and no fused Adam.
     """
+    speed, overrides = SpeedOptions.split(speed, overrides)
     nets = list(nets)
     seeds = [int(s) for s in seeds]
     if not nets:
@@ -96,8 +98,7 @@ def fit_seeds(
         method = default_method(device)
         if method == "batched" and settings.backtrack:
             method = "sequential"  # backtracking restores one seed's weights: not batched
-    options = dict(settings=settings, reference=reference, loss_fn=loss_fn, metric=metric, device=device,
-                   allow_tf32=allow_tf32, channels_last=channels_last, bf16=bf16, compile=compile)
+    options = dict(settings=settings, reference=reference, loss_fn=loss_fn, metric=metric, device=device, speed=speed)
 
     if method == "sequential":
         return [fit(net, operator, observation, seed=s, masks=m, net_input=z, progress=progress,
@@ -113,13 +114,13 @@ def fit_seeds(
             nets[i].load_state_dict(state)
             results[i] = result
         return results
-    if channels_last:
+    if speed.channels_last:
         raise ValueError("channels_last applies to one network at a time; the batched method runs the seeds as "
                          "grouped convolutions in the default format (use method='sequential' for channels_last)")
     if settings.backtrack:
         raise ValueError("the batched method does not backtrack (it is per seed); use method='sequential' "
                          "or 'processes'")
-    with tf32_allowed(allow_tf32):
+    with tf32_allowed(speed.allow_tf32):
         return _fit_batched(nets, operator, observation, seeds=seeds, masks=masks, net_inputs=net_inputs,
                             progress=progress, desc=desc, **options)
 
@@ -131,7 +132,7 @@ def _fit_and_return_state(net, operator, observation, kwargs):
 
 
 def _fit_batched(nets, operator, observation, *, seeds, masks, net_inputs, settings: FitSettings, reference,
-                 loss_fn, metric, device, progress, desc, allow_tf32, channels_last, bf16, compile) -> list[FitResult]:
+                 loss_fn, metric, device, progress, desc, speed: SpeedOptions) -> list[FitResult]:
     from torch.func import functional_call, stack_module_state, vmap
     from tqdm.auto import tqdm
 
@@ -188,9 +189,9 @@ def _fit_batched(nets, operator, observation, *, seeds, masks, net_inputs, setti
         return functional_call(skeleton, (p, b), (x,))
 
     batched = vmap(one_net, in_dims=(0, 0, 0))
-    if compile:
+    if speed.compile:
         batched = torch.compile(batched)
-    autocast = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16)
+    autocast = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=speed.bf16)
     objective = loss_fn or operator.loss
     measure = metric or psnr_tensor
 
@@ -213,7 +214,7 @@ def _fit_batched(nets, operator, observation, *, seeds, masks, net_inputs, setti
             inp = z
         with autocast:
             out = batched(params, buffers, inp)
-        out = out.float() if bf16 else out  # (S, 1, C, H, W); bf16 back to FP32, other dtypes kept
+        out = out.float() if speed.bf16 else out  # (S, 1, C, H, W); bf16 back to FP32, other dtypes kept
         losses = torch.stack([objective(out[s], y) for s in range(n_seeds)])
         losses.sum().backward()  # seed s's weights see only seed s's loss
         optimizer.step()
@@ -247,7 +248,7 @@ def _fit_batched(nets, operator, observation, *, seeds, masks, net_inputs, setti
 
     with torch.no_grad(), autocast:
         clean = batched(params, buffers, z)
-        clean = clean.float() if bf16 else clean
+        clean = clean.float() if speed.bf16 else clean
     seconds = time.perf_counter() - t0
 
     # trained weights and statistics back into the caller's networks, as fit() leaves them

@@ -17,10 +17,11 @@ from dataclasses import asdict, replace
 from typing import Sequence
 
 from lipkit.device import resolve_device
-from lipkit.fit import PRESETS, FitSettings, fit
+from lipkit.fit import fit
 from lipkit.models import count_parameters, deep_decoder
 from lipkit.parallel import run_jobs
 from lipkit.seeding import seeded
+from lipkit.settings import PRESETS, FitSettings
 from lipkit.store.cache import RecordCache
 from lipkit.tasks import Task
 

@@ -16,9 +16,11 @@ unchanged run costs nothing.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
+
+from lipkit import book
 
 from lipkit.imp import ImpRun, imp
 from lipkit.models import skip_net
@@ -65,6 +67,23 @@ class Experiments:
 
     def __post_init__(self):
         self.runs_root = Path(self.runs_root)
+
+    @classmethod
+    def from_parameters(cls, parameters: Mapping, **overrides) -> "Experiments":
+        """The experiments of a chapter's parameters cell (``Experiments.from_parameters(globals())``).
+
+        Takes every field this class has from ``parameters`` (a chapter's ``crop``, ``rounds``,
+        ...), the runs of ``parameters["profile"]`` (:func:`lipkit.book.runs_root`), then
+        ``overrides`` (e.g. ``crop=0, width=128`` for a dense DIP beside small tickets).
+        """
+        names = {f.name for f in fields(cls)} - {"runs_root"}
+        unknown = set(overrides) - names - {"runs_root"}
+        if unknown:
+            raise TypeError(f"Experiments has no setting {sorted(unknown)}; choose from {sorted(names)}")
+        values = {k: parameters[k] for k in names if k in parameters}
+        values.update(overrides)
+        values.setdefault("runs_root", book.runs_root(parameters["profile"]))
+        return cls(**values)
 
     @property
     def arch(self) -> dict:
@@ -118,7 +137,8 @@ class Experiments:
         name = f"imp_{kind}{factor if kind == 'sr' else ''}_{image.replace('/', '-')}"
         if kind == "inpaint":
             name += "_" + ("random" if mask == "bernoulli" else Path(mask).name)
-        return name + (f"_{self.crop}px" if self.crop else "")
+        name += f"_{self.crop}px" if self.crop else ""
+        return name + ("_clean_search" if self.search_on == "clean" else "")
 
     def imp(self, kind: str, image: str, *, factor: int = 4, mask: str = "bernoulli",
             baselines: Iterable[str] | None = None) -> ImpRun:
@@ -133,6 +153,23 @@ class Experiments:
         """IMP on one of :data:`PAPER_TASKS`."""
         spec = {k: v for k, v in PAPER_TASKS[name].items() if k != "title"}
         return self.imp(spec.pop("kind"), spec.pop("image"), baselines=baselines, **spec)
+
+    def shared_imp(self, images: Sequence[str], input_mode: str, name: str, *, seeds: int, crop: int) -> ImpRun:
+        """Weight-sharing IMP (:func:`lipkit.weight_sharing.imp_shared`) for denoising ``images``,
+        centre-cropped to ``crop`` px, with this profile's rounds and rate, in the run ``name``."""
+        from lipkit.weight_sharing import imp_shared
+
+        tasks = [self.task("denoise", image, crop=crop) for image in images]
+        return imp_shared(tasks, input_mode=input_mode, rounds=self.rounds, rate=self.rate, seeds=range(seeds),
+                          search_on=self.search_on, arch=self.arch,
+                          run_dir=self.runs_root / f"shared_{name}_{input_mode}", progress=self.progress)
+
+    def deep_decoders(self, task: Task, widths: Sequence[int]) -> list[dict]:
+        """Deep decoders of ``widths`` channels fitted to ``task`` with this profile's seeds
+        (:func:`lipkit.deep_decoder_runs.deep_decoder_runs`, cached with this profile's runs)."""
+        from lipkit.deep_decoder_runs import deep_decoder_runs
+
+        return deep_decoder_runs(task, widths, seeds=range(self.seeds), cache_dir=self.runs_root / "deep_decoder")
 
     def dense_jobs(self, task: Task, seeds: Iterable[int]) -> list[TransferJob]:
         """Jobs fitting the dense DIP of this profile's width to ``task``, one per seed, for

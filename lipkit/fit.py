@@ -13,163 +13,37 @@ without the clean image (:mod:`lipkit.early_stopping`), and the final one.
 Speed (see ``benchmarks/``): backtracking snapshots are taken only when backtracking is on, into
 buffers allocated once; the loop syncs with the host only every 100 steps (divergence check), for
 the progress bar, or when backtracking or a callback asks for a number. On a CPU the process keeps
-freed memory for reuse (see :func:`keep_freed_memory`). Options that change the numbers, all off
-by default so that a seed reproduces the FP32 result of the reference code: ``fused_adam``,
-``channels_last``, ``allow_tf32``, ``bf16`` autocast and ``compile``.
+freed memory for reuse (:func:`lipkit.runtime.keep_freed_memory`). Options that change the
+numbers are :class:`lipkit.runtime.SpeedOptions`, all off by default. Settings and presets live in
+:mod:`lipkit.settings`, what a fit returns in :mod:`lipkit.fit_records`.
 """
 
 from __future__ import annotations
 
-import ctypes
 import math
-import sys
 import time
-from dataclasses import asdict, dataclass, field, replace
 from typing import Callable, Iterable
 
-import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
 from lipkit.device import resolve_device
 from lipkit.early_stopping import ESWMV
+from lipkit.fit_records import Callback, FitResult, FitState, Snapshots, make_result
 from lipkit.metrics import psnr_tensor
 from lipkit.operators.base import Operator, image_size
+from lipkit.pruning import check_masks
+from lipkit.runtime import SpeedOptions, keep_freed_memory, make_adam, tf32_allowed
 from lipkit.seeding import generator as stream_generator
+from lipkit.settings import PRESETS, FitSettings, resolve_settings
+
+__all__ = ["fit", "FitDivergedError", "FitResult", "FitSettings", "FitState", "PRESETS", "Snapshots", "SpeedOptions",
+           "default_input", "moving_average", "step_noise_generator"]
 
 
 class FitDivergedError(RuntimeError):
     """The loss became NaN or infinite; the message says at which iteration."""
-
-
-@dataclass(frozen=True)
-class FitSettings:
-    """Hyper-parameters of one fit. ``PRESETS`` holds DIP's per-task values."""
-
-    num_iter: int = 3000
-    lr: float = 0.01
-    reg_noise_std: float = 0.0       # std of the Gaussian noise added to z at every step
-    exp_weight: float | None = None  # EMA weight of the output (DIP denoising: 0.99)
-    backtrack: bool = False          # DIP's fallback when the observation PSNR drops
-    backtrack_drop_db: float = 5.0
-    show_every: int = 100            # DIP skips the backtracking check on multiples of this
-    es_window: int = 100             # ES-WMV's variance window (0: no early-stopping detector)
-    es_patience: int = 1000          # ES-WMV stops after this many steps without a new low
-
-    def __post_init__(self):
-        if self.num_iter < 1:
-            raise ValueError(f"num_iter must be >= 1, got {self.num_iter}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
-        if self.reg_noise_std < 0:
-            raise ValueError(f"reg_noise_std must be >= 0, got {self.reg_noise_std}")
-        if self.exp_weight is not None and not 0 <= self.exp_weight < 1:
-            raise ValueError(f"exp_weight must be in [0, 1) or None, got {self.exp_weight}")
-        if self.es_window != 0 and self.es_window < 2:
-            raise ValueError(f"es_window must be 0 (off) or at least 2 iterations, got {self.es_window}")
-        if self.es_patience < 1:
-            raise ValueError(f"es_patience must be at least 1 iteration, got {self.es_patience}")
-
-
-PRESETS: dict[str, FitSettings] = {
-    # DIP notebooks and the LIP code (see shared reference): Adam 0.01 throughout.
-    "denoise": FitSettings(num_iter=3000, reg_noise_std=1 / 30, exp_weight=0.99),
-    "sr4": FitSettings(num_iter=2000, reg_noise_std=0.03),
-    "sr8": FitSettings(num_iter=4000, reg_noise_std=0.05),
-    "inpaint": FitSettings(num_iter=3000, reg_noise_std=0.03),
-    # Heckel & Hand: no input noise, fixed input, best-PSNR tracking.
-    "deep_decoder": FitSettings(num_iter=1900, reg_noise_std=0.0),
-}
-
-
-@dataclass
-class FitState:
-    """What a callback sees after each optimiser step. Tensors live on the fit's device."""
-
-    iteration: int
-    net: nn.Module
-    output: torch.Tensor          # (1, C, H, W), raw output of this step (noisy input)
-    output_avg: torch.Tensor      # EMA of the output (equals ``output`` without EMA)
-    loss: torch.Tensor            # 0-dim
-    psnr: torch.Tensor | None     # 0-dim PSNR of the tracked output vs the reference, if given
-
-
-@dataclass
-class FitResult:
-    """Outcome of :func:`fit`. Images are (C, H, W) on the CPU, or (N, C, H, W) when the network
-    produced N images at once (weight-sharing fits); histories are NumPy arrays."""
-
-    output: torch.Tensor                 # tracked output at the last iteration (EMA if enabled)
-    clean_output: torch.Tensor           # net(z) without input noise, after the last step
-    best_output: torch.Tensor | None     # tracked output at the best-PSNR iteration
-    loss_history: np.ndarray
-    psnr_history: np.ndarray | None      # raw output vs reference, per iteration
-    psnr_avg_history: np.ndarray | None  # EMA output vs reference, per iteration
-    tracked: str                         # "avg" or "raw": which output best/final PSNR use
-    best_psnr: float | None              # oracle: the best iteration, picked with the clean image
-    best_iteration: int | None           # 0-based
-    final_psnr: float | None             # the last iteration
-    iterations: int
-    settings: FitSettings
-    seed: int
-    device: str
-    seconds: float
-    backtracks: list[int] = field(default_factory=list)
-    stopped_early: bool = False
-    es_psnr: float | None = None         # at the iteration ES-WMV picks, without the clean image
-    es_iteration: int | None = None      # 0-based
-    es_stopped: bool | None = None       # whether ES-WMV's patience ran out before the end
-    es_output: torch.Tensor | None = None  # tracked output at es_iteration
-    variance_history: np.ndarray | None = None  # ES-WMV's windowed variance, NaN until the window fills
-
-    def summary(self) -> dict:
-        """JSON-friendly numbers of the run."""
-        return dict(best_psnr=self.best_psnr, best_iteration=self.best_iteration, es_psnr=self.es_psnr,
-                    es_iteration=self.es_iteration, es_stopped=self.es_stopped,
-                    final_psnr=self.final_psnr, iterations=self.iterations, tracked=self.tracked,
-                    seed=self.seed, device=self.device, seconds=round(self.seconds, 3),
-                    backtracks=len(self.backtracks), settings=asdict(self.settings))
-
-
-Callback = Callable[[FitState], "bool | None"]
-
-
-class Snapshots:
-    """Callback keeping CPU copies of the tracked output every ``every`` iterations (and the last).
-
-    ``frames`` is a list of (iteration, image (C,H,W)) pairs, for the book's iteration browser.
-    """
-
-    def __init__(self, every: int, num_iter: int | None = None):
-        if every < 1:
-            raise ValueError("every must be >= 1")
-        self.every = every
-        self.num_iter = num_iter
-        self.frames: list[tuple[int, torch.Tensor]] = []
-
-    def __call__(self, state: FitState) -> None:
-        i = state.iteration
-        last = self.num_iter is not None and i == self.num_iter - 1
-        if (i + 1) % self.every == 0 or last:
-            self.frames.append((i, state.output_avg[0].detach().float().cpu().clone()))
-
-
-def check_masks(net: nn.Module, masks: dict[str, torch.Tensor], device) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """(parameter, mask on ``device``) pairs; a name that matches no parameter, or a shape that
-    differs, is refused with a message that says which."""
-    params = dict(net.named_parameters())
-    pairs = []
-    for name, mask in masks.items():
-        if name not in params:
-            close = [p for p in params if p.endswith(name) or name.endswith(p)][:3]
-            raise KeyError(f"mask for {name!r} matches no parameter of the network" +
-                           (f" (did you mean {close}?)" if close else ""))
-        p = params[name]
-        if tuple(mask.shape) != tuple(p.shape):
-            raise ValueError(f"mask for {name!r} is {tuple(mask.shape)} but the parameter is {tuple(p.shape)}")
-        pairs.append((p, mask.to(device=device, dtype=p.dtype)))
-    return pairs
 
 
 def fit(
@@ -188,11 +62,7 @@ def fit(
     device: str | torch.device | None = None,
     progress: bool = True,
     desc: str = "fit",
-    allow_tf32: bool = False,
-    channels_last: bool = False,
-    bf16: bool = False,
-    compile: bool = False,
-    fused_adam: bool = False,
+    speed: SpeedOptions | None = None,
     **overrides,
 ) -> FitResult:
     """Fit ``net`` so that ``operator(net(z))`` matches ``observation``.
@@ -203,7 +73,8 @@ def fit(
         observation: y, (C, h, w) or (N, C, h, w) in [0, 1]; N > 1 needs a ``loss_fn`` that
             compares the network's output with all N (see :mod:`lipkit.weight_sharing`).
         settings: a :class:`FitSettings`, a preset name (``"denoise"``, ``"sr4"``, ...), or None
-            for the defaults; keyword ``overrides`` replace single fields (``num_iter=500``).
+            for the defaults (:mod:`lipkit.settings`); keyword ``overrides`` replace single fields
+            (``num_iter=500``) of the settings, or of ``speed`` (``allow_tf32=True``).
         net_input: z; by default the network's standard input, drawn from ``seed``'s
             ``"network_input"`` stream.
         reference: the clean image x (C, H, W), to track PSNR. Never used in the loss.
@@ -218,22 +89,14 @@ def fit(
             ``"network_input"`` and ``"step_noise"`` streams (:mod:`lipkit.seeding`), which share
             no random numbers with an observation or with weights made from the same number.
         device: None picks CUDA when available, else CPU.
-        allow_tf32: let CUDA convolutions and matmuls use TF32. PyTorch enables it for cuDNN
-            convolutions by default; lipkit turns it off during a fit (full FP32, as the DIP and
-            LIP papers ran) unless asked. No effect on the CPU.
-        channels_last: run the network in channels-last memory format (faster convolutions on
-            recent GPUs; slower on this project's CPUs). The net is returned in the default format.
-        bf16: run the network's forward under bfloat16 autocast (GPU speed; changes the numbers).
-            Loss, optimiser state and weights stay FP32.
-        compile: ``torch.compile`` the network. Pays a compilation (minutes on a small CPU) in
-            every new process; measured on 2 CPU cores it did not pay off (``benchmarks/``).
-        fused_adam: the fused Adam kernel (faster; other numbers, see :func:`make_adam`).
+        speed: :class:`lipkit.runtime.SpeedOptions` (TF32, channels-last, bf16, compile, fused
+            Adam); all off by default, so that a seed reproduces the FP32 result.
     """
-    with tf32_allowed(allow_tf32):
+    speed, overrides = SpeedOptions.split(speed, overrides)
+    with tf32_allowed(speed.allow_tf32):
         return _fit(net, operator, observation, settings=settings, net_input=net_input, reference=reference,
                     masks=masks, loss_fn=loss_fn, metric=metric, callbacks=callbacks, seed=seed, device=device,
-                    progress=progress, desc=desc, channels_last=channels_last, bf16=bf16, compile=compile,
-                    fused_adam=fused_adam, **overrides)
+                    progress=progress, desc=desc, speed=speed, **overrides)
 
 
 def step_noise_generator(seed: int, device) -> torch.Generator:
@@ -249,47 +112,6 @@ def default_input(net: nn.Module, height: int, width: int, seed: int) -> torch.T
     return network_input(net, height, width, generator=stream_generator(seed, "network_input"))
 
 
-def resolve_settings(settings: FitSettings | str | None, **overrides) -> FitSettings:
-    """A :class:`FitSettings` from settings, a preset name or None, with single fields replaced."""
-    if isinstance(settings, str):
-        if settings not in PRESETS:
-            raise KeyError(f"unknown preset {settings!r}; choose from {sorted(PRESETS)}")
-        settings = PRESETS[settings]
-    return replace(settings or FitSettings(), **overrides)
-
-
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
-_freed_memory_kept = False
-
-
-def keep_freed_memory() -> bool:
-    """Make glibc keep freed memory in the process instead of returning it to the OS at once.
-
-    A fit allocates and frees the same activations every step. With glibc's defaults, blocks
-    of a few MB are handed back to the kernel and faulted in again, zero-filled, on the next
-    step: measured at 64 px on this project's CPU, 6,600 page faults and 10% of the step time
-    in the kernel. Raising the mmap threshold to glibc's maximum (32 MiB) and the trim
-    threshold to 1 GiB removes that; blocks above 32 MiB (full-resolution activations at
-    256 px and more) still go back. Numbers are unchanged; resident memory stays at its peak.
-    Called by :func:`fit` on the CPU, once per process. Returns whether the setting applied
-    (False off glibc, or with ``LIPKIT_KEEP_FREED_MEMORY=0``).
-    """
-    global _freed_memory_kept
-    if _freed_memory_kept:
-        return True
-    import os
-
-    if not sys.platform.startswith("linux") or os.environ.get("LIPKIT_KEEP_FREED_MEMORY") == "0":
-        return False
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        ok = bool(libc.mallopt(_M_MMAP_THRESHOLD, 32 * 2**20)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, 2**30))
-    except (OSError, AttributeError):  # not glibc (musl has no mallopt)
-        return False
-    _freed_memory_kept = ok
-    return ok
-
-
 def moving_average(average: torch.Tensor | None, output: torch.Tensor, weight: float | None) -> torch.Tensor:
     """DIP's exponential moving average of the output: ``weight``·average + (1-weight)·output.
 
@@ -302,44 +124,10 @@ def moving_average(average: torch.Tensor | None, output: torch.Tensor, weight: f
     return average * weight + output * (1 - weight)
 
 
-def make_adam(params, lr: float, *, fused: bool = False) -> torch.optim.Adam:
-    """Adam as DIP uses it (default betas, no weight decay).
-
-    ``fused=True`` uses the fused kernel (CPU and CUDA): one pass over all parameters, about
-    5 ms a step at 64 px on one CPU thread instead of 12 ms. It is deterministic but rounds
-    differently, and over a short fit that is not negligible: on chapter 1's ×4 zebra crop
-    (150 iterations) the best Y-PSNR moved by -0.66, -0.10 and -0.61 dB for seeds 0, 1, 2.
-    The default is therefore PyTorch's standard implementation, the one the DIP and LIP code
-    ran; devices without a fused kernel fall back to it.
-    """
-    params = list(params)
-    if fused:
-        try:
-            return torch.optim.Adam(params, lr=lr, fused=True)
-        except RuntimeError:  # a device without a fused Adam kernel
-            pass
-    return torch.optim.Adam(params, lr=lr)
-
-
-class tf32_allowed:
-    """Set the TF32 switches for the duration of a fit and restore them afterwards."""
-
-    def __init__(self, allow: bool):
-        self.allow = allow
-
-    def __enter__(self):
-        self.saved = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
-        torch.backends.cudnn.allow_tf32 = self.allow
-        torch.backends.cuda.matmul.allow_tf32 = self.allow
-
-    def __exit__(self, *exc):
-        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = self.saved
-        return False
-
-
 def _fit(net, operator, observation, *, settings, net_input, reference, masks, loss_fn, metric, callbacks, seed,
-         device, progress, desc, channels_last, bf16, compile, fused_adam, **overrides) -> FitResult:
+         device, progress, desc, speed: SpeedOptions, **overrides) -> FitResult:
     settings = resolve_settings(settings, **overrides)
+    channels_last, bf16 = speed.channels_last, speed.bf16
     dev = resolve_device(device)
     if dev.type == "cpu":
         keep_freed_memory()
@@ -376,8 +164,8 @@ def _fit(net, operator, observation, *, settings, net_input, reference, masks, l
 
     hold_masks()
     params = [p for p in net.parameters() if p.requires_grad]
-    optimizer = make_adam(params, settings.lr, fused=fused_adam)
-    forward = torch.compile(net) if compile else net
+    optimizer = make_adam(params, settings.lr, fused=speed.fused_adam)
+    forward = torch.compile(net) if speed.compile else net
     autocast = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16)
     objective = loss_fn or operator.loss
     measure = metric or psnr_tensor
@@ -515,46 +303,3 @@ def _fit(net, operator, observation, *, settings, net_input, reference, masks, l
                        early_stop=None if detector is None or not detector.iterations else detector)
 
 
-def make_result(*, output, clean, best, loss_history, psnr_history, psnr_avg_history, done: int,
-                settings: FitSettings, seed: int, device, seconds: float, backtracks=(),
-                stopped_early: bool = False, early_stop: ESWMV | None = None, run: int = 0) -> FitResult:
-    """A :class:`FitResult` from one fit's device tensors: images (1 or N, C, H, W), histories
-    (num_iter,) of which the first ``done`` entries were filled. The tracked PSNR is the EMA's
-    when there is one. ``early_stop`` is the fit's ES-WMV detector, ``run`` its run (seed) index."""
-
-    def image(t):
-        return (t[0] if t.shape[0] == 1 else t).cpu().contiguous()
-
-    def arr(t):
-        return None if t is None else t[:done].cpu().numpy().astype(np.float64)
-
-    psnr_np, psnr_avg_np = arr(psnr_history), arr(psnr_avg_history)
-    track_np = psnr_avg_np if psnr_avg_np is not None else psnr_np
-    has_track = track_np is not None and bool(np.isfinite(track_np).any())
-    best_iteration = int(np.nanargmax(track_np)) if has_track else None
-    es = {}
-    if early_stop is not None:
-        it = early_stop.iterations[run]
-        es = dict(es_iteration=it, es_stopped=early_stop.stopped_runs[run], es_output=image(early_stop.image(run)),
-                  es_psnr=None if track_np is None else float(track_np[it]),
-                  variance_history=early_stop.variance_history[:, run].cpu().numpy().astype(np.float64))
-    return FitResult(
-        output=image(output),
-        clean_output=image(clean),
-        best_output=None if best is None else image(best),
-        loss_history=arr(loss_history),
-        psnr_history=psnr_np,
-        psnr_avg_history=psnr_avg_np,
-        tracked="avg" if settings.exp_weight is not None else "raw",
-        best_psnr=float(track_np[best_iteration]) if has_track else None,
-        best_iteration=best_iteration,
-        final_psnr=None if track_np is None else float(track_np[-1]),
-        iterations=done,
-        settings=settings,
-        seed=seed,
-        device=str(device),
-        seconds=seconds,
-        backtracks=list(backtracks),
-        stopped_early=stopped_early,
-        **es,
-    )

@@ -16,16 +16,16 @@ random global pruning at the same per-round rate, random masks with each ticket'
 densities, and one-shot magnitude pruning of the dense fit.
 
 Everything is written to a run folder after each round; running again with the same arguments
-resumes after the last completed round and gives the same numbers as an uninterrupted run.
+resumes after the last completed round and gives the same numbers as an uninterrupted run. The
+loop, resume and extension are :mod:`lipkit.lottery`'s; this module supplies its trainer
+(:class:`SingleImageTrainer`) and reads the folders back (:class:`ImpRun`).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import time
 from collections import OrderedDict
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -35,24 +35,22 @@ import torch
 from safetensors.torch import load_file
 
 import lipkit
-from lipkit.data import to_pil
-from lipkit.device import resolve_device
 from lipkit.fit import FitDivergedError, FitResult, fit
+from lipkit.lottery import BRANCHES, Trained, start_run
 from lipkit.models import skip_net
 from lipkit.operators import Identity
-from lipkit.pruning import (check_rate, conv_weights_of, dense_masks, global_prune, input_weight_names,
-                            one_shot_magnitude, random_global, random_like, sparsity_report)
+from lipkit.pruning import METHODS, check_rate, conv_weights_of, input_weight_names, sparsity_report
 from lipkit.seeding import seeded
-from lipkit.store.folder import RunLock, load_masks, open_config, save_masks, save_state, union, write_json
+from lipkit.store.folder import load_masks, write_json
 from lipkit.store.paths import ImpFolder
 from lipkit.tasks import Task
 from lipkit.tickets import Ticket
 
 SEARCH_TARGETS = ("observation", "clean")
-BASELINES = ("random_global", "random_layerwise", "oneshot")
+BASELINES = tuple(BRANCHES)
 
 
-# --- one seed -----------------------------------------------------------------------------------
+# --- the trainer -----------------------------------------------------------------------------------
 def _fit_guarded(net, operator, observation, *, task: Task, reference, masks, seed, device, progress, desc):
     """Fit; a diverging fit (NaN) is redone with DIP's backtracking so it never reaches pruning."""
     kwargs = dict(settings=task.settings, reference=reference, masks=masks, metric=task.metric, seed=seed,
@@ -83,149 +81,78 @@ def _fresh_net(arch: dict, rewind_state, device) -> torch.nn.Module:
     return net.to(device)
 
 
-def seed_worker_setup(run_dir: str, seed: int, device, threads: int | None) -> tuple[torch.device, ImpFolder]:
-    """What every seed worker does first: set its thread count, pick the device, make the seed's folder."""
-    if threads:
-        torch.set_num_threads(threads)
-    folder = ImpFolder(run_dir)
-    folder.seed_dir(seed).mkdir(parents=True, exist_ok=True)
-    return resolve_device(device), folder
+class SingleImageTrainer:
+    """Levels of single-image IMP (:class:`lipkit.lottery.Trainer`): fit the masked skip net from the
+    rewind point on the search target, and evaluate it on the observation (the same fit when
+    searching on the observation). With ``batch``, the seeds of a level fit as one batched model."""
 
+    method = "imp"
+    groups = None
 
-def _run_seed(config: dict, task: Task, seed: int, run_dir: str, device: str | None, threads: int | None,
-              progress: bool) -> None:
-    """Run (or resume) IMP and its baselines for one seed; writes everything under seed_<seed>/."""
-    _run_seeds(config, task, [seed], run_dir, device, threads, progress, batch=False)
+    def __init__(self, config: dict, task: Task, device, progress: bool, batch: bool):
+        self.config, self.task, self.device, self.progress, self.batch = config, task, device, progress, batch
+        self.search_clean = config["search_on"] == "clean"
+        self.keep_dense = input_weight_names(self.network()) if config["keep_input_convs_dense"] else []
 
+    def network(self) -> torch.nn.Module:
+        return skip_net(**self.config["arch"])
 
-def _run_seeds_batched(config: dict, task: Task, seeds: Sequence[int], run_dir: str, device: str | None,
-                       progress: bool) -> None:
-    """All seeds in this process, each round's fits as one batched model (:func:`lipkit.batched.fit_seeds`)."""
-    _run_seeds(config, task, seeds, run_dir, device, None, progress, batch=True)
+    def rewind_state(self, seed: int):
+        """θ0 from the seed's weight stream, or the dense weights after ``rewind_iteration`` steps."""
+        with seeded(seed, "weights"):
+            net = self.network()  # θ0: built on the CPU
+        if self.config["rewind_iteration"] > 0:
+            search_op = Identity() if self.search_clean else self.task.operator
+            target = self.task.clean if self.search_clean else self.task.observation
+            fit(net, search_op, target, settings=replace(self.task.settings, num_iter=self.config["rewind_iteration"]),
+                seed=seed, device=self.device, progress=False)
+            net.cpu()
+        return OrderedDict((k, v.detach().cpu().clone()) for k, v in net.state_dict().items())
 
+    def _fit_all(self, seeds, masks, rewinds, operator, observation, reference, label):
+        """Fit one fresh net per seed; returns the nets and (result, retried) per seed. With ``batch``
+        and several seeds they fit as one vmapped model; if that diverges, one by one with backtracking."""
+        nets = [_fresh_net(self.config["arch"], r, self.device) for r in rewinds]
+        task = self.task
+        if self.batch and len(nets) > 1:
+            from lipkit.batched import fit_seeds
 
-def _fit_many(nets, operator, observation, *, task: Task, reference, masks, seeds, device, progress, label: str,
-              batch: bool) -> list[tuple[FitResult, bool]]:
-    """Fit ``nets[i]`` with ``seeds[i]`` and ``masks[i]``; returns (result, retried) per net.
+            states = [{k: v.detach().clone() for k, v in net.state_dict().items()} for net in nets]
+            try:
+                results = fit_seeds(nets, operator, observation, seeds=seeds, masks=masks, settings=task.settings,
+                                    reference=reference, metric=task.metric, method="batched", device=self.device,
+                                    progress=self.progress, desc=f"{label} ({len(nets)} seeds)")
+                return nets, [(r, False) for r in results]
+            except FitDivergedError:
+                for net, state in zip(nets, states):
+                    net.load_state_dict(state)
+        return nets, [_fit_guarded(net, operator, observation, task=task, reference=reference, masks=m, seed=s,
+                                   device=self.device, progress=self.progress, desc=f"seed {s} {label}")
+                      for net, m, s in zip(nets, masks, seeds)]
 
-    With ``batch`` and several nets, the fits run together as one vmapped model. If one of them
-    diverges, all are refitted one by one with :func:`_fit_guarded` (backtracking is per seed).
-    """
-    if batch and len(nets) > 1:
-        from lipkit.batched import fit_seeds
-
-        states = [{k: v.detach().clone() for k, v in net.state_dict().items()} for net in nets]
-        try:
-            results = fit_seeds(nets, operator, observation, seeds=seeds, masks=masks, settings=task.settings,
-                                reference=reference, metric=task.metric, method="batched", device=device,
-                                progress=progress, desc=f"{label} ({len(nets)} seeds)")
-            return [(r, False) for r in results]
-        except FitDivergedError:
-            for net, state in zip(nets, states):
-                net.load_state_dict(state)
-    return [_fit_guarded(net, operator, observation, task=task, reference=reference, masks=m, seed=s,
-                         device=device, progress=progress, desc=f"seed {s} {label}")
-            for net, m, s in zip(nets, masks, seeds)]
-
-
-def _rewind_state(config: dict, search_op, search_target, task: Task, seed: int, folder: ImpFolder, dev):
-    """The seed's rewind point θ (θ0, or the dense weights after ``rewind_iteration`` steps), saved once."""
-    rewind_file = folder.rewind(seed)
-    if rewind_file.exists():
-        return load_file(str(rewind_file))
-    with seeded(seed, "weights"):
-        net = skip_net(**config["arch"])  # θ0: the seed's initialisation, built on the CPU
-    if config["rewind_iteration"] > 0:
-        fit(net, search_op, search_target, settings=replace(task.settings, num_iter=config["rewind_iteration"]),
-            seed=seed, device=dev, progress=False)
-        net.cpu()
-    rewind_state = OrderedDict((k, v.detach().cpu().clone()) for k, v in net.state_dict().items())
-    save_state(rewind_file, rewind_state)
-    return rewind_state
-
-
-def _run_seeds(config: dict, task: Task, seeds: Sequence[int], run_dir: str, device: str | None,
-               threads: int | None, progress: bool, *, batch: bool) -> None:
-    """Run (or resume) IMP and its baselines for ``seeds``, round by round; each seed's files go
-    under seed_<seed>/. With ``batch``, each round's fits of all seeds run as one batched model."""
-    for seed in seeds:
-        dev, folder = seed_worker_setup(run_dir, seed, device, threads)
-    arch, rounds, rate = config["arch"], config["rounds"], config["rate"]
-    search_clean = config["search_on"] == "clean"
-    search_op = Identity() if search_clean else task.operator
-    search_target = task.clean if search_clean else task.observation
-    rewind = {s: _rewind_state(config, search_op, search_target, task, s, folder, dev) for s in seeds}
-
-    probe = skip_net(**arch)
-    keep_dense = input_weight_names(probe) if config["keep_input_convs_dense"] else []
-    for seed in seeds:
-        masks_file = folder.masks(seed, 0)
-        if not masks_file.exists():
-            save_masks(masks_file, dense_masks(probe))
-
-    def fit_all(todo, masks, operator, observation, reference, label):
-        nets = [_fresh_net(arch, rewind[s], dev) for s in todo]
-        fits = _fit_many(nets, operator, observation, task=task, reference=reference, masks=masks, seeds=todo,
-                         device=dev, progress=progress, label=label, batch=batch)
-        return nets, fits
-
-    for k in range(rounds + 1):
-        # the next round's masks are written with every record, so a run can be extended later
-        # (folders from before that need the last round fitted again to get them)
-        todo = [s for s in seeds if not (folder.record(s, k).exists() and folder.masks(s, k + 1).exists())]
-        if not todo:
-            continue
-        masks = [load_masks(folder.masks(s, k)) for s in todo]
-        nets, searches = fit_all(todo, masks, search_op, search_target, None if search_clean else task.clean,
-                                 f"round {k} (search)")
-        if search_clean:
-            eval_nets, evaluations = fit_all(todo, masks, task.operator, task.observation, task.clean,
-                                             f"round {k} (evaluate)")
+    def train(self, level, seeds, masks, rewinds, heads) -> list[Trained]:
+        task, main = self.task, heads[0]["method"] == self.method
+        label = f"round {level}" if main else f"{heads[0]['method']} {level}"
+        if main and self.search_clean:
+            nets, searches = self._fit_all(seeds, masks, rewinds, Identity(), task.clean, None, f"{label} (search)")
+            eval_nets, evaluations = self._fit_all(seeds, masks, rewinds, task.operator, task.observation,
+                                                   task.clean, f"{label} (evaluate)")
         else:
+            nets, searches = self._fit_all(seeds, masks, rewinds, task.operator, task.observation, task.clean,
+                                           f"{label} (search)" if main else label)
             eval_nets, evaluations = nets, searches
-        for seed, net, eval_net, m, (_, retried), (evaluation, retried_eval) in zip(
-                todo, nets, eval_nets, masks, searches, evaluations):
-            final_weights = conv_weights_of(net)
-            report = sparsity_report(eval_net, m)
-            to_pil(evaluation.best_output).save(folder.image(seed, k))
-            if k == 0:
-                save_state(folder.dense_final(seed), final_weights)
-            new_masks = global_prune(final_weights, m, rate, method=config["method"], keep_dense=keep_dense,
-                                     seed=seed, key=("imp", k))
-            save_masks(folder.masks(seed, k + 1), new_masks)
-            write_json(folder.record(seed, k),
-                        _record(evaluation, report, method="imp", seed=seed, round=k,
-                                nominal_sparsity=1 - (1 - rate) ** k, search_on=config["search_on"],
-                                diverged_retry=retried or retried_eval))
+        out = []
+        for net, eval_net, m, head, (_, retried), (evaluation, retried_eval) in zip(
+                nets, eval_nets, masks, heads, searches, evaluations):
+            extra = dict(search_on=self.config["search_on"]) if main else {}
+            record = _record(evaluation, sparsity_report(eval_net, m), **head, **extra,
+                             diverged_retry=retried or retried_eval)
+            out.append(Trained(record, conv_weights_of(net), images=[evaluation.best_output] if main else []))
+        return out
 
-    # Baselines, from the same rewind point and evaluated the same way.
-    shapes = dense_masks(probe)
-    chains, dense_finals = {}, {}
 
-    def baseline_masks(name: str, seed: int, k: int):
-        if name == "random_global":
-            if seed not in chains:
-                chains[seed] = random_global(shapes, rounds, rate, seed=seed)
-            return chains[seed][k]
-        if name == "random_layerwise":
-            return random_like(load_masks(folder.masks(seed, k)), seed=seed, key=("random_layerwise", k))
-        if seed not in dense_finals:
-            dense_finals[seed] = load_file(str(folder.dense_final(seed)))
-        return one_shot_magnitude(dense_finals[seed], 1 - (1 - rate) ** k, keep_dense=keep_dense)
-
-    for name in config["baselines"]:
-        for seed in seeds:
-            folder.record(seed, 1, name).parent.mkdir(exist_ok=True)
-        for k in range(1, rounds + 1):
-            todo = [s for s in seeds if not folder.record(s, k, name).exists()]
-            if not todo:
-                continue
-            masks = [baseline_masks(name, s, k) for s in todo]
-            nets, fits = fit_all(todo, masks, task.operator, task.observation, task.clean, f"{name} {k}")
-            for seed, net, m, (result, retried) in zip(todo, nets, masks, fits):
-                write_json(folder.record(seed, k, name),
-                            _record(result, sparsity_report(net, m), method=name, seed=seed, round=k,
-                                    nominal_sparsity=1 - (1 - rate) ** k, diverged_retry=retried))
+def make_single_image_trainer(config, task, device, progress, batch) -> SingleImageTrainer:
+    return SingleImageTrainer(config, task, device, progress, batch)
 
 
 # --- the run ------------------------------------------------------------------------------------
@@ -355,6 +282,8 @@ def imp(task: Task, *, rounds: int = 16, rate: float = 0.2, seeds: Sequence[int]
     check_rate(rate)
     if search_on not in SEARCH_TARGETS:
         raise ValueError(f"search_on must be one of {SEARCH_TARGETS}, got {search_on!r}")
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     baselines = list(baselines)
     bad = [b for b in baselines if b not in BASELINES]
     if bad:
@@ -369,69 +298,7 @@ def imp(task: Task, *, rounds: int = 16, rate: float = 0.2, seeds: Sequence[int]
                   method=method, baselines=baselines)
 
     total = len(seeds) * (rounds + 1 + len(baselines) * rounds)
-    return start_run(run_dir, config, _run_seed, task, seeds, device=device, workers=workers, progress=progress,
-                     total=total, batch_worker=_run_seeds_batched, batch_seeds=batch_seeds)
-
-
-def start_run(run_dir, config: dict, worker, payload, seeds: Sequence[int], *, device, workers, progress: bool,
-              total: int, batch_worker=None, batch_seeds: bool | None = None) -> ImpRun:
-    """Create or resume the run folder ``run_dir`` for ``config`` and run ``worker`` for every seed.
-
-    ``worker(config, payload, seed, run_dir, device, threads, progress)`` writes one seed's
-    files; seeds run in worker processes on a CPU. A folder holding another config is refused,
-    except that more ``rounds`` or baselines the folder does not have yet extend it. The
-    returned view holds the rounds this config asks for, even when the folder has more.
-
-    ``batch_worker(config, payload, seeds, run_dir, device, progress)``, if given, runs all seeds
-    at once in this process instead; it is used when ``batch_seeds`` is true, or by default
-    (None) on a GPU with several seeds.
-    """
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with RunLock(run_dir):
-        # more rounds or another baseline only add records: they extend the run, not redefine it
-        open_config(run_dir, config, extendable={"rounds": max, "baselines": union})
-        dev = resolve_device(device)
-        if batch_seeds is None:
-            batch_seeds = dev.type != "cpu" and len(seeds) > 1
-        if batch_seeds and batch_worker is not None:
-            batch_worker(config, payload, list(seeds), str(run_dir), str(dev), progress)
-        else:
-            _run_all(worker, config, payload, seeds, run_dir, device, workers, progress, total)
+    start_run(run_dir, config, make_single_image_trainer, task, seeds, device=device, workers=workers,
+              progress=progress, total=total, batch_seeds=batch_seeds)
     ImpRun(run_dir).write_summary()  # the whole folder
     return ImpRun(run_dir, max_round=config["rounds"])
-
-
-def _run_all(worker, config, payload, seeds, run_dir: Path, device, workers, progress, total: int) -> None:
-    dev = resolve_device(device)
-    if workers is None:
-        workers = min(len(seeds), os.cpu_count() or 1) if dev.type == "cpu" else 1
-    workers = max(1, min(workers, len(seeds)))
-    if workers == 1:
-        for s in seeds:
-            worker(config, payload, s, str(run_dir), str(dev), None, progress)
-    else:
-        threads = max(1, (os.cpu_count() or 1) // workers)
-        import multiprocessing as mp
-
-        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
-            futures = [pool.submit(worker, config, payload, s, str(run_dir), str(dev), threads, False) for s in seeds]
-            _watch(futures, run_dir, seeds, total, progress)
-            for f in futures:
-                f.result()  # re-raise a worker's error here
-
-
-def _watch(futures, run_dir: Path, seeds, total: int, progress: bool) -> None:
-    """Progress bar over the records the workers write, until they are done."""
-    from tqdm.auto import tqdm
-
-    def count() -> int:
-        return sum(len(list(ImpFolder(run_dir).seed_dir(s).rglob("round_*.json"))) for s in seeds)
-
-    bar = tqdm(total=total, desc="IMP rounds", disable=not progress)
-    while not all(f.done() for f in futures):
-        bar.n = count()
-        bar.refresh()
-        time.sleep(1.0)
-    bar.n = count()
-    bar.close()

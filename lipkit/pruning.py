@@ -1,7 +1,8 @@
 """Pruning strategies, kept apart from training (as in open_lth).
 
-A *mask set* is a dict ``{parameter name: {0,1} tensor}`` over convolution weights, e.g.
-``{"1.1.1.1.weight": ...}``; :func:`lipkit.fit.fit` keeps the zeros at zero. Biases and BatchNorm
+A *mask set* is a dict ``{parameter name: {0,1} tensor}`` over the convolution weights of
+:func:`prunable_weights`, e.g. ``{"1.1.1.1.weight": ...}``; :func:`apply_masks` zeroes them, and
+every training loop (:func:`lipkit.fit.fit`, :func:`lipkit.gan.train_wgangp`) keeps them at zero. Biases and BatchNorm
 parameters are never pruned. The rankings use ``torch.nn.utils.prune``: global L1 (magnitude)
 or random unstructured pruning, where ``amount`` applies to the weights that remain, so k rounds
 at rate r leave a density of (1-r)^k (up to rounding of one weight per round).
@@ -16,7 +17,6 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 
-from lipkit.models import conv_weights
 from lipkit.seeding import generator, seeded
 
 Masks = "OrderedDict[str, torch.Tensor]"
@@ -31,9 +31,12 @@ def check_rate(rate: float, what: str = "rate") -> float:
     return rate
 
 
-def conv_weight_names(net: nn.Module) -> list[str]:
-    """Parameter names of every Conv2d weight, in module order: what LIP prunes."""
-    return [f"{name}.weight" for name in conv_weights(net)]
+def prunable_weights(net: nn.Module) -> "OrderedDict[str, nn.Parameter]":
+    """Parameter name -> weight of every Conv2d and ConvTranspose2d, in module order: what LIP
+    prunes, in a DIP net and in a GAN's generator and critic alike. Biases, BatchNorm and linear
+    layers (PGGAN's format and decision layers) stay dense."""
+    return OrderedDict((f"{name}.weight", m.weight) for name, m in net.named_modules()
+                       if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)))
 
 
 def input_weight_names(net: nn.Module) -> list[str]:
@@ -45,14 +48,41 @@ def input_weight_names(net: nn.Module) -> list[str]:
 
 
 def dense_masks(net: nn.Module) -> "Masks":
-    """All-ones masks for every conv weight of ``net`` (round 0)."""
-    params = dict(net.named_parameters())
-    return OrderedDict((n, torch.ones_like(params[n], dtype=torch.float32, device="cpu")) for n in conv_weight_names(net))
+    """All-ones float32 masks on the CPU over :func:`prunable_weights` (level 0)."""
+    return OrderedDict((n, torch.ones(w.shape)) for n, w in prunable_weights(net).items())
 
 
 def conv_weights_of(net: nn.Module) -> "OrderedDict[str, torch.Tensor]":
-    """Parameter name -> detached CPU copy of every conv weight (what the rankings read)."""
-    return OrderedDict((f"{n}.weight", w.detach().float().cpu()) for n, w in conv_weights(net).items())
+    """Parameter name -> detached float32 CPU copy of every prunable weight (what the rankings read)."""
+    return OrderedDict((n, w.detach().float().cpu()) for n, w in prunable_weights(net).items())
+
+
+def check_masks(net: nn.Module, masks: Mapping[str, torch.Tensor],
+                device=None) -> list[tuple[nn.Parameter, torch.Tensor]]:
+    """(parameter, mask) pairs, each mask on the parameter's device and dtype (or ``device``). A
+    name that matches no parameter, or a shape that differs, is refused with a message that says which."""
+    params = dict(net.named_parameters())
+    pairs = []
+    for name, mask in masks.items():
+        if name not in params:
+            close = [p for p in params if p.endswith(name) or name.endswith(p)][:3]
+            raise KeyError(f"mask for {name!r} matches no parameter of {type(net).__name__}"
+                           + (f" (did you mean {close}?)" if close else ""))
+        p = params[name]
+        if tuple(mask.shape) != tuple(p.shape):
+            raise ValueError(f"mask for {name!r} is {tuple(mask.shape)} but the parameter is {tuple(p.shape)}")
+        pairs.append((p, mask.to(device=device or p.device, dtype=p.dtype)))
+    return pairs
+
+
+def apply_masks(net: nn.Module, masks: Mapping[str, torch.Tensor]) -> list[tuple[nn.Parameter, torch.Tensor]]:
+    """Zero the pruned weights of ``net`` in place; returns the checked (parameter, mask) pairs
+    (:func:`check_masks`), with which a training loop holds the zeros after every step."""
+    pairs = check_masks(net, masks)
+    with torch.no_grad():
+        for p, m in pairs:
+            p.mul_(m)
+    return pairs
 
 
 def _holders(weights: Mapping[str, torch.Tensor], masks: Mapping[str, torch.Tensor]) -> list[nn.Module]:
@@ -120,19 +150,21 @@ def one_shot_magnitude(weights: Mapping[str, torch.Tensor], sparsity: float, *, 
     return global_prune(weights, ones, sparsity, method="magnitude", keep_dense=keep_dense)
 
 
-def random_global(shapes: Mapping[str, torch.Tensor], rounds: int, rate: float, *, seed: int) -> list["Masks"]:
+def random_global(shapes: Mapping[str, torch.Tensor], rounds: int, rate: float, *, seed: int,
+                  key: tuple = ()) -> list["Masks"]:
     """Masks after 0..``rounds`` rounds of random global pruning at ``rate`` per round.
 
     Each round removes ``rate`` of the remaining weights once (the official code prunes every
     layer twice per round, ≈36%; that is not copied). Round k draws from ``seed``'s
-    ``"baseline"`` stream with key ``("random_global", k)``.
+    ``"baseline"`` stream with key ``("random_global", *key, k)`` (``key`` tells apart weight
+    groups ranked separately, such as a GAN's generator and critic).
     """
     check_rate(rate)
     masks = OrderedDict((n, torch.ones(t.shape)) for n, t in shapes.items())
     chain = [masks]
     for k in range(rounds):
         holders = _holders(shapes, masks)
-        _prune_at_random(holders, rate, seed, "baseline", "random_global", k)
+        _prune_at_random(holders, rate, seed, "baseline", "random_global", *key, k)
         masks = OrderedDict((name, h.weight_mask.detach().clone()) for name, h in zip(shapes, holders))
         chain.append(masks)
     return chain
@@ -181,7 +213,7 @@ def sparsity_report(net: nn.Module, masks: Mapping[str, torch.Tensor] | None = N
     density of each conv layer.
     """
     params = dict(net.named_parameters())
-    names = conv_weight_names(net)
+    names = list(prunable_weights(net))
     conv_total = sum(params[n].numel() for n in names)
     if masks is not None:
         unknown = set(masks) - set(names)
@@ -208,3 +240,16 @@ def mask_sparsity(masks: Mapping[str, torch.Tensor]) -> float:
     """Fraction of conv weights removed by ``masks``."""
     total = sum(m.numel() for m in masks.values())
     return 1 - sum(float(m.sum()) for m in masks.values()) / total
+
+
+def measured_sparsity(net: nn.Module) -> dict:
+    """What fraction of ``net``'s prunable weights is exactly zero, and how many parameters remain.
+
+    Returns ``sparsity`` (zero fraction of the conv weights), ``nonzero`` and ``total`` conv
+    weights, and ``params_left``: nonzero conv weights plus every other parameter.
+    """
+    if not prunable_weights(net):
+        raise ValueError(f"{type(net).__name__} has no Conv2d or ConvTranspose2d weights to measure")
+    report = sparsity_report(net)
+    return dict(sparsity=report["conv_sparsity"], nonzero=report["conv_nonzero"], total=report["conv_total"],
+                params_left=report["unpruned_params"])

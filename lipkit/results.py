@@ -31,3 +31,8 @@ def current_value(results_dir: str | os.PathLike, chapter: str, key: str, profil
     """Glued value ``key`` of a current record of ``chapter``, or None (not recorded, or stale)."""
     record = load_record(results_dir, chapter, profile)
     return record["glued"].get(key) if is_current(record) else None
+
+
+def recorded_chapters(results_dir: str | os.PathLike, profile: str = "paper") -> list[str]:
+    """The chapters with a record of ``profile``, current or stale, sorted."""
+    return sorted(p.stem for p in (Path(results_dir) / f"{profile}_profile").glob("*.json"))

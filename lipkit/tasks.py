@@ -12,19 +12,13 @@ from dataclasses import asdict, dataclass, field, replace
 import torch
 
 from lipkit import data
-from lipkit.fit import PRESETS, FitSettings
 from lipkit.metrics import psnr_tensor, psnr_y_tensor
 from lipkit.operators import Denoising, Inpainting, Operator, SuperResolution
 from lipkit.seeding import SCHEME
+from lipkit.settings import FitSettings, task_settings
 
 TASK_KINDS = ("denoise", "sr", "inpaint")
 
-# Per-task defaults of the LIP code (shared reference, sections 4-5): Adam 0.01 throughout.
-DEFAULT_SETTINGS = {
-    "denoise": PRESETS["denoise"],                                   # 3000 it., reg noise 1/30, EMA 0.99
-    "sr": FitSettings(num_iter=2000, reg_noise_std=0.03),            # both factors, no EMA
-    "inpaint": FitSettings(num_iter=3000, reg_noise_std=0.03),       # no EMA
-}
 
 
 @dataclass
@@ -87,7 +81,8 @@ def make_task(kind: str, image: str, *, sigma: float = 25 / 255, factor: int = 4
         seed: the observation seed: the noise and the Bernoulli mask come from its
             ``"observation"`` stream (:mod:`lipkit.seeding`), so a fit seed of the same value
             shares no random numbers with them.
-        settings, iters: fit settings (default: the LIP code's per-task values) and an
+        settings, iters: fit settings (default: the LIP code's per-task values,
+            :func:`lipkit.settings.task_settings`) and an
             iteration override.
     """
     if kind not in TASK_KINDS:
@@ -116,7 +111,7 @@ def make_task(kind: str, image: str, *, sigma: float = 25 / 255, factor: int = 4
             op = Inpainting((m > 0.5).float())
             params["mask"] = mask
         obs = op.observe(clean)
-    settings = settings or DEFAULT_SETTINGS[kind]
+    settings = settings or task_settings(kind)
     if iters is not None:
         settings = replace(settings, num_iter=int(iters))
     return Task(kind, image, clean, op, obs, settings, metric, params)

@@ -20,7 +20,7 @@ from safetensors.torch import load_file, save_file
 
 import lipkit
 from lipkit.models import size_problem
-from lipkit.pruning import sparsity_report
+from lipkit.pruning import apply_masks, sparsity_report
 
 
 class TicketMismatchError(ValueError):
@@ -66,10 +66,7 @@ class Ticket:
         """Rewind ``net`` to the ticket's weights (checked first); returns the masks for :func:`lipkit.fit.fit`."""
         self.check_network(net)
         net.load_state_dict(self.rewind)
-        with torch.no_grad():
-            params = dict(net.named_parameters())
-            for name, m in self.masks.items():
-                params[name].mul_(m.to(params[name].device))
+        apply_masks(net, self.masks)
         return OrderedDict((k, v.clone()) for k, v in self.masks.items())
 
     # --- validation -----------------------------------------------------------------------

@@ -14,7 +14,7 @@ single-image IMP (:mod:`lipkit.imp`). Algorithm 2 can be read two ways, and both
 The run folder has the layout of :class:`lipkit.imp.ImpRun` (``seed_S/masks_KK``, ``rewind``,
 ``round_KK.json``), so its tickets are read with :meth:`ImpRun.ticket`. Round k's record holds the
 fit of ticket k: the loss, the loss of each image (their sum is the loss), and per-image PSNRs.
-Rounds 0 .. R-1 are fitted; ticket R is the result.
+Like every run of :mod:`lipkit.lottery`, ``rounds`` R fits tickets 0 (dense) .. R.
 """
 
 from __future__ import annotations
@@ -25,18 +25,17 @@ from dataclasses import asdict
 from typing import Sequence
 
 import torch
-from safetensors.torch import load_file
 
-from lipkit.data import to_pil
 from lipkit.device import resolve_device
-from lipkit.fit import FitResult, FitSettings, fit
-from lipkit.imp import SEARCH_TARGETS, ImpRun, seed_worker_setup, start_run
+from lipkit.fit import FitResult, fit
+from lipkit.imp import SEARCH_TARGETS, ImpRun
+from lipkit.lottery import Trained, start_run
 from lipkit.models import network_input, per_image_statistics, skip_net
 from lipkit.operators import Identity
-from lipkit.pruning import check_rate, conv_weights_of, dense_masks, global_prune, input_weight_names, sparsity_report
+from lipkit.pruning import check_rate, conv_weights_of, input_weight_names, sparsity_report
 from lipkit.seeding import generator as stream_generator
 from lipkit.seeding import seeded
-from lipkit.store.folder import load_masks, save_masks, save_state, write_json
+from lipkit.settings import FitSettings
 from lipkit.tasks import Task
 
 INPUT_MODES = ("shared", "per_image")
@@ -134,46 +133,50 @@ def fit_shared(net, tasks: Sequence[Task], *, input_mode: str = "per_image", sea
     return result, dict(loss=float(loss), image_losses=[float(t) for t in terms], image_psnr=image_psnr)
 
 
-def _run_seed_shared(config: dict, tasks: Sequence[Task], seed: int, run_dir: str, device, threads, progress) -> None:
-    """Run (or resume) weight-sharing IMP for one seed; writes the seed's folder (:class:`lipkit.store.paths.ImpFolder`)."""
-    dev, folder = seed_worker_setup(run_dir, seed, device, threads)
-    arch, rounds, rate = config["arch"], config["rounds"], config["rate"]
-    rewind_file = folder.rewind(seed)
-    if rewind_file.exists():
-        rewind = load_file(str(rewind_file))
-    else:
+class SharedTrainer:
+    """Levels of weight-sharing IMP (:class:`lipkit.lottery.Trainer`): one masked net fitted to all
+    images from the rewind point θ0, one seed at a time."""
+
+    method = "imp_shared"
+    groups = None
+    batch = False
+
+    def __init__(self, config: dict, tasks: Sequence[Task], device, progress: bool, batch: bool = False):
+        self.config, self.tasks, self.device, self.progress = config, list(tasks), device, progress
+        self.settings = FitSettings(**config["settings"])
+        self.keep_dense = input_weight_names(self.network()) if config["keep_input_convs_dense"] else []
+
+    def network(self) -> torch.nn.Module:
+        return skip_net(**self.config["arch"])
+
+    def rewind_state(self, seed: int):
         with seeded(seed, "weights"):
-            rewind = OrderedDict((k, v.detach().clone()) for k, v in skip_net(**arch).state_dict().items())
-        save_state(rewind_file, rewind)
-    probe = skip_net(**arch)
-    keep_dense = input_weight_names(probe) if config["keep_input_convs_dense"] else []
-    if not folder.masks(seed, 0).exists():
-        save_masks(folder.masks(seed, 0), dense_masks(probe))
-    settings = FitSettings(**config["settings"])
-    for k in range(rounds):
-        record_file = folder.record(seed, k, "imp_shared")
-        if record_file.exists():
-            continue
-        masks = load_masks(folder.masks(seed, k))
-        net = skip_net(**arch)
-        net.load_state_dict(rewind)
-        result, numbers = fit_shared(net, tasks, input_mode=config["input_mode"], search_on=config["search_on"],
-                                     settings=settings, masks=masks, seed=seed, device=dev, progress=progress,
-                                     desc=f"seed {seed} round {k} (shared)")
-        report = sparsity_report(net, masks)
-        out = result.output if result.output.dim() == 4 else result.output[None]
-        for a, img in enumerate(out):
-            to_pil(img).save(folder.image(seed, k, a))
-        new_masks = global_prune(conv_weights_of(net), masks, rate, keep_dense=keep_dense)
-        save_masks(folder.masks(seed, k + 1), new_masks)
-        write_json(record_file, dict(
-            numbers, method="imp_shared", seed=seed, round=k, nominal_sparsity=1 - (1 - rate) ** k,
-            input_mode=config["input_mode"], search_on=config["search_on"], best_psnr=result.best_psnr,
-            es_psnr=result.es_psnr, final_psnr=result.final_psnr, best_iteration=result.best_iteration,
-            es_iteration=result.es_iteration, iterations=result.iterations,
-            seconds=round(result.seconds, 3), conv_sparsity=report["conv_sparsity"],
-            conv_nonzero=report["conv_nonzero"], unpruned_params=report["unpruned_params"],
-            layer_density=list(report["layer_density"].values())))
+            return OrderedDict((k, v.detach().clone()) for k, v in self.network().state_dict().items())
+
+    def train(self, level, seeds, masks, rewinds, heads) -> list[Trained]:
+        out = []
+        for seed, m, rewind, head in zip(seeds, masks, rewinds, heads):
+            net = self.network()
+            net.load_state_dict(rewind)
+            result, numbers = fit_shared(net, self.tasks, input_mode=self.config["input_mode"],
+                                         search_on=self.config["search_on"], settings=self.settings, masks=m,
+                                         seed=seed, device=self.device, progress=self.progress,
+                                         desc=f"seed {seed} round {level} (shared)")
+            report = sparsity_report(net, m)
+            images = result.output if result.output.dim() == 4 else result.output[None]
+            record = dict(numbers, **head, input_mode=self.config["input_mode"], search_on=self.config["search_on"],
+                          best_psnr=result.best_psnr, es_psnr=result.es_psnr, final_psnr=result.final_psnr,
+                          best_iteration=result.best_iteration, es_iteration=result.es_iteration,
+                          iterations=result.iterations, seconds=round(result.seconds, 3),
+                          conv_sparsity=report["conv_sparsity"], conv_nonzero=report["conv_nonzero"],
+                          unpruned_params=report["unpruned_params"],
+                          layer_density=list(report["layer_density"].values()))
+            out.append(Trained(record, conv_weights_of(net), images=list(images)))
+        return out
+
+
+def make_shared_trainer(config, tasks, device, progress, batch) -> SharedTrainer:
+    return SharedTrainer(config, tasks, device, progress)
 
 
 def imp_shared(tasks: Sequence[Task], *, input_mode: str = "per_image", rounds: int = 16, rate: float = 0.2,
@@ -185,7 +188,7 @@ def imp_shared(tasks: Sequence[Task], *, input_mode: str = "per_image", rounds: 
     Args:
         tasks: two or more tasks of one kind and image size (from :func:`lipkit.tasks.make_task`).
         input_mode: "per_image" (a fixed z_a per image) or "shared" (one z; the official code).
-        rounds: pruning rounds R; rounds 0 .. R-1 are fitted and ticket R is written.
+        rounds: pruning rounds R; tickets 0 (dense) .. R are fitted.
         rate: fraction of the remaining conv weights pruned per round.
         search_on: "observation" (each task's degraded image) or "clean" (the official code).
         settings: fit settings of every round (default: the first task's).
@@ -196,8 +199,8 @@ def imp_shared(tasks: Sequence[Task], *, input_mode: str = "per_image", rounds: 
         raise ValueError(f"input_mode must be one of {INPUT_MODES}, got {input_mode!r}")
     if search_on not in SEARCH_TARGETS:
         raise ValueError(f"search_on must be one of {SEARCH_TARGETS}, got {search_on!r}")
-    if not isinstance(rounds, int) or rounds < 1:
-        raise ValueError(f"rounds must be a positive integer, got {rounds!r}")
+    if not isinstance(rounds, int) or rounds < 0:
+        raise ValueError(f"rounds must be a non-negative integer, got {rounds!r}")
     check_rate(rate)
     seeds = [int(s) for s in seeds]
     if not seeds:
@@ -210,6 +213,8 @@ def imp_shared(tasks: Sequence[Task], *, input_mode: str = "per_image", rounds: 
                        params=dict(images=[t.image for t in tasks], input_mode=input_mode, tasks=described))
     config = dict(task=shared_task, arch=arch_args, rounds=rounds, rate=rate, search_on=search_on,
                   input_mode=input_mode, rewind_iteration=0, keep_input_convs_dense=bool(keep_input_convs_dense),
-                  method="magnitude", settings=asdict(settings))
-    return start_run(run_dir, config, _run_seed_shared, list(tasks), seeds, device=device, workers=workers,
-                     progress=progress, total=len(seeds) * rounds)
+                  method="magnitude", baselines=[], settings=asdict(settings))
+    start_run(run_dir, config, make_shared_trainer, list(tasks), seeds, device=device, workers=workers,
+              progress=progress, total=len(seeds) * (rounds + 1))
+    ImpRun(run_dir).write_summary()
+    return ImpRun(run_dir, max_round=rounds)

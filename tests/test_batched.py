@@ -6,7 +6,8 @@ import torch
 
 from lipkit.batched import default_method, fit_seeds
 from lipkit.fit import default_input, fit
-from lipkit.models import conv_weights, skip_net
+from lipkit.models import skip_net
+from lipkit.pruning import prunable_weights
 from lipkit.operators import Denoising
 from lipkit.seeding import seeded
 
@@ -27,8 +28,8 @@ def smooth_image(h=32, w=32):
 def seed_masks():
     """Seed 1 is a ticket (a fifth of its conv weights pruned, as one IMP round does); seeds 0 and 2 are dense."""
     gen = torch.Generator().manual_seed(3)
-    pruned = {name + ".weight": (torch.rand(w.shape, generator=gen) > 0.2).float()
-              for name, w in conv_weights(tiny_net()).items()}
+    pruned = {name: (torch.rand(w.shape, generator=gen) > 0.2).float()
+              for name, w in prunable_weights(tiny_net()).items()}
     return [None, pruned, None]
 
 
@@ -73,7 +74,7 @@ def assert_same_fits(alone, together, atol=1e-9):
         torch.testing.assert_close(b.es_output, a.es_output, atol=atol, rtol=0)
         # conv weights agree; a bias in front of a BatchNorm does not: its gradient is rounding noise,
         # which Adam scales up to lr-sized steps, and the BatchNorm removes it from the output again
-        weights_a, weights_b = conv_weights(na), conv_weights(nb)
+        weights_a, weights_b = prunable_weights(na), prunable_weights(nb)
         for name in weights_a:
             torch.testing.assert_close(weights_b[name].detach().cpu(), weights_a[name].detach().cpu(),
                                        atol=1e-4, rtol=0)

@@ -321,7 +321,7 @@ def test_reproduction_page_numbers(executed):
     for key in keys:
         assert g[f"{key}_best"] >= g[f"{key}_es"] - 1e-9 and g[f"{key}_best"] >= g[f"{key}_final"] - 1e-9, key
     # the official protocol's search on the clean image ran and was evaluated on the noisy image
-    clean = ImpRun(RUNS / "search_on_clean" / "imp_denoise_set5-baby_64px", max_round=3)
+    clean = ImpRun(RUNS / "imp_denoise_set5-baby_64px_clean_search", max_round=3)
     assert clean.config["search_on"] == "clean" and clean.config["task"]["kind"] == "denoise"
     sparsest = [r["best_psnr"] for r in clean.records("imp") if r["round"] == 3]
     assert g["clean_search_max"] == pytest.approx(np.mean(sparsest))

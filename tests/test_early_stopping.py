@@ -7,11 +7,12 @@ import pytest
 import torch
 
 from lipkit.early_stopping import ESWMV
-from lipkit.fit import FitSettings, fit
+from lipkit.fit import fit
 from lipkit.metrics import psnr
 from lipkit.models import skip_net
 from lipkit.operators import Denoising
 from lipkit.seeding import seeded
+from lipkit.settings import FitSettings
 
 
 def synthetic_run(steps=1200, peak=400, seed=0, size=(3, 16, 16)):

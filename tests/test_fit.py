@@ -3,10 +3,12 @@ import numpy as np
 import pytest
 import torch
 
-from lipkit.fit import PRESETS, FitDivergedError, FitSettings, Snapshots, fit
+from lipkit.fit import FitDivergedError, Snapshots, fit
 from lipkit.metrics import psnr
-from lipkit.models import conv_weights, deep_decoder, skip_net
+from lipkit.models import deep_decoder, skip_net
 from lipkit.operators import Denoising, Inpainting, SuperResolution
+from lipkit.pruning import prunable_weights
+from lipkit.settings import PRESETS, FitSettings
 from lipkit.seeding import seeded
 
 
@@ -52,8 +54,8 @@ def test_fit_learns_and_reports_consistently():
 def test_masks_hold_pruned_weights_at_zero():
     net = tiny_net()
     masks = {}
-    for name, w in conv_weights(net).items():
-        masks[name + ".weight"] = (torch.rand(w.shape) > 0.7).float()
+    for name, w in prunable_weights(net).items():
+        masks[name] = (torch.rand(w.shape) > 0.7).float()
     x = smooth_image()
     op = Inpainting.bernoulli((3, 32, 32), 0.5, seed=0)
     fit(net, op, op.observe(x), num_iter=25, masks=masks, progress=False, reg_noise_std=0.03)
@@ -70,7 +72,7 @@ def test_masks_are_validated():
     y = op.observe(smooth_image(), seed=0)
     with pytest.raises(KeyError, match="matches no parameter"):
         fit(net, op, y, num_iter=1, masks={"nope.weight": torch.ones(1)}, progress=False)
-    name = next(iter(conv_weights(net))) + ".weight"
+    name = next(iter(prunable_weights(net)))
     with pytest.raises(ValueError, match="but the parameter is"):
         fit(net, op, y, num_iter=1, masks={name: torch.ones(1)}, progress=False)
 
@@ -189,7 +191,7 @@ def test_a_nan_output_never_enters_the_average():
 
 
 def test_fused_adam_is_deterministic_and_freed_memory_is_kept():
-    from lipkit.fit import keep_freed_memory, make_adam
+    from lipkit.runtime import keep_freed_memory, make_adam
 
     assert isinstance(keep_freed_memory(), bool)
     assert not make_adam(tiny_net().parameters(), 0.01).defaults["fused"]  # the reference Adam by default

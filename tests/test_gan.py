@@ -2,20 +2,12 @@ import pytest
 import torch
 from torch import nn
 
-from lipkit.gan import (
-    GanImpRun,
-    WGANSettings,
-    dense_masks,
-    gan_imp,
-    gradient_penalty,
-    measured_sparsity,
-    prunable_weights,
-    train_wgangp,
-)
+from lipkit.gan import GanImpRun, gan_imp
 from lipkit.models.dcgan import DCGANCritic, DCGANGenerator
 from lipkit.models.pggan import PGGANDiscriminator, PGGANGenerator
-from lipkit.pruning import global_prune
+from lipkit.pruning import dense_masks, global_prune, measured_sparsity, prunable_weights
 from lipkit.store.folder import RunConfigError
+from lipkit.wgan import WGANSettings, gradient_penalty, train_wgangp
 
 FAST = WGANSettings(iterations=3, batch_size=8, lr=1e-3)
 
@@ -131,8 +123,8 @@ def test_gan_imp_ranks_globally_and_rewinds(imp_run):
 
 def test_gan_imp_resumes_and_refuses_other_settings(imp_run, images):
     run, _, _ = imp_run
-    last = run.dir / "random" / "round_03.json"
-    weights = run.dir / "random" / "finetuned_G_03.safetensors"
+    last = run.folder.record(0, 3, "random_global")  # the random branch's last level
+    weights = run.folder.trained(0, 3, "random_global")
     before = weights.read_bytes()
     last.unlink()  # as if killed during the last round
     g, d = tiny_pair()
@@ -145,6 +137,22 @@ def test_gan_imp_resumes_and_refuses_other_settings(imp_run, images):
     with pytest.raises(RunConfigError, match="rate"):
         gan_imp(g, d, images, rounds=3, rate=0.5, methods=("magnitude", "random"), finetune=FAST,
                 run_dir=run.dir, seed=0, device="cpu", progress=False)
+
+
+def test_gan_imp_extends_and_leaves_the_callers_networks_alone(tmp_path, images):
+    g, d = tiny_pair()
+    pretrained = {k: v.clone() for k, v in g.state_dict().items()}
+    short = gan_imp(g, d, images, rounds=1, rate=0.2, methods=("magnitude", "random"), finetune=FAST,
+                    run_dir=tmp_path, seed=0, device="cpu", progress=False)
+    assert all(torch.equal(v, pretrained[k]) for k, v in g.state_dict().items())
+    first = {m: short.records(m) for m in ("magnitude", "random")}
+    longer = gan_imp(g, d, images, rounds=2, rate=0.2, methods=("magnitude", "random"), finetune=FAST,
+                     run_dir=tmp_path, seed=0, device="cpu", progress=False)
+    for m in ("magnitude", "random"):
+        recs = longer.records(m)
+        assert [r["round"] for r in recs] == [0, 1, 2]
+        assert recs[:2] == first[m]  # the finished levels are kept, not refitted
+        assert recs[2]["G"]["sparsity"] == pytest.approx(1 - 0.8 ** 2, abs=0.01)
 
 
 def test_bad_arguments(images):
@@ -193,7 +201,7 @@ def test_image_folder(tmp_path):
 
 
 def test_pretrain_saves_and_reloads(tmp_path, images):
-    from lipkit.gan import pretrain
+    from lipkit.wgan import pretrain
 
     g, d = tiny_pair()
     rec = pretrain(g, d, images, FAST, run_dir=tmp_path, seed=1, device="cpu", progress=False)

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from lipkit.fit import FitSettings
 from lipkit.imp import _fit_guarded, imp
 from lipkit.models import skip_net
 from lipkit.operators import Denoising
+from lipkit.settings import FitSettings
 from lipkit.store.folder import RunConfigError
 from lipkit.tasks import Task, make_task
 

@@ -2,8 +2,8 @@ import pytest
 import torch
 from torch import nn
 
-from lipkit.models import (conv_weights, count_parameters, decodernw, deep_decoder, deep_decoder_input,
-                           network_input, skip_net)
+from lipkit.models import count_parameters, decodernw, deep_decoder, deep_decoder_input, network_input, skip_net
+from lipkit.pruning import prunable_weights
 
 
 def n_bn(net):
@@ -13,7 +13,7 @@ def n_bn(net):
 def test_lip_backbone_counts():
     net = skip_net()
     assert count_parameters(net) == 2_217_831
-    convs = conv_weights(net)
+    convs = prunable_weights(net)
     assert len(convs) == 26
     assert sum(w.numel() for w in convs.values()) == 2_208_768
     assert sum(m.bias.numel() for m in net.modules() if isinstance(m, nn.Conv2d)) == 2_583
@@ -35,9 +35,9 @@ def test_lip_backbone_layers_match_the_reference():
 
 def test_state_dict_names_follow_dip():
     # The official LIP code keeps '1.0.1.1' and '1.1.1.1' (the convs reading z) dense.
-    convs = conv_weights(skip_net())
-    assert convs["1.0.1.1"].shape == (4, 32, 1, 1)
-    assert convs["1.1.1.1"].shape == (128, 32, 3, 3)
+    convs = prunable_weights(skip_net())
+    assert convs["1.0.1.1.weight"].shape == (4, 32, 1, 1)
+    assert convs["1.1.1.1.weight"].shape == (128, 32, 3, 3)
 
 
 @pytest.mark.parametrize("kwargs,expected", [

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from lipkit.models import skip_net
-from lipkit.pruning import (conv_weight_names, conv_weights_of, dense_masks, global_prune, input_weight_names,
+from lipkit.pruning import (prunable_weights, conv_weights_of, dense_masks, global_prune, input_weight_names,
                             layer_densities, mask_overlap, mask_sparsity, one_shot_magnitude, random_global,
                             random_like, sparsity_report)
 from lipkit.seeding import seeded
@@ -46,7 +46,7 @@ def test_pruned_weights_stay_pruned_and_biases_are_never_pruned():
     m2 = global_prune(boosted, m1, 0.3)
     for n in m1:
         assert torch.all(m2[n][m1[n] == 0] == 0)  # ... they stay pruned
-    assert all(n.endswith(".weight") for n in m2) and set(m2) == set(conv_weight_names(net))
+    assert all(n.endswith(".weight") for n in m2) and set(m2) == set(prunable_weights(net))
 
 
 def test_official_quirk_keeps_input_convs_dense():

@@ -91,6 +91,26 @@ def test_streams_of_one_user_seed_are_pairwise_independent(seed):
             assert score < DEPENDENT, f"{a} and {b} depend on each other under seed {seed} (statistic {score:.1f})"
 
 
+def test_observation_noise_network_input_and_step_noise_are_uncorrelated():
+    # the criterion, |r| < 0.01, on 256 px (196,608 noise values: r's std is 0.0023)
+    size, sigma = 256, 0.05
+    flat = torch.full((3, size, size), 0.5)
+    noise = ((Denoising(sigma).observe(flat, seed=0) - flat) / sigma).flatten()
+    with seeded(0, "weights"):
+        net = skip_net()
+    z = default_input(net, size, size, 0).flatten()
+    step = torch.randn(z.numel(), generator=step_noise_generator(0, "cpu"))
+
+    def r(a, b):
+        n = min(a.numel(), b.numel())
+        return float(torch.corrcoef(torch.stack([a[:n].double(), b[:n].double()]))[0, 1])
+
+    for name, (a, b) in {"noise-z": (noise, z), "noise-step": (noise, step), "z-step": (z, step)}.items():
+        assert abs(r(a, b)) < 0.01, name
+    old = coupled_draws(0)  # the positive control: the old scheme's z and noise correlate strongly
+    assert abs(r(old["z"].flatten(), old["noise"].flatten())) > 0.1
+
+
 def test_streams_never_share_numbers():
     # the same user seed, different roles: no run of 3 consecutive values in common, at any shift
     # (single float32 values do repeat by chance: there are only 2^24 of them in [0, 1))

@@ -64,12 +64,13 @@ def test_weight_sharing_imp(mirror_dir, tmp_path, mode):
     run = imp_shared(tasks, input_mode=mode, rounds=2, rate=0.5, seeds=[1], arch=TINY, run_dir=tmp_path / mode,
                      workers=1, progress=False)
     recs = sorted(run.records(), key=lambda r: r["round"])
-    assert [r["round"] for r in recs] == [0, 1]
+    assert [r["round"] for r in recs] == [0, 1, 2]  # `rounds` R fits levels 0..R, as single-image IMP does
     for r in recs:
         assert r["loss"] == pytest.approx(sum(r["image_losses"]), rel=1e-5)
         assert len(r["image_losses"]) == 3 and len(r["image_psnr"]) == 3
         assert r["input_mode"] == mode
     assert recs[1]["conv_sparsity"] == pytest.approx(0.5, abs=1e-4)
+    assert recs[2]["conv_sparsity"] == pytest.approx(0.75, abs=1e-4)
     ticket = run.ticket(1, 2)
     assert ticket.meta["conv_sparsity"] == pytest.approx(0.75, abs=1e-4)
     assert ticket.meta["search_image"] == "set5/baby+set5/head+set5/woman"
@@ -77,6 +78,11 @@ def test_weight_sharing_imp(mirror_dir, tmp_path, mode):
     again = imp_shared(tasks, input_mode=mode, rounds=2, rate=0.5, seeds=[1], arch=TINY, run_dir=tmp_path / mode,
                        workers=1, progress=False)
     assert sorted(r["loss"] for r in again.records()) == sorted(r["loss"] for r in recs)
+    # more rounds extend the run: the finished levels stay, the next one is fitted
+    longer = imp_shared(tasks, input_mode=mode, rounds=3, rate=0.5, seeds=[1], arch=TINY, run_dir=tmp_path / mode,
+                        workers=1, progress=False)
+    grown = sorted(longer.records(), key=lambda r: r["round"])
+    assert grown[:3] == recs and grown[3]["conv_sparsity"] == pytest.approx(0.875, abs=1e-4)
 
 
 def test_fit_shared_numbers_match_separate_evaluation(mirror_dir):

@@ -10,7 +10,7 @@ from lipkit.models.skip import SkipNet, dip_input, size_problem, skip_net
 __all__ = [
     "SkipNet", "skip_net", "dip_input", "size_problem",
     "DeepDecoder", "decodernw", "deep_decoder", "deep_decoder_input", "deep_decoder_parameters", "deep_decoder_for",
-    "count_parameters", "conv_weights", "network_input", "per_image_statistics",
+    "count_parameters", "network_input", "per_image_statistics",
 ]
 
 
@@ -56,8 +56,3 @@ def count_parameters(net, *, nonzero: bool = False) -> int:
     return int(sum(p.numel() for p in net.parameters()))
 
 
-def conv_weights(net) -> dict:
-    """Name -> weight tensor of every Conv2d in ``net``: the prunable weights of LIP."""
-    import torch.nn as nn
-
-    return {name: m.weight for name, m in net.named_modules() if isinstance(m, nn.Conv2d)}

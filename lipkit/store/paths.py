@@ -1,6 +1,6 @@
 """Every file name in lipkit's run folders, in one place.
 
-An IMP run folder (single-image or weight-sharing IMP, :class:`ImpFolder`)::
+A lottery run folder (single-image, weight-sharing and generator IMP, :class:`ImpFolder`)::
 
     config.json  summary.json  .lock
     seed_<s>/rewind.safetensors          the rewind point θ of seed s (θ0, or θ after j steps)
@@ -9,12 +9,10 @@ An IMP run folder (single-image or weight-sharing IMP, :class:`ImpFolder`)::
     seed_<s>/round_<kk>.json             level k's record; round_<kk>.png its restored image
                                          (round_<kk>_<a>.png, one per image, for weight sharing)
     seed_<s>/<baseline>/round_<kk>.json  a baseline's record at level k
+    seed_<s>/[<baseline>/]trained_<kk>.safetensors   a level's trained state (generator IMP keeps it)
 
-A generator-IMP run folder (:class:`GanImpFolder`)::
-
-    config.json  .lock  pretrained_G.safetensors  pretrained_D.safetensors
-    dense/       level 0: masks_G_00, masks_D_00, finetuned_G_00, finetuned_D_00 (.safetensors), round_00.json
-    <method>/    levels 1..R of each pruning method, named likewise
+Generator IMP treats G and D as one network (names ``G.<param>``, ``D.<param>``), keeps each
+level's fine-tuned pair (``trained_<kk>``) and writes no images.
 
 A pretraining folder (:class:`PretrainFolder`): ``G.safetensors``, ``D.safetensors``, ``pretrain.json``.
 """
@@ -23,6 +21,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+
+
+MAIN_CHAINS = ("imp", "imp_shared")  # record names of the main chains; a baseline's records get a subfolder
 
 
 class ImpFolder:
@@ -58,7 +59,7 @@ class ImpFolder:
     def record(self, seed: int, level: int, method: str = "imp") -> Path:
         """Level ``level``'s record of ``method``: IMP (and weight sharing) in the seed's folder, a
         baseline in its own subfolder."""
-        folder = self.seed_dir(seed) if method in ("imp", "imp_shared") else self.seed_dir(seed) / method
+        folder = self.seed_dir(seed) if method in MAIN_CHAINS else self.seed_dir(seed) / method
         return folder / f"round_{level:02d}.json"
 
     def records(self, seed: int, methods: tuple[str, ...] = ()) -> list[Path]:
@@ -68,37 +69,14 @@ class ImpFolder:
             files += sorted((self.seed_dir(seed) / name).glob("round_*.json"))
         return files
 
+    def trained(self, seed: int, level: int, method: str) -> Path:
+        """The trained state (parameters and buffers) of a level, for runs that keep it (generators)."""
+        return self.record(seed, level, method).with_name(f"trained_{level:02d}.safetensors")
+
     def image(self, seed: int, level: int, index: int | None = None) -> Path:
         """The restored image of level ``level`` (``index``: which image of a weight-sharing run)."""
         suffix = "" if index is None else f"_{index}"
         return self.seed_dir(seed) / f"round_{level:02d}{suffix}.png"
-
-
-class GanImpFolder:
-    """The files of a generator-IMP run folder at ``root``."""
-
-    def __init__(self, root: str | os.PathLike):
-        self.root = Path(root)
-
-    @property
-    def config(self) -> Path:
-        return self.root / "config.json"
-
-    def pretrained(self, which: str) -> Path:
-        return self.root / f"pretrained_{which}.safetensors"
-
-    def level_dir(self, method: str, level: int) -> Path:
-        # level 0 (dense) is shared by every method: no pruning has happened yet
-        return self.root / ("dense" if level == 0 else method)
-
-    def masks(self, method: str, which: str, level: int) -> Path:
-        return self.level_dir(method, level) / f"masks_{which}_{level:02d}.safetensors"
-
-    def finetuned(self, method: str, which: str, level: int) -> Path:
-        return self.level_dir(method, level) / f"finetuned_{which}_{level:02d}.safetensors"
-
-    def record(self, method: str, level: int) -> Path:
-        return self.level_dir(method, level) / f"round_{level:02d}.json"
 
 
 class PretrainFolder:

@@ -1,0 +1,270 @@
+"""The one lottery driver: level k = prune(level k−1), rewind, train, record, for every kind of run.
+
+Single-image IMP (:mod:`lipkit.imp`), weight-sharing IMP (:mod:`lipkit.weight_sharing`) and
+generator IMP (:mod:`lipkit.gan`) differ only in their :class:`Trainer`: what a seed's rewind
+point is and how one level is trained and measured. The driver owns everything else, once:
+
+- ``rounds`` R means R pruning rounds: levels 0 (dense) .. R are trained and recorded;
+- the main chain prunes ``rate`` of the remaining prunable weights of the trained level k by
+  global magnitude (``method="random"``: at random), giving level k+1; every parameter and buffer
+  is rewound to the seed's rewind point;
+- baselines are branches off the chain (:data:`BRANCHES`): masks made from a level (random masks
+  with a ticket's layer densities, one-shot magnitude of the dense fit, a random chain), trained
+  from the same rewind point and recorded the same way;
+- the run folder (:class:`lipkit.store.paths.ImpFolder`) gets every file after each level, so a
+  run resumes after its last finished level, and the next level's masks are written with every
+  record, so a run with more ``rounds`` or baselines extends a finished one;
+- seeds run one after another, in worker processes on a CPU, or together (batched) when the
+  trainer can.
+
+A trainer's weights may fall into *groups* that are ranked separately (a GAN's generator "G" and
+critic "D"); parameter names then start with the group (``"G.main.0.weight"``).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import OrderedDict
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Mapping, Protocol, Sequence
+
+import torch
+from safetensors.torch import load_file
+
+from lipkit.data import to_pil
+from lipkit.device import resolve_device
+from lipkit.pruning import dense_masks, global_prune, one_shot_magnitude, random_global, random_like
+from lipkit.store.folder import RunLock, load_masks, open_config, save_masks, save_state, union, write_json
+from lipkit.store.paths import ImpFolder
+
+Masks = "OrderedDict[str, torch.Tensor]"
+
+
+@dataclass
+class Trained:
+    """One seed's trained level: its record's numbers, the trained prunable weights (what the next
+    level is ranked by), the images to keep (restored images) and a state to keep (or None)."""
+
+    record: dict
+    weights: Mapping[str, torch.Tensor]
+    images: list[torch.Tensor] = field(default_factory=list)
+    state: Mapping[str, torch.Tensor] | None = None
+
+
+class Trainer(Protocol):
+    """What a kind of run supplies to the driver."""
+
+    method: str                       # the main chain's method name in its records ("imp", ...)
+    groups: tuple[str, ...] | None    # weight groups ranked apart (None: one global ranking)
+    keep_dense: Sequence[str]         # weights ranked as if dense and never pruned (the official quirk)
+    batch: bool                       # whether train() fits several seeds as one batched model
+
+    def network(self) -> torch.nn.Module:
+        """A fresh network (its prunable weights name the masks)."""
+
+    def rewind_state(self, seed: int) -> "OrderedDict[str, torch.Tensor]":
+        """The seed's rewind point (parameters and buffers), made once and then read from the folder."""
+
+    def train(self, level: int, seeds: Sequence[int], masks: Sequence[Masks], rewinds: Sequence[Mapping],
+              heads: Sequence[dict]) -> list[Trained]:
+        """Train level ``level`` for ``seeds`` (masks and rewind point of each); ``heads[i]`` starts
+        seed i's record (method, seed, round, nominal sparsity)."""
+
+
+# --- baselines: branches off a level's mask -----------------------------------------------------------
+@dataclass
+class Branch:
+    """What a baseline may use to make its masks at ``level``."""
+
+    seed: int
+    level: int
+    rounds: int
+    rate: float
+    keep_dense: Sequence[str]
+    groups: tuple[str, ...] | None
+    dense: Masks                                   # level-0 masks: the shapes of the prunable weights
+    chain_masks: Callable[[int], Masks]            # the main chain's masks of a level
+    dense_weights: Callable[[], Mapping]           # the dense level's trained weights
+    memo: dict                                     # what a baseline computes once per run
+
+
+def _by_group(tensors: Mapping, groups) -> list[tuple[str | None, "OrderedDict"]]:
+    if groups is None:
+        return [(None, OrderedDict(tensors))]
+    return [(g, OrderedDict((n, t) for n, t in tensors.items() if n.startswith(f"{g}."))) for g in groups]
+
+
+def _random_global(b: Branch) -> Masks:
+    out = OrderedDict()
+    for group, shapes in _by_group(b.dense, b.groups):
+        key = () if group is None else (group,)
+        chain = b.memo.setdefault(("random_global", b.seed, group),
+                                  random_global(shapes, b.rounds, b.rate, seed=b.seed, key=key))
+        out.update(chain[b.level])
+    return out
+
+
+def _random_layerwise(b: Branch) -> Masks:
+    return random_like(b.chain_masks(b.level), seed=b.seed, key=("random_layerwise", b.level))
+
+
+def _oneshot(b: Branch) -> Masks:
+    out = OrderedDict()
+    for _, weights in _by_group(b.dense_weights(), b.groups):
+        keep = [n for n in b.keep_dense if n in weights]
+        out.update(one_shot_magnitude(weights, 1 - (1 - b.rate) ** b.level, keep_dense=keep))
+    return out
+
+
+BRANCHES: dict[str, Callable[[Branch], Masks]] = {
+    "random_global": _random_global,        # random global pruning, `rate` of the rest per round
+    "random_layerwise": _random_layerwise,  # random masks with the ticket's per-layer densities
+    "oneshot": _oneshot,                    # global magnitude of the dense fit, straight to the level's sparsity
+}
+
+
+def prune_level(weights: Mapping, masks: Mapping, rate: float, *, method: str, keep_dense: Sequence[str],
+                groups, seed: int, level: int) -> Masks:
+    """The next level's masks: ``rate`` of the remaining weights removed, one ranking per group."""
+    out = OrderedDict()
+    for group, part in _by_group(weights, groups):
+        key = ("imp", level) if group is None else ("imp", level, group)
+        keep = [n for n in keep_dense if n in part]
+        out.update(global_prune(part, {n: masks[n] for n in part}, rate, method=method, keep_dense=keep,
+                                seed=seed, key=key))
+    return out
+
+
+# --- the loop -------------------------------------------------------------------------------------------
+def run_seeds(config: dict, trainer: Trainer, seeds: Sequence[int], folder: ImpFolder) -> None:
+    """Run (or resume) the main chain and the baselines of ``config`` for ``seeds`` into ``folder``."""
+    rounds, rate, keep_dense = config["rounds"], config["rate"], trainer.keep_dense
+    for seed in seeds:
+        folder.seed_dir(seed).mkdir(parents=True, exist_ok=True)
+    rewinds = {}
+    for seed in seeds:
+        path = folder.rewind(seed)
+        if not path.exists():
+            save_state(path, trainer.rewind_state(seed))
+        rewinds[seed] = load_file(str(path))
+    dense = dense_masks(trainer.network())
+    for seed in seeds:
+        if not folder.masks(seed, 0).exists():
+            save_masks(folder.masks(seed, 0), dense)
+
+    def head(method, seed, level):
+        return dict(method=method, seed=seed, round=level, nominal_sparsity=1 - (1 - rate) ** level)
+
+    def train(level, method, todo, masks):
+        groups = [todo] if trainer.batch else [[s] for s in todo]
+        out = []
+        for part in groups:
+            idx = [todo.index(s) for s in part]
+            out += trainer.train(level, part, [masks[i] for i in idx], [rewinds[s] for s in part],
+                                 [head(method, s, level) for s in part])
+        return out
+
+    main = trainer.method
+    for k in range(rounds + 1):
+        # the next level's masks are written with every record, so that a run can be extended later
+        todo = [s for s in seeds if not (folder.record(s, k, main).exists() and folder.masks(s, k + 1).exists())]
+        if not todo:
+            continue
+        masks = [load_masks(folder.masks(s, k)) for s in todo]
+        for seed, m, done in zip(todo, masks, train(k, main, todo, masks)):
+            for index, image in enumerate(done.images):
+                to_pil(image).save(folder.image(seed, k, index if len(done.images) > 1 else None))
+            if k == 0:
+                save_state(folder.dense_final(seed), done.weights)
+            if done.state is not None:
+                save_state(folder.trained(seed, k, main), done.state)
+            save_masks(folder.masks(seed, k + 1),
+                       prune_level(done.weights, m, rate, method=config["method"], keep_dense=keep_dense,
+                                   groups=trainer.groups, seed=seed, level=k))
+            write_json(folder.record(seed, k, main), done.record)
+
+    dense_finals: dict[int, Mapping] = {}
+    memo: dict = {}
+    for name in config["baselines"]:
+        for k in range(1, rounds + 1):
+            todo = [s for s in seeds if not folder.record(s, k, name).exists()]
+            if not todo:
+                continue
+            masks = []
+            for seed in todo:
+                branch = Branch(seed, k, rounds, rate, keep_dense, trainer.groups, dense,
+                                chain_masks=lambda level, s=seed: load_masks(folder.masks(s, level)),
+                                dense_weights=lambda s=seed: dense_finals.setdefault(
+                                    s, load_file(str(folder.dense_final(s)))), memo=memo)
+                masks.append(BRANCHES[name](branch))
+            for seed, done in zip(todo, train(k, name, todo, masks)):
+                folder.record(seed, k, name).parent.mkdir(exist_ok=True)
+                if done.state is not None:
+                    save_state(folder.trained(seed, k, name), done.state)
+                write_json(folder.record(seed, k, name), done.record)
+
+
+# --- a run: lock, config, seeds in processes --------------------------------------------------------------
+def seed_job(config: dict, make_trainer, payload, seeds: Sequence[int], run_dir: str, device: str,
+             threads: int | None, progress: bool, batch: bool) -> None:
+    """Run ``seeds`` in this process (a worker's job): ``make_trainer(config, payload, device, progress,
+    batch)`` builds the trainer."""
+    if threads:
+        torch.set_num_threads(threads)
+    trainer = make_trainer(config, payload, resolve_device(device), progress, batch)
+    run_seeds(config, trainer, seeds, ImpFolder(run_dir))
+
+
+def start_run(run_dir, config: dict, make_trainer, payload, seeds: Sequence[int], *, device, workers,
+              progress: bool, total: int, batch_seeds: bool | None = False, what: str = "an IMP run") -> None:
+    """Create or resume the run folder ``run_dir`` for ``config`` and run every seed.
+
+    A folder holding another config is refused (:class:`lipkit.store.folder.RunConfigError`),
+    except that more ``rounds`` or baselines extend it. On a CPU, seeds run in worker processes;
+    with ``batch_seeds`` (default None: on a GPU with several seeds) they run together in this
+    process as one batched model, if the trainer can.
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with RunLock(run_dir):
+        open_config(run_dir, config, extendable={"rounds": max, "baselines": union}, what=what)
+        dev = resolve_device(device)
+        if batch_seeds is None:
+            batch_seeds = dev.type != "cpu" and len(seeds) > 1
+        if batch_seeds:
+            seed_job(config, make_trainer, payload, list(seeds), str(run_dir), str(dev), None, progress, True)
+            return
+        if workers is None:
+            workers = min(len(seeds), os.cpu_count() or 1) if dev.type == "cpu" else 1
+        workers = max(1, min(workers, len(seeds)))
+        if workers == 1:
+            seed_job(config, make_trainer, payload, list(seeds), str(run_dir), str(dev), None, progress, False)
+            return
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        import multiprocessing as mp
+
+        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+            futures = [pool.submit(seed_job, config, make_trainer, payload, [s], str(run_dir), str(dev), threads,
+                                   False, False) for s in seeds]
+            _watch(futures, run_dir, seeds, total, progress)
+            for f in futures:
+                f.result()  # re-raise a worker's error here
+
+
+def _watch(futures, run_dir: Path, seeds, total: int, progress: bool) -> None:
+    """Progress bar over the records the workers write, until they are done."""
+    from tqdm.auto import tqdm
+
+    def count() -> int:
+        return sum(len(list(ImpFolder(run_dir).seed_dir(s).rglob("round_*.json"))) for s in seeds)
+
+    bar = tqdm(total=total, desc="IMP rounds", disable=not progress)
+    while not all(f.done() for f in futures):
+        bar.n = count()
+        bar.refresh()
+        time.sleep(1.0)
+    bar.n = count()
+    bar.close()
