@@ -14,7 +14,8 @@ of :func:`lipkit.fit.fit` would return, to float tolerance, by one of three meth
   (:func:`lipkit.parallel.run_jobs`). A small fit cannot keep two cores busy; two fits can.
 - ``"sequential"``: :func:`lipkit.fit.fit` for one seed after the other, in this process.
 
-The batched method tracks loss and PSNR and runs ES-WMV for each seed, like ``fit``, but takes no
+The batched method records every step with the same :class:`lipkit.tracking.Tracker` as ``fit``
+(loss, PSNR, best output and ES-WMV for each seed), but takes no
 callbacks and does no backtracking (both are per seed), nor channels-last (its convolutions are
 grouped); ask for ``"sequential"`` or ``"processes"`` for those.
 """
@@ -22,7 +23,6 @@ grouped); ask for ``"sequential"`` or ``"processes"`` for those.
 from __future__ import annotations
 
 import copy
-import math
 import time
 from typing import Callable, Sequence
 
@@ -31,13 +31,13 @@ from torch import nn
 
 from lipkit.device import resolve_device
 from lipkit.early_stopping import ESWMV
-from lipkit.fit import FitDivergedError, FitResult, default_input, fit, moving_average, step_noise_generator
-from lipkit.fit_records import make_result
+from lipkit.fit import FitDivergedError, FitResult, default_input, fit, step_noise_generator
 from lipkit.metrics import psnr_tensor
 from lipkit.operators.base import Operator, image_size
 from lipkit.pruning import check_masks
 from lipkit.runtime import SpeedOptions, keep_freed_memory, make_adam, tf32_allowed
 from lipkit.settings import FitSettings, resolve_settings
+from lipkit.tracking import Tracker
 
 METHODS = ("auto", "batched", "processes", "sequential")
 
@@ -196,12 +196,9 @@ def _fit_batched(nets, operator, observation, *, seeds, masks, net_inputs, setti
     measure = metric or psnr_tensor
 
     n = settings.num_iter
-    loss_hist = torch.zeros(n, n_seeds, device=dev)
-    psnr_hist = torch.zeros(n, n_seeds, device=dev) if ref is not None else None
-    psnr_avg_hist = torch.zeros(n, n_seeds, device=dev) if (ref is not None and settings.exp_weight is not None) else None
-    best_psnr = torch.full((n_seeds,), -math.inf, device=dev)
-    best_out = out_avg = None
     detector = ESWMV(settings.es_window, settings.es_patience) if settings.es_window else None  # per seed
+    tracker = Tracker(n, n_seeds, reference=ref, measure=measure, exp_weight=settings.exp_weight, detector=detector,
+                      device=dev)
 
     t0 = time.perf_counter()
     done = 0
@@ -221,29 +218,14 @@ def _fit_batched(nets, operator, observation, *, seeds, masks, net_inputs, setti
         hold_masks()
 
         with torch.no_grad():
-            loss_hist[i] = losses.detach()
-            cur = out.detach()
-            out_avg = moving_average(out_avg, cur, settings.exp_weight)
-            if detector is not None:
-                detector.update(i, cur, out_avg)
-            if ref is not None:
-                psnr_hist[i] = torch.stack([measure(cur[s], ref) for s in range(n_seeds)])
-                p_track = psnr_hist[i]
-                if psnr_avg_hist is not None:
-                    psnr_avg_hist[i] = torch.stack([measure(out_avg[s], ref) for s in range(n_seeds)])
-                    p_track = psnr_avg_hist[i]
-                tracked_img = out_avg if psnr_avg_hist is not None else cur
-                better = (p_track > best_psnr).view(-1, 1, 1, 1, 1)
-                best_out = tracked_img.clone() if best_out is None else torch.where(better, tracked_img, best_out)
-                best_psnr = torch.maximum(best_psnr, p_track)
+            tracker.record(i, losses.detach(), out.detach())
         done = i + 1
         if (i + 1) % 100 == 0 or i == n - 1:  # one host sync every 100 steps, as in fit()
-            window = loss_hist[max(0, i - 99): i + 1]
-            if not torch.isfinite(window).all():
-                bad = torch.nonzero(~torch.isfinite(loss_hist[: i + 1]))[0]
+            bad = tracker.first_divergence(i)
+            if bad is not None:
                 raise FitDivergedError(
-                    f"seed {seeds[int(bad[1])]}: the loss became {float(loss_hist[bad[0], bad[1]])} at iteration "
-                    f"{int(bad[0])}; lower lr (now {settings.lr}) or fit that seed alone with backtracking"
+                    f"seed {seeds[bad[1]]}: the loss became {bad[2]} at iteration {bad[0]}; lower lr "
+                    f"(now {settings.lr}) or fit that seed alone with backtracking"
                 )
 
     with torch.no_grad(), autocast:
@@ -259,9 +241,6 @@ def _fit_batched(nets, operator, observation, *, seeds, masks, net_inputs, setti
             for name, t in net.named_buffers():
                 t.copy_(buffers[name][s])
 
-    return [make_result(output=out_avg[s], clean=clean[s], best=None if best_out is None else best_out[s],
-                        loss_history=loss_hist[:, s], psnr_history=None if psnr_hist is None else psnr_hist[:, s],
-                        psnr_avg_history=None if psnr_avg_hist is None else psnr_avg_hist[:, s], done=done,
-                        settings=settings, seed=seeds[s], device=dev, seconds=seconds / n_seeds,
-                        early_stop=detector, run=s)
+    return [tracker.result(s, clean=clean[s], done=done, settings=settings, seed=seeds[s], device=dev,
+                           seconds=seconds / n_seeds, early_stop=detector)
             for s in range(n_seeds)]

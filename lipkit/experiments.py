@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 from lipkit import book
-
 from lipkit.imp import ImpRun, imp
 from lipkit.models import skip_net
 from lipkit.pruning import dense_masks

@@ -30,16 +30,17 @@ from tqdm.auto import tqdm
 
 from lipkit.device import resolve_device
 from lipkit.early_stopping import ESWMV
-from lipkit.fit_records import Callback, FitResult, FitState, Snapshots, make_result
+from lipkit.fit_records import Callback, FitResult, FitState, Snapshots
 from lipkit.metrics import psnr_tensor
 from lipkit.operators.base import Operator, image_size
 from lipkit.pruning import check_masks
 from lipkit.runtime import SpeedOptions, keep_freed_memory, make_adam, tf32_allowed
 from lipkit.seeding import generator as stream_generator
 from lipkit.settings import PRESETS, FitSettings, resolve_settings
+from lipkit.tracking import Tracker
 
 __all__ = ["fit", "FitDivergedError", "FitResult", "FitSettings", "FitState", "PRESETS", "Snapshots", "SpeedOptions",
-           "default_input", "moving_average", "step_noise_generator"]
+           "default_input", "step_noise_generator"]
 
 
 class FitDivergedError(RuntimeError):
@@ -112,18 +113,6 @@ def default_input(net: nn.Module, height: int, width: int, seed: int) -> torch.T
     return network_input(net, height, width, generator=stream_generator(seed, "network_input"))
 
 
-def moving_average(average: torch.Tensor | None, output: torch.Tensor, weight: float | None) -> torch.Tensor:
-    """DIP's exponential moving average of the output: ``weight``·average + (1-weight)·output.
-
-    Without a weight (no EMA) it is the output itself; the first output starts the average.
-    """
-    if weight is None:
-        return output
-    if average is None:
-        return output.clone()
-    return average * weight + output * (1 - weight)
-
-
 def _fit(net, operator, observation, *, settings, net_input, reference, masks, loss_fn, metric, callbacks, seed,
          device, progress, desc, speed: SpeedOptions, **overrides) -> FitResult:
     settings = resolve_settings(settings, **overrides)
@@ -176,13 +165,8 @@ def _fit(net, operator, observation, *, settings, net_input, reference, masks, l
         detector = watch = ESWMV(settings.es_window, settings.es_patience)
 
     n = settings.num_iter
-    loss_hist = torch.zeros(n, device=dev)
-    restored = torch.zeros(n, dtype=torch.bool, device=dev)  # steps undone by backtracking
-    psnr_hist = torch.zeros(n, device=dev) if ref is not None else None
-    psnr_avg_hist = torch.zeros(n, device=dev) if (ref is not None and settings.exp_weight is not None) else None
-    best_psnr = torch.tensor(-math.inf, device=dev)
-    best_out: torch.Tensor | None = None
-    out_avg: torch.Tensor | None = None
+    tracker = Tracker(n, 1, reference=ref, measure=measure, exp_weight=settings.exp_weight, detector=watch,
+                      device=dev)
 
     # Backtracking state (DIP): last good parameters (buffers allocated once) and observation PSNR.
     last_good: list[torch.Tensor] | None = None
@@ -227,7 +211,6 @@ def _fit(net, operator, observation, *, settings, net_input, reference, masks, l
                     backtracks.append(i)
                 # DIP still stepped on the stale gradient; we do not, so a NaN never reaches Adam's state
                 skip_step = True
-                restored[i] = True
             elif i % settings.show_every:
                 with torch.no_grad():
                     if last_good is None:
@@ -242,39 +225,26 @@ def _fit(net, operator, observation, *, settings, net_input, reference, masks, l
             hold_masks()
 
         with torch.no_grad():
-            loss_hist[i] = loss.detach()
             p_track = None
             if nonfinite:
-                # a NaN output was undone by backtracking: it must not enter the average or the histories
-                cur = out_avg if out_avg is not None else torch.zeros_like(out)
-                for hist in (psnr_hist, psnr_avg_hist):
-                    if hist is not None:
-                        hist[i] = hist[i - 1] if i else float("nan")
+                # a NaN output undone by backtracking enters neither the average nor the histories
+                tracker.skip(i, loss.detach()[None])
+                average = tracker.average
+                cur = average[0] if average is not None else torch.zeros_like(out)
             else:
                 cur = out.detach()
-                out_avg = moving_average(out_avg, cur, settings.exp_weight)
-                if watch is not None:
-                    watch.update(i, cur[None], out_avg[None])
-                if ref is not None:
-                    p_raw = measure(cur, ref)
-                    psnr_hist[i] = p_raw
-                    p_track = p_raw
-                    if psnr_avg_hist is not None:
-                        p_track = measure(out_avg, ref)
-                        psnr_avg_hist[i] = p_track
-                    tracked_img = out_avg if psnr_avg_hist is not None else cur
-                    better = p_track > best_psnr
-                    best_out = tracked_img.clone() if best_out is None else torch.where(better, tracked_img, best_out)
-                    best_psnr = torch.maximum(best_psnr, p_track)
+                track = tracker.record(i, loss.detach()[None], cur[None])
+                p_track = None if track is None else track[0]
+                if skip_step:
+                    tracker.restored[i] = True  # undone by backtracking after a PSNR drop
         done = i + 1
 
         if (i + 1) % 100 == 0 or i == n - 1:
             # one sync every 100 steps to catch divergence early
-            window = slice(max(0, i - 99), i + 1)
-            if not (torch.isfinite(loss_hist[window]) | restored[window]).all():
-                bad_at = int(torch.nonzero(~(torch.isfinite(loss_hist[: i + 1]) | restored[: i + 1]))[0])
+            bad = tracker.first_divergence(i)
+            if bad is not None:
                 raise FitDivergedError(
-                    f"the loss became {float(loss_hist[bad_at])} at iteration {bad_at}; lower lr "
+                    f"the loss became {bad[2]} at iteration {bad[0]}; lower lr "
                     f"(now {settings.lr}) or enable backtracking (backtrack=True)"
                 )
         if progress and ((i + 1) % postfix_every == 0 or i == n - 1):
@@ -283,13 +253,14 @@ def _fit(net, operator, observation, *, settings, net_input, reference, masks, l
                 post["psnr"] = f"{float(p_track):.2f}"
             bar.set_postfix(post, refresh=False)
         if callbacks:
-            state = FitState(i, net, cur, out_avg, loss.detach(), p_track)
+            average = tracker.average[0] if tracker.average is not None else cur
+            state = FitState(i, net, cur, average, loss.detach(), p_track)
             if any(bool(cb(state)) for cb in callbacks):
                 stopped_early = True
                 break
     bar.close()
 
-    if out_avg is None:
+    if tracker.average is None:
         raise FitDivergedError(f"every one of the {done} steps gave a non-finite output; lower lr (now {settings.lr})")
     with torch.no_grad(), autocast:
         clean = forward(z).detach()
@@ -297,9 +268,7 @@ def _fit(net, operator, observation, *, settings, net_input, reference, masks, l
     if channels_last:
         net.to(memory_format=torch.contiguous_format)
     seconds = time.perf_counter() - t0
-    return make_result(output=out_avg, clean=clean, best=best_out, loss_history=loss_hist, psnr_history=psnr_hist,
-                       psnr_avg_history=psnr_avg_hist, done=done, settings=settings, seed=seed, device=dev,
-                       seconds=seconds, backtracks=backtracks, stopped_early=stopped_early,
-                       early_stop=None if detector is None or not detector.iterations else detector)
+    return tracker.result(0, clean=clean, done=done, settings=settings, seed=seed, device=dev, seconds=seconds,
+                          backtracks=backtracks, stopped_early=stopped_early, early_stop=detector)
 
 

@@ -46,12 +46,14 @@ Masks = "OrderedDict[str, torch.Tensor]"
 @dataclass
 class Trained:
     """One seed's trained level: its record's numbers, the trained prunable weights (what the next
-    level is ranked by), the images to keep (restored images) and a state to keep (or None)."""
+    level is ranked by), the images to keep (restored images; ``per_image``: one file per image of
+    a several-image run, numbered even when there is one) and a state to keep (or None)."""
 
     record: dict
     weights: Mapping[str, torch.Tensor]
     images: list[torch.Tensor] = field(default_factory=list)
     state: Mapping[str, torch.Tensor] | None = None
+    per_image: bool = False
 
 
 class Trainer(Protocol):
@@ -101,9 +103,10 @@ def _random_global(b: Branch) -> Masks:
     out = OrderedDict()
     for group, shapes in _by_group(b.dense, b.groups):
         key = () if group is None else (group,)
-        chain = b.memo.setdefault(("random_global", b.seed, group),
-                                  random_global(shapes, b.rounds, b.rate, seed=b.seed, key=key))
-        out.update(chain[b.level])
+        memo_key = ("random_global", b.seed, group)
+        if memo_key not in b.memo:  # the whole chain once per run, not once per level
+            b.memo[memo_key] = random_global(shapes, b.rounds, b.rate, seed=b.seed, key=key)
+        out.update(b.memo[memo_key][b.level])
     return out
 
 
@@ -176,7 +179,7 @@ def run_seeds(config: dict, trainer: Trainer, seeds: Sequence[int], folder: ImpF
         masks = [load_masks(folder.masks(s, k)) for s in todo]
         for seed, m, done in zip(todo, masks, train(k, main, todo, masks)):
             for index, image in enumerate(done.images):
-                to_pil(image).save(folder.image(seed, k, index if len(done.images) > 1 else None))
+                to_pil(image).save(folder.image(seed, k, index if done.per_image else None))
             if k == 0:
                 save_state(folder.dense_final(seed), done.weights)
             if done.state is not None:
@@ -188,6 +191,12 @@ def run_seeds(config: dict, trainer: Trainer, seeds: Sequence[int], folder: ImpF
 
     dense_finals: dict[int, Mapping] = {}
     memo: dict = {}
+
+    def dense_weights(seed: int) -> Mapping:
+        if seed not in dense_finals:
+            dense_finals[seed] = load_file(str(folder.dense_final(seed)))
+        return dense_finals[seed]
+
     for name in config["baselines"]:
         for k in range(1, rounds + 1):
             todo = [s for s in seeds if not folder.record(s, k, name).exists()]
@@ -197,8 +206,7 @@ def run_seeds(config: dict, trainer: Trainer, seeds: Sequence[int], folder: ImpF
             for seed in todo:
                 branch = Branch(seed, k, rounds, rate, keep_dense, trainer.groups, dense,
                                 chain_masks=lambda level, s=seed: load_masks(folder.masks(s, level)),
-                                dense_weights=lambda s=seed: dense_finals.setdefault(
-                                    s, load_file(str(folder.dense_final(s)))), memo=memo)
+                                dense_weights=lambda s=seed: dense_weights(s), memo=memo)
                 masks.append(BRANCHES[name](branch))
             for seed, done in zip(todo, train(k, name, todo, masks)):
                 folder.record(seed, k, name).parent.mkdir(exist_ok=True)

@@ -171,7 +171,7 @@ class SharedTrainer:
                           conv_sparsity=report["conv_sparsity"], conv_nonzero=report["conv_nonzero"],
                           unpruned_params=report["unpruned_params"],
                           layer_density=list(report["layer_density"].values()))
-            out.append(Trained(record, conv_weights_of(net), images=list(images)))
+            out.append(Trained(record, conv_weights_of(net), images=list(images), per_image=True))
         return out
 
 

@@ -184,6 +184,16 @@ def test_chapter6_numbers(executed):
     assert g["max_sparsity_error"] <= g["rounds"]
     rounds = range(1, g["rounds"] + 1)
     assert g["ticket_beats_random"] == sum(g[f"ticket_mse_{k}"] < g[f"random_mse_{k}"] for k in rounds)
+    # the glued sparsities and sizes are the run folder's records
+    from lipkit.gan import GanImpRun
+
+    run = GanImpRun(RUNS / "ch6_mnist_imp")
+    for k in rounds:
+        for name, method in (("ticket", "magnitude"), ("random", "random")):
+            rec = run.record(method, k)
+            assert g[f"{name}_sparsity_{k}"] == pytest.approx(100 * rec["G"]["sparsity"])
+            assert g[f"{name}_d_sparsity_{k}"] == pytest.approx(100 * rec["D"]["sparsity"])
+            assert g[f"{name}_params_{k}"] == rec["G"]["params_left"]
 
 
 # --- chapters 3 to 5: transfer, weight sharing, the deep decoder -----------------------------------

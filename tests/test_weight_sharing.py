@@ -71,6 +71,9 @@ def test_weight_sharing_imp(mirror_dir, tmp_path, mode):
         assert r["input_mode"] == mode
     assert recs[1]["conv_sparsity"] == pytest.approx(0.5, abs=1e-4)
     assert recs[2]["conv_sparsity"] == pytest.approx(0.75, abs=1e-4)
+    outputs = 1 if mode == "shared" else 3  # one z: one output, the mean image
+    for k in range(3):
+        assert [run.output_image(1, k, index=a).exists() for a in range(outputs + 1)] == [True] * outputs + [False]
     ticket = run.ticket(1, 2)
     assert ticket.meta["conv_sparsity"] == pytest.approx(0.75, abs=1e-4)
     assert ticket.meta["search_image"] == "set5/baby+set5/head+set5/woman"
