@@ -5,43 +5,77 @@ Example (the paper's denoising protocol on Set5 baby, 3 seeds):
     python -m lipkit imp --task denoise --image set5/baby --rounds 16 --seeds 3 --out runs/baby
 
 Small runs: ``--crop 64 --iters 200 --width 32``. Running the same command again resumes after
-the last completed round; ``summary.json`` in the run folder holds every round's numbers.
+the last completed round; ``summary.json`` in the run folder holds every round's numbers. An
+input that cannot work is reported in one line (``lipkit: error: ...``, exit code 2) before
+anything is written; ``--debug`` shows the traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+
+
+class UsageError(ValueError):
+    """A command-line option that cannot work; the message names it and what it must be."""
+
+
+def check_options(a: argparse.Namespace) -> None:
+    """Every numeric option of ``imp``, checked before anything is loaded or written."""
+    rules = [
+        (a.rounds >= 0, f"--rounds must be >= 0, got {a.rounds}"),
+        (0 < a.rate < 1, f"--rate must be in (0, 1), the fraction of the remaining weights pruned per round; "
+                         f"got {a.rate}"),
+        (a.seeds >= 1, f"--seeds must be >= 1, got {a.seeds}"),
+        (a.seed_list is None or all(s >= 0 for s in a.seed_list), f"--seed-list takes seeds >= 0, got {a.seed_list}"),
+        (a.seed_list is None or len(set(a.seed_list)) == len(a.seed_list),
+         f"--seed-list names a seed twice: {a.seed_list}"),
+        (0 < a.sigma <= 255, f"--sigma is in 0-255 units and must be in (0, 255], got {a.sigma}"),
+        (0 < a.zero_fraction < 1, f"--zero-fraction must be in (0, 1), got {a.zero_fraction}"),
+        (a.crop is None or (a.crop >= 64 and a.crop % 32 == 0),
+         f"--crop must be a multiple of 32 and at least 64 px (the skip net has 5 levels), got {a.crop}"),
+        (a.iters is None or a.iters >= 1, f"--iters must be >= 1, got {a.iters}"),
+        (a.width is None or a.width >= 1, f"--width must be >= 1 channel per level, got {a.width}"),
+        (a.rewind_iter >= 0, f"--rewind-iter must be >= 0, got {a.rewind_iter}"),
+        (a.workers is None or a.workers >= 1, f"--workers must be >= 1, got {a.workers}"),
+        (a.task != "sr" or 2 <= a.factor <= 16, f"--factor must be an integer from 2 to 16, got {a.factor}"),
+    ]
+    for ok, message in rules:
+        if not ok:
+            raise UsageError(message)
 
 
 def _imp(a: argparse.Namespace) -> int:
     from lipkit.imp import imp
-    from lipkit.store.folder import RunConfigError
     from lipkit.tasks import make_task
 
-    if a.sigma <= 0 or a.sigma > 255:
-        raise SystemExit(f"--sigma is in 0-255 units and must be in (0, 255], got {a.sigma}")
+    check_options(a)
     task = make_task(a.task, a.image, sigma=a.sigma / 255, factor=a.factor, mask=a.mask,
                      zero_fraction=a.zero_fraction, crop=a.crop, seed=a.observation_seed, iters=a.iters)
-    arch = {}
-    if a.width:
-        arch = dict(num_channels_down=[a.width] * 5, num_channels_up=[a.width] * 5)
+    arch = None if a.width is None else dict(num_channels_down=[a.width] * 5, num_channels_up=[a.width] * 5)
     seeds = a.seed_list if a.seed_list else list(range(a.seeds))
-    try:
-        run = imp(task, rounds=a.rounds, rate=a.rate, seeds=seeds, search_on=a.search_on,
-                  rewind_iteration=a.rewind_iter, keep_input_convs_dense=a.keep_input_convs_dense,
-                  method=a.method, arch=arch or None, baselines=a.baselines, run_dir=a.out,
-                  workers=a.workers, device=a.device, batch_seeds=a.batch_seeds, progress=not a.quiet)
-    except RunConfigError as err:
-        print(f"lipkit imp: {err}", file=sys.stderr)
-        return 2
+    run = imp(task, rounds=a.rounds, rate=a.rate, seeds=seeds, search_on=a.search_on,
+              rewind_iteration=a.rewind_iter, keep_input_convs_dense=a.keep_input_convs_dense,
+              method=a.method, arch=arch, baselines=a.baselines, run_dir=a.out,
+              workers=a.workers, device=a.device, batch_seeds=a.batch_seeds, progress=not a.quiet)
     path = run.write_summary()
     curve = run.curve("imp")
     print(json.dumps({"summary": str(path), "sparsity": curve["sparsity"], "best_psnr_mean": curve["mean"],
                       "es_psnr_mean": run.curve("imp", "es_psnr")["mean"],
                       "final_psnr_mean": run.curve("imp", "final_psnr")["mean"]}, indent=1))
     return 0
+
+
+def user_errors() -> tuple[type[Exception], ...]:
+    """What a user's input can cause: reported in one line, without a traceback."""
+    from lipkit.fit import FitDivergedError
+    from lipkit.store.folder import RunConfigError, RunInUseError
+    from lipkit.tickets import TicketMismatchError
+
+    return (UsageError, ValueError, KeyError, RunConfigError, RunInUseError, TicketMismatchError, FitDivergedError,
+            FileNotFoundError, IsADirectoryError, PermissionError)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,10 +109,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-seeds", action=argparse.BooleanOptionalAction, default=None,
                    help="fit the seeds of each round as one batched model (default: on a GPU with several seeds)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--debug", action="store_true", help="show the traceback of an error (or LIPKIT_DEBUG=1)")
     a = ap.parse_args(argv)
-    if a.command == "imp":
+    try:
         return _imp(a)
-    return 1
+    except user_errors() as err:
+        if a.debug or os.environ.get("LIPKIT_DEBUG"):
+            raise
+        text = err.args[0] if isinstance(err, KeyError) and err.args else str(err)  # str() quotes a KeyError
+        message = str(text).strip().replace("\n", " ") or type(err).__name__
+        print(f"lipkit: error: {message}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

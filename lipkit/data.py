@@ -158,6 +158,9 @@ def open_image_file(path: str | os.PathLike) -> Image.Image:
         img.load()
     except UnidentifiedImageError as err:
         raise ValueError(f"{path} is not an image file PIL can read (PNG, JPEG, ...)") from err
+    except Image.DecompressionBombError as err:
+        raise ValueError(f"{path} has more pixels than PIL will open ({err}); a DIP fit of an image this large "
+                         "would not fit in memory either: downscale or crop it first") from err
     except OSError as err:
         raise ValueError(f"{path} could not be read as an image: {err}") from err
     return img
@@ -177,28 +180,73 @@ def to_pil(x: torch.Tensor) -> Image.Image:
     return Image.fromarray(arr[..., 0] if arr.shape[2] == 1 else arr)
 
 
+SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N")
+COLOUR_NOTES = {  # what PIL's conversion of an 8-bit mode to RGB does, in words
+    "L": "grey values were copied to every channel",
+    "1": "black and white were copied to every channel",
+    "P": "palette indices were looked up in its palette",
+    "CMYK": "CMYK was converted by PIL's naive formula, without a colour profile",
+    "YCbCr": "YCbCr was converted to RGB",
+    "LAB": "Lab was converted to RGB",
+    "HSV": "HSV was converted to RGB",
+}
+
+
+def _deep_pixels(img: Image.Image, name) -> tuple[np.ndarray, str]:
+    """(H, W) float array in [0, 1] of a 16-bit, 32-bit integer or float image, and how it was scaled."""
+    arr = np.asarray(img).astype(np.float64)
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name} holds NaN or infinite pixel values; fix the file")
+    if img.mode == "F":
+        if arr.min() < 0 or arr.max() > 1:
+            raise ValueError(f"{name} is a 32-bit float (F) image with values in [{arr.min():g}, {arr.max():g}]; "
+                             "lipkit reads float images only in [0, 1]: rescale it, or save it as 8 or 16 bit")
+        return arr.astype(np.float32), "its 32-bit float values were kept"
+    if arr.min() < 0 or arr.max() > 65535:  # mode "I" holding more than 16 bits
+        raise ValueError(f"{name} is a 32-bit integer (I) image with values in [{arr.min():g}, {arr.max():g}], "
+                         "beyond 16 bits; save it as an 8- or 16-bit image")
+    return (arr / 65535).astype(np.float32), "its 16-bit values were scaled from 0-65535 to [0, 1]"
+
+
 def load_image(name_or_path: str | os.PathLike, mode: str | None = "RGB") -> torch.Tensor:
     """Image by registry name (``"set5/baby"``, ``"dip/f16"``, ``"dip/kate_mask"``) or path.
 
-    Returns a float tensor (C, H, W) in [0, 1]. With ``mode="RGB"`` (default) a grey or RGBA
-    image is converted to RGB, with an :class:`ImageModeWarning` saying so; ``mode="L"`` gives
-    one channel; ``mode=None`` keeps the file's channels.
+    Returns a float tensor (C, H, W) in [0, 1]. With ``mode="RGB"`` (default) any other mode is
+    converted to RGB and ``mode="L"`` gives one channel, with an :class:`ImageModeWarning` that
+    says what the conversion did; ``mode=None`` keeps the file's channels. 16-bit images (PIL's
+    ``I;16`` and ``I``) are scaled from 0-65535, float images (``F``) must lie in [0, 1]; an
+    image with NaN or infinite values is refused.
     """
     path = resolve(name_or_path)
     img = open_image_file(path)
+    if img.mode in SIXTEEN_BIT or img.mode in ("I", "F"):
+        grey, scaling = _deep_pixels(img, name_or_path)
+        x = torch.from_numpy(grey.copy())[None]
+        notes = [scaling]
+        if mode == "RGB":
+            x = x.expand(3, -1, -1).contiguous()
+            notes.append("grey values were copied to every channel")
+        warnings.warn(f"{name_or_path} is a {img.mode} image; converted to {mode or 'float'} ({'; '.join(notes)}).",
+                      ImageModeWarning, stacklevel=2)
+        return x
     if mode is not None and img.mode != mode:
         if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
             alpha = np.asarray(img.convert("RGBA"))[..., 3]
             note = "its alpha channel was dropped" + (
                 "" if alpha.min() == 255 else f" ({(alpha < 255).mean():.1%} of pixels were transparent)"
             )
+        elif mode == "RGB":
+            note = COLOUR_NOTES.get(img.mode, f"{img.mode} was converted to RGB by PIL")
         else:
-            note = "grey values were copied to every channel" if mode == "RGB" else "channels were merged"
+            note = "its channels were merged into luma (ITU-R 601-2: 0.299 R + 0.587 G + 0.114 B)"
         warnings.warn(
             f"{name_or_path} is a {img.mode} image; converted to {mode} ({note}).",
             ImageModeWarning, stacklevel=2,
         )
         img = img.convert(mode)
+    elif mode is None and img.mode not in ("L", "LA", "RGB", "RGBA"):  # palette, CMYK, ...: their colours
+        img = img.convert("L" if img.mode == "1" else "RGBA" if img.mode == "PA" or "transparency" in img.info
+                          else "RGB")
     return to_tensor(img)
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from typing import Callable, Iterable
 
 import torch
@@ -268,7 +269,22 @@ def _fit(net, operator, observation, *, settings, net_input, reference, masks, l
     if channels_last:
         net.to(memory_format=torch.contiguous_format)
     seconds = time.perf_counter() - t0
+    if done >= 100:  # a short fit may still be flat; a longer one that is has diverged
+        with torch.no_grad():
+            warn_if_collapsed(clean, y, objective, settings)
     return tracker.result(0, clean=clean, done=done, settings=settings, seed=seed, device=dev, seconds=seconds,
                           backtracks=backtracks, stopped_early=stopped_early, early_stop=detector)
 
 
+def warn_if_collapsed(output: torch.Tensor, observation: torch.Tensor, objective, settings: FitSettings) -> None:
+    """Warn when a fit ended no better than a flat image: its loss is at least 0.8 of the loss of
+    the observation's mean everywhere, or its output's std is below a tenth of the observation's.
+    Both mean that it diverged (typically too high a learning rate); a sound fit is far below
+    (measured at 64 px: 0.16 for denoising at σ = 25, 0.004 for inpainting and ×4 SR)."""
+    flat = float(objective(torch.full_like(output, float(observation.float().mean())), observation))
+    loss = float(objective(output, observation))
+    out_std, obs_std = float(output.float().std()), float(observation.float().std())
+    if (flat > 0 and loss >= 0.8 * flat) or (obs_std > 0 and out_std < 0.1 * obs_std):
+        warnings.warn(f"the fit collapsed: its loss is {loss:.4g} where a flat image scores {flat:.4g}, and its "
+                      f"output's std is {out_std:.3f} against the observation's {obs_std:.3f}; lower the learning "
+                      f"rate (now {settings.lr})", stacklevel=3)

@@ -47,6 +47,7 @@ class FitResult:
     seconds: float
     backtracks: list[int] = field(default_factory=list)
     stopped_early: bool = False
+    nonfinite_steps: int = 0             # steps whose output was non-finite and undone (backtracking)
     es_psnr: float | None = None         # at the iteration ES-WMV picks, without the clean image
     es_iteration: int | None = None      # 0-based
     es_stopped: bool | None = None       # whether ES-WMV's patience ran out before the end
@@ -59,7 +60,8 @@ class FitResult:
                     es_iteration=self.es_iteration, es_stopped=self.es_stopped,
                     final_psnr=self.final_psnr, iterations=self.iterations, tracked=self.tracked,
                     seed=self.seed, device=self.device, seconds=round(self.seconds, 3),
-                    backtracks=len(self.backtracks), settings=asdict(self.settings))
+                    backtracks=len(self.backtracks), nonfinite_steps=self.nonfinite_steps,
+                    settings=asdict(self.settings))
 
 
 Callback = Callable[[FitState], "bool | None"]
@@ -87,7 +89,8 @@ class Snapshots:
 
 def make_result(*, output, clean, best, loss_history, psnr_history, psnr_avg_history, done: int,
                 settings: FitSettings, seed: int, device, seconds: float, backtracks=(),
-                stopped_early: bool = False, early_stop: ESWMV | None = None, run: int = 0) -> FitResult:
+                stopped_early: bool = False, early_stop: ESWMV | None = None, run: int = 0,
+                nonfinite_steps: int = 0) -> FitResult:
     """A :class:`FitResult` from one fit's device tensors: images (1 or N, C, H, W), histories
     (num_iter,) of which the first ``done`` entries were filled. The tracked PSNR is the EMA's
     when there is one. ``early_stop`` is the fit's ES-WMV detector, ``run`` its run (seed) index."""
@@ -126,5 +129,6 @@ def make_result(*, output, clean, best, loss_history, psnr_history, psnr_avg_his
         seconds=seconds,
         backtracks=list(backtracks),
         stopped_early=stopped_early,
+        nonfinite_steps=nonfinite_steps,
         **es,
     )

@@ -18,7 +18,6 @@ after the last finished round, and more ``rounds`` extend a finished run.
 
 from __future__ import annotations
 
-import json
 import os
 from collections import OrderedDict
 from dataclasses import asdict
@@ -26,7 +25,6 @@ from typing import Iterable
 
 import numpy as np
 import torch
-from safetensors.torch import load_file
 from torch import nn
 
 import lipkit
@@ -34,7 +32,7 @@ from lipkit.imp import ImpRun
 from lipkit.lottery import Trained, start_run
 from lipkit.pruning import METHODS, check_rate, conv_weights_of, mask_sparsity, measured_sparsity
 from lipkit.seeding import SCHEME, derive_seed
-from lipkit.store.folder import load_masks
+from lipkit.store.folder import load_masks, load_tensors, read_json
 from lipkit.tickets import Ticket
 from lipkit.wgan import WGANSettings, state_of, train_wgangp
 
@@ -115,7 +113,7 @@ class GanImpRun(ImpRun):
         f = self.folder.record(self.seed, k, self._chain(method, k))
         if not f.exists():
             raise FileNotFoundError(f"round {k} of {method} is not finished in {self.dir}")
-        return json.loads(f.read_text())
+        return read_json(f)
 
     def records(self, method: str | None = None) -> list[dict]:
         """The finished rounds of ``method``, round 0 (dense, fine-tuned) first."""
@@ -144,18 +142,18 @@ class GanImpRun(ImpRun):
 
     def load_into(self, net: nn.Module, method: str, k: int, which: str = "G") -> nn.Module:
         """Load the fine-tuned weights of round ``k`` (masks applied) into ``net``; returns it in eval mode."""
-        state = load_file(str(self.folder.trained(self.seed, k, self._chain(method, k))))
+        state = load_tensors(self.folder.trained(self.seed, k, self._chain(method, k)))
         net.load_state_dict(_part(state, which))
         return net.eval()
 
     def pretrained_into(self, net: nn.Module, which: str = "G") -> nn.Module:
-        net.load_state_dict(_part(load_file(str(self.folder.rewind(self.seed))), which))
+        net.load_state_dict(_part(load_tensors(self.folder.rewind(self.seed)), which))
         return net.eval()
 
     def ticket(self, generator: nn.Module, method: str, k: int) -> Ticket:
         """Round ``k``'s generator ticket: its masks with the pretrained weights to rewind to."""
         masks = self.masks(method, k)
-        rewind = _part(load_file(str(self.folder.rewind(self.seed))), "G")
+        rewind = _part(load_tensors(self.folder.rewind(self.seed)), "G")
         rec = self.record(method, k)
         return Ticket(masks, rewind, dict(arch=dict(generator.config), round=k, method=method,
                                           conv_sparsity=mask_sparsity(masks), rate=self.config["rate"],

@@ -23,7 +23,6 @@ loop, resume and extension are :mod:`lipkit.lottery`'s; this module supplies its
 
 from __future__ import annotations
 
-import json
 import os
 from collections import OrderedDict
 from dataclasses import replace
@@ -32,16 +31,15 @@ from typing import Iterable, Sequence
 
 import numpy as np
 import torch
-from safetensors.torch import load_file
 
 import lipkit
 from lipkit.fit import FitDivergedError, FitResult, fit
 from lipkit.lottery import BRANCHES, Trained, start_run
-from lipkit.models import skip_net
+from lipkit.models import size_problem, skip_net
 from lipkit.operators import Identity
 from lipkit.pruning import METHODS, check_rate, conv_weights_of, input_weight_names, sparsity_report
 from lipkit.seeding import seeded
-from lipkit.store.folder import load_masks, write_json
+from lipkit.store.folder import load_masks, load_tensors, read_json, write_json
 from lipkit.store.paths import ImpFolder
 from lipkit.tasks import Task
 from lipkit.tickets import Ticket
@@ -61,8 +59,12 @@ def _fit_guarded(net, operator, observation, *, task: Task, reference, masks, se
     except FitDivergedError:
         net.load_state_dict(state)
         result = fit(net, operator, observation, **dict(kwargs, settings=replace(task.settings, backtrack=True)))
-        if not torch.isfinite(result.output).all():
-            raise FitDivergedError(f"{desc}: the fit diverged again with backtracking; lower the learning rate") from None
+        # backtracking undoes a non-finite step, so the fit ends "normally" even when almost none was finite
+        if not torch.isfinite(result.output).all() or result.nonfinite_steps > result.iterations // 10:
+            raise FitDivergedError(
+                f"{desc}: the fit diverged again with backtracking ({result.nonfinite_steps} of {result.iterations} "
+                f"steps non-finite); lower the learning rate (now {task.settings.lr}). The finished rounds are kept."
+            ) from None
         return result, True
 
 
@@ -169,7 +171,7 @@ class ImpRun:
         self.max_round = max_round
         if not self.folder.config.exists():
             raise FileNotFoundError(f"{self.dir} is not an IMP run folder (no config.json)")
-        self.config = json.loads(self.folder.config.read_text())
+        self.config = read_json(self.folder.config)
 
     @property
     def rounds(self) -> int:
@@ -186,7 +188,7 @@ class ImpRun:
         out = []
         for s in self.seeds:
             for f in self.folder.records(s, BASELINES):
-                rec = json.loads(f.read_text())
+                rec = read_json(f)
                 if self.max_round is not None and rec["round"] > self.max_round:
                     continue
                 if method is None or rec["method"] == method:
@@ -227,7 +229,7 @@ class ImpRun:
         if not masks_file.exists():
             raise FileNotFoundError(f"no ticket for seed {seed}, round {round} in {self.dir}")
         masks = load_masks(masks_file)
-        rewind = OrderedDict(load_file(str(self.folder.rewind(seed))))
+        rewind = load_tensors(self.folder.rewind(seed))
         net = _fresh_net(self.config["arch"], rewind, "cpu")
         task = self.config["task"]
         return Ticket.from_net(net, masks, round=round, seed=seed, task=task["kind"], search_image=task["image"],
@@ -240,10 +242,8 @@ class ImpRun:
         return self.folder.image(seed, round, index)
 
     def summary(self) -> dict:
-        rows = [{k: r[k] for k in ("method", "seed", "round", "nominal_sparsity", "conv_sparsity", "conv_nonzero",
-                                   "unpruned_params", "best_psnr", "es_psnr", "final_psnr", "best_iteration",
-                                   "es_iteration", "seconds")}
-                for r in self.records()]
+        # every field and flag of every record (diverged_retry, es_stopped, ...), all but the per-layer densities
+        rows = [{k: v for k, v in r.items() if k != "layer_density"} for r in self.records()]
         return dict(config=self.config, lipkit_version=lipkit.__version__, records=rows)
 
     def write_summary(self) -> Path:
@@ -289,10 +289,17 @@ def imp(task: Task, *, rounds: int = 16, rate: float = 0.2, seeds: Sequence[int]
     if bad:
         raise ValueError(f"unknown baselines {bad}; choose from {BASELINES}")
     seeds = [int(s) for s in seeds]
-    if not seeds:
-        raise ValueError("give at least one seed")
+    if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds must be distinct integers >= 0, at least one; got {seeds}")
+    if not isinstance(rewind_iteration, int) or rewind_iteration < 0:
+        raise ValueError(f"rewind_iteration must be an integer >= 0, got {rewind_iteration!r}")
+    if workers is not None and workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
     net_config = skip_net(**(arch or {})).config
     arch_args = {k: v for k, v in net_config.items() if k != "arch"}
+    problem = size_problem(len(arch_args["num_channels_down"]), *task.image_size)
+    if problem:  # refused before the run folder is made, so that a corrected command can use it
+        raise ValueError(f"{task.image}: {problem}")
     config = dict(task=task.describe(), arch=arch_args, rounds=rounds, rate=rate, search_on=search_on,
                   rewind_iteration=int(rewind_iteration), keep_input_convs_dense=bool(keep_input_convs_dense),
                   method=method, baselines=baselines)

@@ -23,21 +23,23 @@ critic "D"); parameter names then start with the group (``"G.main.0.weight"``).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import time
 from collections import OrderedDict
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping, Protocol, Sequence
 
 import torch
-from safetensors.torch import load_file
 
 from lipkit.data import to_pil
 from lipkit.device import resolve_device
+from lipkit.parallel import worker_pool
 from lipkit.pruning import dense_masks, global_prune, one_shot_magnitude, random_global, random_like
-from lipkit.store.folder import RunLock, load_masks, open_config, save_masks, save_state, union, write_json
+from lipkit.store.folder import (RunConfigError, RunLock, load_masks, load_tensors, open_config, read_json,
+                                 save_masks, save_state, union, write_json)
 from lipkit.store.paths import ImpFolder
 
 Masks = "OrderedDict[str, torch.Tensor]"
@@ -142,9 +144,30 @@ def prune_level(weights: Mapping, masks: Mapping, rate: float, *, method: str, k
 
 
 # --- the loop -------------------------------------------------------------------------------------------
+EXTENDABLE = {"rounds": max, "baselines": union}  # config fields that grow a run instead of redefining it
+
+
+def run_id(config: dict) -> str:
+    """12 hex digits naming a run's settings (all but those that only extend it); every record
+    carries it, so that no record is ever taken for another run's."""
+    core = {k: v for k, v in config.items() if k not in EXTENDABLE}
+    return hashlib.sha256(json.dumps(core, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _check_records(folder: ImpFolder, seeds: Sequence[int], run: str) -> None:
+    for seed in seeds:
+        for path in folder.records(seed, tuple(BRANCHES)):
+            found = read_json(path).get("run")
+            if found != run:
+                raise RunConfigError(f"{path} was written by another run (run id {found}, this run is {run}); "
+                                     "it will not be mixed in. Use another run folder, or delete this one.")
+
+
 def run_seeds(config: dict, trainer: Trainer, seeds: Sequence[int], folder: ImpFolder) -> None:
     """Run (or resume) the main chain and the baselines of ``config`` for ``seeds`` into ``folder``."""
     rounds, rate, keep_dense = config["rounds"], config["rate"], trainer.keep_dense
+    run = run_id(config)
+    _check_records(folder, seeds, run)
     for seed in seeds:
         folder.seed_dir(seed).mkdir(parents=True, exist_ok=True)
     rewinds = {}
@@ -152,14 +175,14 @@ def run_seeds(config: dict, trainer: Trainer, seeds: Sequence[int], folder: ImpF
         path = folder.rewind(seed)
         if not path.exists():
             save_state(path, trainer.rewind_state(seed))
-        rewinds[seed] = load_file(str(path))
+        rewinds[seed] = load_tensors(path)
     dense = dense_masks(trainer.network())
     for seed in seeds:
         if not folder.masks(seed, 0).exists():
             save_masks(folder.masks(seed, 0), dense)
 
     def head(method, seed, level):
-        return dict(method=method, seed=seed, round=level, nominal_sparsity=1 - (1 - rate) ** level)
+        return dict(method=method, seed=seed, round=level, nominal_sparsity=1 - (1 - rate) ** level, run=run)
 
     def train(level, method, todo, masks):
         groups = [todo] if trainer.batch else [[s] for s in todo]
@@ -194,7 +217,7 @@ def run_seeds(config: dict, trainer: Trainer, seeds: Sequence[int], folder: ImpF
 
     def dense_weights(seed: int) -> Mapping:
         if seed not in dense_finals:
-            dense_finals[seed] = load_file(str(folder.dense_final(seed)))
+            dense_finals[seed] = load_tensors(folder.dense_final(seed))
         return dense_finals[seed]
 
     for name in config["baselines"]:
@@ -238,7 +261,7 @@ def start_run(run_dir, config: dict, make_trainer, payload, seeds: Sequence[int]
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     with RunLock(run_dir):
-        open_config(run_dir, config, extendable={"rounds": max, "baselines": union}, what=what)
+        open_config(run_dir, config, extendable=EXTENDABLE, what=what)
         dev = resolve_device(device)
         if batch_seeds is None:
             batch_seeds = dev.type != "cpu" and len(seeds) > 1
@@ -252,9 +275,7 @@ def start_run(run_dir, config: dict, make_trainer, payload, seeds: Sequence[int]
             seed_job(config, make_trainer, payload, list(seeds), str(run_dir), str(dev), None, progress, False)
             return
         threads = max(1, (os.cpu_count() or 1) // workers)
-        import multiprocessing as mp
-
-        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+        with worker_pool(workers) as pool:  # workers die with this process, and so never write unlocked
             futures = [pool.submit(seed_job, config, make_trainer, payload, [s], str(run_dir), str(dev), threads,
                                    False, False) for s in seeds]
             _watch(futures, run_dir, seeds, total, progress)

@@ -24,6 +24,33 @@ def default_workers(n_jobs: int, device=None) -> int:
     return max(1, min(workers, n_jobs))
 
 
+def die_with_parent(parent: int) -> None:
+    """Worker initializer: end this process when the process that started it (pid ``parent``) dies.
+
+    A worker outlives a ``kill -9`` of its parent otherwise, and would go on writing into a run
+    folder whose lock has gone. On Linux the kernel sends SIGKILL on the parent's death
+    (``prctl(PR_SET_PDEATHSIG)``); elsewhere nothing is set. A parent already dead before the
+    call is caught by comparing ``os.getppid()``.
+    """
+    import ctypes
+    import signal
+    import sys
+
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGKILL))  # 1 = PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+def worker_pool(workers: int) -> ProcessPoolExecutor:
+    """A pool of ``spawn`` worker processes that die with this process (:func:`die_with_parent`)."""
+    return ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=die_with_parent,
+                               initargs=(os.getpid(),))
+
+
 def _call(fn: Callable, threads: int | None, args: tuple):
     if threads:
         torch.set_num_threads(threads)
@@ -44,7 +71,7 @@ def run_jobs(fn: Callable, jobs: Sequence[tuple], *, workers: int | None = None,
             yield i, fn(*args)
         return
     threads = max(1, (os.cpu_count() or 1) // workers)
-    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+    with worker_pool(workers) as pool:
         futures = {pool.submit(_call, fn, threads, args): i for i, args in enumerate(jobs)}
         for future in as_completed(futures):
             yield futures[future], future.result()

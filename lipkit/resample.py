@@ -84,7 +84,8 @@ class Downsampler(nn.Module):
 
     DIP applies one kernel per plane as a dense Conv2d with a diagonal weight; a depthwise
     convolution (``groups=C``) is the same linear map without the C² zeros. With
-    ``preserve_size`` the input is replication-padded by (K-f)/2 (even K) so H/f comes out.
+    ``preserve_size`` the input is replication-padded by (K-f)/2 (even K) so H/f comes out; for
+    an odd factor K-f is odd, and the extra pixel goes after (right, bottom).
     The kernel is a buffer, never a parameter: it is not optimised and not pruned.
     """
 
@@ -100,8 +101,12 @@ class Downsampler(nn.Module):
         self.register_buffer("kernel", k.expand(n_planes, 1, *k.shape).clone())
         size = kernel.shape[0]
         if preserve_size:
-            pad = (size - 1) // 2 if size % 2 == 1 else (size - factor) // 2
-            self.pad = nn.ReplicationPad2d(pad)
+            if size % 2 == 1:
+                before = after = (size - 1) // 2
+            else:  # DIP's (K - f)/2 on each side; an odd factor puts the odd pixel after, so H/f comes out
+                before = (size - factor) // 2
+                after = size - factor - before
+            self.pad = nn.ReplicationPad2d((before, after, before, after))
         else:
             self.pad = nn.Identity()
 

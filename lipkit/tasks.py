@@ -7,6 +7,7 @@ the per-task fit settings and the metric, and describes itself as JSON for run f
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import asdict, dataclass, field, replace
 
 import torch
@@ -53,12 +54,13 @@ class Task:
 
 
 def load_cropped(image: str, crop: int | None = None, window: tuple[int, int] | None = None,
-                 mode: str | None = "RGB") -> torch.Tensor:
-    """Load ``image``, apply DIP's crop to a multiple of 32, then an optional square crop of side ``crop``.
+                 mode: str | None = "RGB", multiple: int = 32) -> torch.Tensor:
+    """Load ``image``, apply DIP's crop to a multiple of 32 (or of ``multiple``), then an optional
+    square crop of side ``crop``.
 
     ``window`` is the crop's top-left corner; by default the crop is centred.
     """
-    x = data.crop_to_multiple(data.load_image(image, mode=mode), 32)
+    x = data.crop_to_multiple(data.load_image(image, mode=mode), multiple)
     if crop:
         x = data.center_crop(x, crop) if window is None else data.crop(x, window[0], window[1], crop)
     return x
@@ -87,7 +89,14 @@ def make_task(kind: str, image: str, *, sigma: float = 25 / 255, factor: int = 4
     """
     if kind not in TASK_KINDS:
         raise ValueError(f"task kind must be one of {TASK_KINDS}, got {kind!r}")
-    clean = load_cropped(image, crop, window)
+    multiple = 32
+    if kind == "sr":
+        SuperResolution.check_factor(factor)
+        multiple = math.lcm(32, factor)  # the image must also divide by the factor (odd ones: 96 for ×3)
+        if crop and crop % factor:
+            raise ValueError(f"the crop ({crop} px) must be a multiple of the super-resolution factor {factor}, "
+                             f"e.g. {crop - crop % factor or factor}")
+    clean = load_cropped(image, crop, window, multiple=multiple)
     params: dict = dict(crop=crop, window=list(window) if window else None, seed=seed)
     metric = "rgb"
     if kind == "denoise":
@@ -107,6 +116,11 @@ def make_task(kind: str, image: str, *, sigma: float = 25 / 255, factor: int = 4
             op = Inpainting.text(tuple(clean.shape[-2:]))
             params["mask"] = "text"
         else:
+            image_size = tuple(data.load_image(image).shape[-2:])
+            mask_size = tuple(data.load_image(mask, mode="L").shape[-2:])
+            if mask_size != image_size:  # a crop would make them agree and hide that they do not belong together
+                raise ValueError(f"the mask {mask} is {mask_size[1]}x{mask_size[0]} px but the image {image} is "
+                                 f"{image_size[1]}x{image_size[0]}; give the mask made for this image")
             m = load_cropped(mask, crop, window, mode="L")
             op = Inpainting((m > 0.5).float())
             params["mask"] = mask

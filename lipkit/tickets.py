@@ -9,6 +9,7 @@ network it is applied to.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections import OrderedDict
@@ -20,11 +21,15 @@ from safetensors.torch import load_file, save_file
 
 import lipkit
 from lipkit.models import size_problem
-from lipkit.pruning import apply_masks, sparsity_report
+from lipkit.pruning import apply_masks, mask_sparsity, sparsity_report
 
 
 class TicketMismatchError(ValueError):
     """A ticket does not fit the network or image it is applied to; the message lists what differs."""
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _stem(path: str | os.PathLike) -> Path:
@@ -112,7 +117,9 @@ class Ticket:
         tmp = stem.with_name(stem.name + ".tmp.safetensors")
         save_file(tensors, str(tmp), metadata={"format": "lipkit-ticket", "version": "1"})
         tmp.replace(stem.with_suffix(".safetensors"))
-        meta = dict(self.meta, masks=list(self.masks), rewind=list(self.rewind))
+        meta = dict(self.meta, masks=list(self.masks), rewind=list(self.rewind),
+                    tensors_sha256=_sha256(stem.with_suffix(".safetensors")),
+                    mask_sparsity=mask_sparsity(self.masks) if self.masks else None)
         tmpj = stem.with_name(stem.name + ".tmp.json")
         tmpj.write_text(json.dumps(meta, indent=1))
         tmpj.replace(stem.with_suffix(".json"))
@@ -126,13 +133,36 @@ class Ticket:
         for f in (tfile, jfile):
             if not f.is_file():
                 raise FileNotFoundError(f"ticket file {f} is missing (a ticket is a .safetensors and a .json)")
-        meta = json.loads(jfile.read_text())
-        tensors = load_file(str(tfile))
-        masks = OrderedDict((k, tensors[f"mask/{k}"].float()) for k in meta.pop("masks") if f"mask/{k}" in tensors)
+        try:
+            meta = json.loads(jfile.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise TicketMismatchError(f"{jfile} is damaged ({err})") from None
+        checksum = meta.pop("tensors_sha256", None)
+        if checksum is not None and _sha256(tfile) != checksum:
+            raise TicketMismatchError(f"{tfile} is damaged: its sha256 differs from the one {jfile} recorded")
+        try:
+            tensors = load_file(str(tfile))
+        except Exception as err:  # safetensors' own error for a truncated or foreign file
+            raise TicketMismatchError(f"{tfile} is damaged or not a ticket ({err})") from None
+        masks = OrderedDict((k, tensors[f"mask/{k}"]) for k in meta.pop("masks") if f"mask/{k}" in tensors)
         rewind = OrderedDict((k, tensors[f"rewind/{k}"]) for k in meta.pop("rewind") if f"rewind/{k}" in tensors)
         expected = len([k for k in tensors if k.startswith("mask/")]), len([k for k in tensors if k.startswith("rewind/")])
         if (len(masks), len(rewind)) != expected:
             raise TicketMismatchError(f"{tfile} and {jfile} list different tensors; were they written together?")
+        for name, m in masks.items():  # each mask is boolean and has the shape of the weight it masks
+            if m.dtype != torch.bool:
+                raise TicketMismatchError(f"{tfile}: mask {name} is {m.dtype}, not boolean")
+            if name in rewind and tuple(rewind[name].shape) != tuple(m.shape):
+                raise TicketMismatchError(f"{tfile}: mask {name} is {tuple(m.shape)} but its weight is "
+                                          f"{tuple(rewind[name].shape)}")
+        masks = OrderedDict((k, v.float()) for k, v in masks.items())
+        measured = mask_sparsity(masks) if masks else None
+        for key, tolerance in (("mask_sparsity", 1e-9), ("conv_sparsity", 1e-3)):  # conv_sparsity also counts
+            stored = meta.get(key)                                              # weights that are 0 in θ
+            if stored is not None and measured is not None and abs(measured - stored) > tolerance:
+                raise TicketMismatchError(f"{jfile} says the masks remove {stored:.6f} of the weights ({key}), but "
+                                          f"{tfile}'s remove {measured:.6f}; were they written together?")
+        meta.pop("mask_sparsity", None)
         return cls(masks, rewind, meta)
 
     def __repr__(self) -> str:

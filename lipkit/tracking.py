@@ -51,6 +51,7 @@ class Tracker:
         self.best_psnr = torch.full((runs,), -math.inf, device=device)
         self.best: torch.Tensor | None = None
         self.average: torch.Tensor | None = None
+        self.nonfinite_steps = 0
 
     def record(self, i: int, losses: torch.Tensor, output: torch.Tensor) -> torch.Tensor | None:
         """Step ``i``: losses (S,) and outputs (S, ...), detached. Returns the tracked PSNR (S,) or None."""
@@ -77,6 +78,7 @@ class Tracker:
         the average nor the histories, which repeat the previous step."""
         self.loss[i] = losses
         self.restored[i] = True
+        self.nonfinite_steps += 1
         for history in (self.psnr, self.psnr_avg):
             if history is not None:
                 history[i] = history[i - 1] if i else float("nan")
@@ -100,5 +102,5 @@ class Tracker:
                            psnr_history=None if self.psnr is None else self.psnr[:, run],
                            psnr_avg_history=None if self.psnr_avg is None else self.psnr_avg[:, run], done=done,
                            settings=settings, seed=seed, device=device, seconds=seconds, backtracks=backtracks,
-                           stopped_early=stopped_early,
+                           stopped_early=stopped_early, nonfinite_steps=self.nonfinite_steps,
                            early_stop=None if early_stop is None or not early_stop.iterations else early_stop, run=run)

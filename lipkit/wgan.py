@@ -19,7 +19,6 @@ from typing import Mapping
 
 import numpy as np
 import torch
-from safetensors.torch import load_file
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -27,7 +26,7 @@ from lipkit.device import resolve_device
 from lipkit.pruning import apply_masks
 from lipkit.seeding import SCHEME
 from lipkit.seeding import generator as stream_generator
-from lipkit.store.folder import RunConfigError, RunLock, config_diff, save_state, write_json
+from lipkit.store.folder import RunConfigError, RunLock, config_diff, load_tensors, save_state, write_json
 from lipkit.store.paths import PretrainFolder
 
 
@@ -178,8 +177,8 @@ def pretrain(generator: nn.Module, critic: nn.Module, images: torch.Tensor, sett
             if diffs:
                 raise RunConfigError(f"{run_dir} holds a GAN trained with other settings: " + "; ".join(diffs)
                                      + ". Use another folder, or delete this one.")
-            generator.load_state_dict(load_file(str(files.state("G"))))
-            critic.load_state_dict(load_file(str(files.state("D"))))
+            generator.load_state_dict(load_tensors(files.state("G")))
+            critic.load_state_dict(load_tensors(files.state("D")))
             return record
         history = train_wgangp(generator, critic, images, settings, seed=seed, device=device, progress=progress,
                                desc="pretraining")

@@ -4,6 +4,7 @@ import shutil
 import threading
 import warnings
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -114,6 +115,49 @@ def test_grey_and_rgba_are_converted_with_a_warning(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert data.load_image(tmp_path / "grey.png", mode="L").shape == (1, 40, 40)
+
+
+def test_every_pil_mode_loads_with_its_values_or_is_refused_by_name(tmp_path):
+    ramp = np.linspace(0, 1, 64 * 64).reshape(64, 64)
+    cases = {  # file -> (PIL image, expected grey values, words the warning must contain)
+        "i16.png": (Image.fromarray((ramp * 65535).round().astype(np.uint16)), ramp, "scaled from 0-65535"),
+        "i32.tif": (Image.fromarray((ramp * 65535).round().astype(np.int32)), ramp, "scaled from 0-65535"),
+        "float.tif": (Image.fromarray(ramp.astype(np.float32)), ramp, "float values were kept"),
+        "grey.png": (Image.fromarray((ramp * 255).round().astype(np.uint8)), ramp, "copied to every channel"),
+    }
+    for name, (img, expected, words) in cases.items():
+        img.save(tmp_path / name)
+        with pytest.warns(data.ImageModeWarning, match=words):
+            x = data.load_image(tmp_path / name)
+        assert x.shape == (3, 64, 64), name
+        step = {"grey.png": 1 / 255, "float.tif": 1e-7}.get(name, 1 / 65535)  # the file's own quantisation
+        np.testing.assert_allclose(x[1].numpy(), expected, atol=step)
+        if name != "grey.png":  # the others are scaled on the way to one channel too, and say so
+            with pytest.warns(data.ImageModeWarning, match="scaled|kept"):
+                assert data.load_image(tmp_path / name, mode="L").shape == (1, 64, 64)
+    # (before, 99.7 % of the 16-bit image's pixels loaded as 1.0: the values were not scaled)
+    colour = Image.fromarray((np.stack([ramp, 1 - ramp, ramp * 0 + 0.5], -1) * 255).round().astype(np.uint8))
+    colour.convert("P", palette=Image.Palette.ADAPTIVE).save(tmp_path / "palette.png")
+    colour.convert("CMYK").save(tmp_path / "cmyk.jpg")
+    with pytest.warns(data.ImageModeWarning, match="palette"):
+        assert data.load_image(tmp_path / "palette.png")[2].mean() == pytest.approx(0.5, abs=0.02)
+    with pytest.warns(data.ImageModeWarning, match="CMYK was converted"):
+        assert data.load_image(tmp_path / "cmyk.jpg").shape == (3, 64, 64)
+    assert data.load_image(tmp_path / "palette.png", mode=None).shape == (3, 64, 64)  # colours, not indices
+    colour.convert("LA").save(tmp_path / "la.png")
+    with pytest.warns(data.ImageModeWarning, match="alpha channel was dropped"):
+        assert data.load_image(tmp_path / "la.png").shape == (3, 64, 64)
+    Image.fromarray((ramp * 2).astype(np.float32)).save(tmp_path / "big_float.tif")
+    with pytest.raises(ValueError, match=r"big_float.tif is a 32-bit float \(F\) image with values in \[0, 2\]"):
+        data.load_image(tmp_path / "big_float.tif")
+    nan = ramp.astype(np.float32)
+    nan[3, 3] = np.nan
+    Image.fromarray(nan).save(tmp_path / "nan.tif")
+    with pytest.raises(ValueError, match="nan.tif holds NaN"):
+        data.load_image(tmp_path / "nan.tif")
+    Image.fromarray((ramp * 1e6).astype(np.int32)).save(tmp_path / "i32_big.tif")
+    with pytest.raises(ValueError, match="beyond 16 bits"):
+        data.load_image(tmp_path / "i32_big.tif")
 
 
 def test_crop_to_multiple_is_dips_crop():

@@ -250,3 +250,17 @@ def test_gpu_path_options():
                channels_last=True, allow_tf32=True, bf16=True, compile=True)
     assert plain.device.startswith("cuda") and torch.isfinite(fast.output).all()
     torch.testing.assert_close(fast.output, plain.output, atol=0.05, rtol=0)
+
+
+def test_a_collapsed_fit_earns_a_warning(mirror_dir):
+    import warnings
+
+    from lipkit.tasks import make_task
+
+    task = make_task("denoise", "set5/baby", crop=64, iters=150)
+    lip = dict(num_channels_down=[32] * 5, num_channels_up=[32] * 5)
+    with pytest.warns(UserWarning, match="the fit collapsed"):  # measured: output std 0.02, loss 2.6x a flat image's
+        fit(skip_net(**lip), task.operator, task.observation, settings=task.settings, lr=10.0, progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # and a sound fit does not
+        fit(skip_net(**lip), task.operator, task.observation, settings=task.settings, progress=False)

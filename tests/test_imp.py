@@ -4,11 +4,13 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from lipkit.fit import FitDivergedError
 from lipkit.imp import _fit_guarded, imp
 from lipkit.models import skip_net
 from lipkit.operators import Denoising
@@ -51,11 +53,51 @@ def test_killed_run_resumes_to_the_same_result(mirror_dir, tmp_path):
     assert done_before[:2] == [0, 1]
 
 
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, dead and not yet reaped, does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def children_of(pid: int) -> set[int]:
+    kids = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            kids.add(int(stat.parent.name))
+    return kids
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signal: Linux")
+def test_workers_die_with_their_parent(mirror_dir, tmp_path):
+    out = tmp_path / "run"
+    argv = CLI[:CLI.index("--workers")] + ["--workers", "2", "--seeds", "2", "--quiet", "--out", str(out)]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not (ImpFolder(out).rewind(0).exists() or ImpFolder(out).rewind(1).exists()):  # the workers are at work
+        assert proc.poll() is None and time.time() < deadline, "the run ended before its workers started"
+        time.sleep(0.05)
+    workers = children_of(proc.pid)
+    assert workers, "no worker processes found"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    deadline = time.time() + 10
+    while any(alive(w) for w in workers):
+        assert time.time() < deadline, f"workers {[w for w in workers if alive(w)]} outlived their parent"
+        time.sleep(0.1)
+
+
 def test_summary_and_measured_sparsity(mirror_dir, tmp_path):
     task = make_task("sr", "dip/zebra", crop=64, iters=15)
     run = imp(task, rounds=4, rate=0.2, seeds=[0], arch=TINY, run_dir=tmp_path / "r", workers=1, progress=False)
     summary = json.loads((tmp_path / "r" / "summary.json").read_text())
     assert summary["config"]["search_on"] == "observation" and summary["config"]["task"]["kind"] == "sr"
+    assert {"diverged_retry", "es_stopped", "search_on"} <= set(summary["records"][0])  # every flag of a round
     total = run.records("imp")[0]["conv_nonzero"]
     n_layers = len(run.records("imp")[0]["layer_density"])
     for r in run.records("imp"):
@@ -128,6 +170,22 @@ class NaNSometimes(Denoising):
         NaNSometimes.calls += 1
         value = super().loss(out, y)
         return value * float("nan") if NaNSometimes.calls % 25 == 5 else value
+
+
+class NaNAlmostAlways(Denoising):
+    def loss(self, out, y):
+        value = super().loss(out, y)
+        return value if torch.rand(()) < 0.01 else value * float("nan")
+
+
+def test_a_fit_still_non_finite_after_its_retry_stops_the_run():
+    torch.manual_seed(0)
+    op = NaNAlmostAlways(0.1)
+    x = torch.rand(3, 64, 64)
+    task = Task("denoise", "synthetic", x, op, op.observe(x, seed=0), FitSettings(num_iter=150, reg_noise_std=0.03))
+    with pytest.raises(FitDivergedError, match="non-finite"):
+        _fit_guarded(skip_net(**TINY), op, task.observation, task=task, reference=x, masks=None, seed=0,
+                     device="cpu", progress=False, desc="test")
 
 
 @pytest.mark.parametrize("exp_weight", [None, 0.99])

@@ -119,3 +119,12 @@ def test_groups_are_ranked_apart(tmp_path):
     assert density(tmp_path / "apart", "D") == pytest.approx(0.25, abs=0.01)
     assert density(tmp_path / "apart", "G") == pytest.approx(0.25, abs=0.01)
     assert density(tmp_path / "together", "D") < 0.05
+
+
+def test_a_record_of_another_run_is_never_adopted(tmp_path):
+    run(tmp_path / "a", 1)
+    run(tmp_path / "b", 1, rate=0.3)
+    mine, theirs = ImpFolder(tmp_path / "a").record(0, 1), ImpFolder(tmp_path / "b").record(0, 1)
+    mine.write_text(theirs.read_text())  # e.g. copied over by hand
+    with pytest.raises(RunConfigError, match="written by another run"):
+        run(tmp_path / "a", 1)

@@ -57,6 +57,32 @@ def test_super_resolution_factor_out_of_range(factor):
         SuperResolution(factor)
 
 
+@pytest.mark.parametrize("factor", range(2, 17))
+def test_every_factor_gives_the_low_resolution_size(factor):
+    # odd factors too: their (K - f) padding is odd, and the extra pixel goes after (it was lost: 31 vs 32)
+    op = SuperResolution(factor)
+    x = torch.rand(1, 3, 6 * factor, 4 * factor)
+    assert op(x).shape == (1, 3, 6, 4)
+    assert op.observe(x).shape == (1, 3, 6, 4)
+
+
+@pytest.mark.parametrize("factor", [3, 5])
+def test_an_odd_factor_task_is_built_and_fitted(mirror_dir, factor):
+    from lipkit.fit import fit
+    from lipkit.models import skip_net
+    from lipkit.tasks import make_task
+
+    task = make_task("sr", "set5/baby", factor=factor, crop=32 * factor, iters=2)
+    assert task.clean.shape[-1] == 32 * factor and task.observation.shape[-1] == 32
+    full = make_task("sr", "set5/baby", factor=factor, iters=2)  # whole image: cut to a multiple of 32 and f
+    assert full.clean.shape[-1] % (32 * factor) == 0
+    result = fit(skip_net(num_channels_down=[8] * 5, num_channels_up=[8] * 5), task.operator, task.observation,
+                 settings=task.settings, reference=task.clean, progress=False)
+    assert result.iterations == 2
+    with pytest.raises(ValueError, match="multiple of the super-resolution factor 3"):
+        make_task("sr", "set5/baby", factor=3, crop=64)
+
+
 def test_super_resolution_size_not_multiple():
     with pytest.raises(ValueError, match="multiple of the factor 4"):
         SuperResolution(4)(torch.rand(3, 30, 32))

@@ -68,3 +68,24 @@ def test_files_that_disagree_are_refused(tmp_path):
     (tmp_path / "t.safetensors").unlink()
     with pytest.raises(FileNotFoundError, match="missing"):
         Ticket.load(stem)
+
+
+def test_a_damaged_or_edited_ticket_is_refused_naming_its_file(tmp_path):
+    _, ticket = make_ticket()
+    stem = ticket.save(tmp_path / "t")
+    tfile, jfile = stem.with_suffix(".safetensors"), stem.with_suffix(".json")
+    assert Ticket.load(stem).meta["conv_sparsity"] == pytest.approx(0.6, abs=1e-3)
+    data = bytearray(tfile.read_bytes())
+    data[len(data) // 2] ^= 0x01  # one flipped bit in a weight
+    tfile.write_bytes(bytes(data))
+    with pytest.raises(TicketMismatchError, match=r"t\.safetensors is damaged: its sha256"):
+        Ticket.load(stem)
+    stem = ticket.save(tmp_path / "t")
+    meta = json.loads(jfile.read_text())
+    meta["conv_sparsity"] = 0.9  # an edited claim
+    jfile.write_text(json.dumps(meta))
+    with pytest.raises(TicketMismatchError, match="t.json says the masks remove 0.900000"):
+        Ticket.load(stem)
+    jfile.write_text("{")
+    with pytest.raises(TicketMismatchError, match="t.json is damaged"):
+        Ticket.load(stem)

@@ -30,10 +30,15 @@ class SuperResolution(Operator):
 
     def __init__(self, factor: int, n_planes: int = 3, kernel_type: str = "lanczos2"):
         super().__init__()
+        self.factor = self.check_factor(factor)
+        self.down = Downsampler(n_planes, self.factor, kernel_type=kernel_type, phase=0.5, preserve_size=True)
+
+    @staticmethod
+    def check_factor(factor) -> int:
+        """``factor`` as an int, or a ValueError that says the allowed range (odd factors work too)."""
         if isinstance(factor, bool) or not isinstance(factor, (int, np.integer)) or not 2 <= factor <= MAX_FACTOR:
             raise ValueError(f"factor={factor!r} is out of range: it must be an integer from 2 to {MAX_FACTOR}")
-        self.factor = int(factor)
-        self.down = Downsampler(n_planes, self.factor, kernel_type=kernel_type, phase=0.5, preserve_size=True)
+        return int(factor)
 
     @property
     def kernel(self) -> torch.Tensor:

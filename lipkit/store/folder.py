@@ -30,8 +30,10 @@ class RunInUseError(RuntimeError):
 class RunLock:
     """An exclusive lock on a run folder (``.lock``), held while a run writes to it."""
 
+    NAME = ".lock"
+
     def __init__(self, run_dir: str | os.PathLike):
-        self.path = Path(run_dir) / ".lock"
+        self.path = Path(run_dir) / self.NAME
 
     def __enter__(self):
         import fcntl
@@ -66,14 +68,40 @@ def write_json(path: str | os.PathLike, obj) -> None:
     _replace(Path(path), lambda tmp: tmp.write_text(json.dumps(obj, indent=1)))
 
 
+def read_json(path: str | os.PathLike):
+    """A JSON file of a run folder; a damaged one is a :class:`RunConfigError` that names it."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise RunConfigError(f"{path} is damaged ({err}); delete the run folder to start over, or restore the "
+                             "file") from None
+
+
 def save_masks(path: str | os.PathLike, masks: Mapping[str, torch.Tensor]) -> None:
     """{0,1} masks as booleans in a safetensors file, atomically."""
     _replace(Path(path), lambda tmp: save_file({k: v.bool().contiguous() for k, v in masks.items()}, str(tmp)))
 
 
+def load_tensors(path: str | os.PathLike) -> "OrderedDict[str, torch.Tensor]":
+    """The tensors of a safetensors file of a run folder; a missing, truncated or damaged file is a
+    :class:`RunConfigError` that names it."""
+    path = Path(path)
+    if not path.is_file():
+        raise RunConfigError(f"{path} is missing; delete the run folder to start over, or restore the file")
+    try:
+        return OrderedDict(load_file(str(path)))
+    except Exception as err:  # safetensors raises its own SafetensorError (and OSError) on a damaged file
+        raise RunConfigError(f"{path} is damaged or truncated ({err}); delete the run folder to start over, "
+                             "or restore the file") from None
+
+
 def load_masks(path: str | os.PathLike) -> "OrderedDict[str, torch.Tensor]":
     """Masks saved by :func:`save_masks`, as float {0,1} tensors in their saved order."""
-    return OrderedDict((k, v.float()) for k, v in load_file(str(path)).items())
+    masks = load_tensors(path)
+    if any(v.dtype != torch.bool for v in masks.values()):
+        raise RunConfigError(f"{path} holds tensors that are not boolean masks; it is not a masks file")
+    return OrderedDict((k, v.float()) for k, v in masks.items())
 
 
 def save_state(path: str | os.PathLike, state: Mapping[str, torch.Tensor]) -> None:
@@ -106,9 +134,14 @@ def open_config(run_dir: str | os.PathLike, config: dict, *,
     cfg_file = Path(run_dir) / "config.json"
     config = json.loads(json.dumps(config))  # the form it has once stored (tuples become lists)
     if not cfg_file.exists():
+        found = sorted(p.name for p in Path(run_dir).iterdir() if p.name != RunLock.NAME)
+        if found:  # records without the settings that made them: resuming could mix two experiments
+            raise RunConfigError(f"{run_dir} holds {', '.join(found[:4])}{' ...' if len(found) > 4 else ''} but no "
+                                 "config.json, so nothing says which settings made them; it will not be resumed. "
+                                 "Use another run folder, or delete this one to start over.")
         write_json(cfg_file, config)
         return config
-    stored = json.loads(cfg_file.read_text())
+    stored = read_json(cfg_file)
     extendable = dict(extendable or {})
     diffs = config_diff({k: v for k, v in stored.items() if k not in extendable},
                         {k: v for k, v in config.items() if k not in extendable})
