@@ -104,6 +104,9 @@ def test_pages_show_results_not_progress_bars(stem, executed):
     book = nbformat.read(executed(stem), as_version=4)
     bars = [o for c in book.cells if c.cell_type == "code" for o in c.outputs if run_chapters.is_progress_bar(o)]
     assert not bars
+    warned = [o["text"][:200] for c in book.cells if c.cell_type == "code" for o in c.outputs
+              if o.get("output_type") == "stream" and o.get("name") == "stderr" and "Warning" in o.get("text", "")]
+    assert not warned, warned  # a warning on a page is a defect of the run, not a result
     widgets = [o for c in book.cells if c.cell_type == "code" for o in c.outputs
                if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
     if stem in ("01_dip_basics", "02_single_image_imp"):  # the interactive widgets stay
