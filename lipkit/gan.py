@@ -95,6 +95,10 @@ class GanImpRun(ImpRun):
     fine-tuned pair. Records hold the measured sparsity of G and D, the final Wasserstein
     estimate and the seconds."""
 
+    def __init__(self, run_dir: str | os.PathLike, max_round: int | None = None):
+        super().__init__(run_dir, max_round)
+        self._random_chain: dict = {}  # the random branch's masks, drawn once per view, not once per level
+
     @property
     def seed(self) -> int:
         return self.config["seed"]
@@ -138,7 +142,7 @@ class GanImpRun(ImpRun):
         shapes = load_masks(self.folder.masks(self.seed, 0))
         return BRANCHES["random_global"](Branch(self.seed, k, self.config["rounds"], self.config["rate"], (),
                                                 GanTrainer.groups, shapes, chain_masks=None, dense_weights=None,
-                                                memo={}))
+                                                memo=self._random_chain))
 
     def load_into(self, net: nn.Module, method: str, k: int, which: str = "G") -> nn.Module:
         """Load the fine-tuned weights of round ``k`` (masks applied) into ``net``; returns it in eval mode."""

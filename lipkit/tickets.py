@@ -9,7 +9,6 @@ network it is applied to.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections import OrderedDict
@@ -20,16 +19,13 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import lipkit
+from lipkit.data import sha256_of
 from lipkit.models import size_problem
 from lipkit.pruning import apply_masks, mask_sparsity, sparsity_report
 
 
 class TicketMismatchError(ValueError):
     """A ticket does not fit the network or image it is applied to; the message lists what differs."""
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _stem(path: str | os.PathLike) -> Path:
@@ -118,7 +114,7 @@ class Ticket:
         save_file(tensors, str(tmp), metadata={"format": "lipkit-ticket", "version": "1"})
         tmp.replace(stem.with_suffix(".safetensors"))
         meta = dict(self.meta, masks=list(self.masks), rewind=list(self.rewind),
-                    tensors_sha256=_sha256(stem.with_suffix(".safetensors")),
+                    tensors_sha256=sha256_of(stem.with_suffix(".safetensors")),
                     mask_sparsity=mask_sparsity(self.masks) if self.masks else None)
         tmpj = stem.with_name(stem.name + ".tmp.json")
         tmpj.write_text(json.dumps(meta, indent=1))
@@ -138,7 +134,7 @@ class Ticket:
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise TicketMismatchError(f"{jfile} is damaged ({err})") from None
         checksum = meta.pop("tensors_sha256", None)
-        if checksum is not None and _sha256(tfile) != checksum:
+        if checksum is not None and sha256_of(tfile) != checksum:
             raise TicketMismatchError(f"{tfile} is damaged: its sha256 differs from the one {jfile} recorded")
         try:
             tensors = load_file(str(tfile))
