@@ -1,13 +1,17 @@
-"""Command line: ``python -m lipkit imp ...`` for long IMP runs outside notebooks.
+"""Command line: ``python -m lipkit imp|ticket|transfer ...`` for long runs outside notebooks.
 
-Example (the paper's denoising protocol on Set5 baby, 3 seeds):
+Example (the paper's denoising protocol on Set5 baby, 3 seeds; then round 8's ticket of seed 0,
+fitted to ×4 super-resolution of another image, beside random masks of its layer counts):
 
     python -m lipkit imp --task denoise --image set5/baby --rounds 16 --seeds 3 --out runs/baby
+    python -m lipkit ticket --run runs/baby --seed 0 --round 8 --out tickets/baby_08
+    python -m lipkit transfer --ticket tickets/baby_08 --task sr --image set5/bird \\
+        --variants ticket random_like --out runs/baby_08_to_bird
 
 Small runs: ``--crop 64 --iters 200 --width 32``. Running the same command again resumes after
-the last completed round; ``summary.json`` in the run folder holds every round's numbers. An
-input that cannot work is reported in one line (``lipkit: error: ...``, exit code 2) before
-anything is written; ``--debug`` shows the traceback.
+the last completed round (or transfer); ``summary.json`` in an IMP run folder holds every round's
+numbers. An input that cannot work is reported in one line (``lipkit: error: ...``, exit code 2)
+before anything is written; ``--debug`` shows the traceback.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 
 
 class UsageError(ValueError):
@@ -23,40 +28,51 @@ class UsageError(ValueError):
 
 
 def check_options(a: argparse.Namespace) -> None:
-    """Every numeric option of ``imp``, checked before anything is loaded or written."""
+    """Every numeric option of the command, checked before anything is loaded or written."""
     rules = [
-        (a.rounds >= 0, f"--rounds must be >= 0, got {a.rounds}"),
-        (0 < a.rate < 1, f"--rate must be in (0, 1), the fraction of the remaining weights pruned per round; "
-                         f"got {a.rate}"),
-        (a.seeds >= 1, f"--seeds must be >= 1, got {a.seeds}"),
-        (a.seed_list is None or all(s >= 0 for s in a.seed_list), f"--seed-list takes seeds >= 0, got {a.seed_list}"),
-        (a.seed_list is None or len(set(a.seed_list)) == len(a.seed_list),
-         f"--seed-list names a seed twice: {a.seed_list}"),
         (0 < a.sigma <= 255, f"--sigma is in 0-255 units and must be in (0, 255], got {a.sigma}"),
         (0 < a.zero_fraction < 1, f"--zero-fraction must be in (0, 1), got {a.zero_fraction}"),
         (a.crop is None or (a.crop >= 64 and a.crop % 32 == 0),
          f"--crop must be a multiple of 32 and at least 64 px (the skip net has 5 levels), got {a.crop}"),
         (a.iters is None or a.iters >= 1, f"--iters must be >= 1, got {a.iters}"),
-        (a.width is None or a.width >= 1, f"--width must be >= 1 channel per level, got {a.width}"),
-        (a.rewind_iter >= 0, f"--rewind-iter must be >= 0, got {a.rewind_iter}"),
         (a.workers is None or a.workers >= 1, f"--workers must be >= 1, got {a.workers}"),
         (a.task != "sr" or 2 <= a.factor <= 16, f"--factor must be an integer from 2 to 16, got {a.factor}"),
+        (a.seeds is None or a.seeds >= 1, f"--seeds must be >= 1, got {a.seeds}"),
+        (a.seed_list is None or all(s >= 0 for s in a.seed_list), f"--seed-list takes seeds >= 0, got {a.seed_list}"),
+        (a.seed_list is None or len(set(a.seed_list)) == len(a.seed_list),
+         f"--seed-list names a seed twice: {a.seed_list}"),
     ]
+    if a.command == "imp":
+        rules += [
+            (a.rounds >= 0, f"--rounds must be >= 0, got {a.rounds}"),
+            (0 < a.rate < 1, f"--rate must be in (0, 1), the fraction of the remaining weights pruned per round; "
+                             f"got {a.rate}"),
+            (a.width is None or a.width >= 1, f"--width must be >= 1 channel per level, got {a.width}"),
+            (a.rewind_iter >= 0, f"--rewind-iter must be >= 0, got {a.rewind_iter}"),
+        ]
     for ok, message in rules:
         if not ok:
             raise UsageError(message)
 
 
-def _imp(a: argparse.Namespace) -> int:
-    from lipkit.imp import imp
+def _task(a: argparse.Namespace):
     from lipkit.tasks import make_task
 
-    check_options(a)
-    task = make_task(a.task, a.image, sigma=a.sigma / 255, factor=a.factor, mask=a.mask,
+    return make_task(a.task, a.image, sigma=a.sigma / 255, factor=a.factor, mask=a.mask,
                      zero_fraction=a.zero_fraction, crop=a.crop, seed=a.observation_seed, iters=a.iters)
+
+
+def _seeds(a: argparse.Namespace, default: list) -> list:
+    return a.seed_list if a.seed_list else list(range(a.seeds)) if a.seeds else default
+
+
+def _imp(a: argparse.Namespace) -> int:
+    from lipkit.imp import imp
+
+    check_options(a)
+    task = _task(a)
     arch = None if a.width is None else dict(num_channels_down=[a.width] * 5, num_channels_up=[a.width] * 5)
-    seeds = a.seed_list if a.seed_list else list(range(a.seeds))
-    run = imp(task, rounds=a.rounds, rate=a.rate, seeds=seeds, search_on=a.search_on,
+    run = imp(task, rounds=a.rounds, rate=a.rate, seeds=_seeds(a, [0]), search_on=a.search_on,
               rewind_iteration=a.rewind_iter, keep_input_convs_dense=a.keep_input_convs_dense,
               method=a.method, arch=arch, baselines=a.baselines, run_dir=a.out,
               workers=a.workers, device=a.device, batch_seeds=a.batch_seeds, progress=not a.quiet)
@@ -68,28 +84,42 @@ def _imp(a: argparse.Namespace) -> int:
     return 0
 
 
-def user_errors() -> tuple[type[Exception], ...]:
-    """What a user's input can cause: reported in one line, without a traceback."""
-    from lipkit.fit import FitDivergedError
-    from lipkit.store.folder import RunConfigError, RunInUseError
-    from lipkit.tickets import TicketMismatchError
+def _ticket(a: argparse.Namespace) -> int:
+    from lipkit.imp import ImpRun
+    from lipkit.tickets import Ticket
 
-    return (UsageError, ValueError, KeyError, RunConfigError, RunInUseError, TicketMismatchError, FitDivergedError,
-            FileNotFoundError, IsADirectoryError, PermissionError)
+    if a.round < 0 or a.seed < 0:
+        raise UsageError(f"--round and --seed must be >= 0, got {a.round} and {a.seed}")
+    for suffix in (".json", ".safetensors"):  # a ticket someone made is never overwritten
+        if Path(a.out).with_suffix(suffix).exists():
+            raise UsageError(f"{Path(a.out).with_suffix(suffix)} exists; give another --out or delete it")
+    ticket = ImpRun(a.run).ticket(a.seed, a.round)
+    stem = ticket.save(a.out)
+    Ticket.load(stem)  # what was written reads back
+    print(json.dumps({"ticket": str(stem), "round": a.round, "seed": a.seed,
+                      "conv_sparsity": ticket.meta["conv_sparsity"]}, indent=1))
+    return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m lipkit", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = ap.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("imp", help="iterative magnitude pruning on one image (resumable)")
+def _transfer(a: argparse.Namespace) -> int:
+    from lipkit.tickets import Ticket
+    from lipkit.transfer import TransferJob, check_jobs, transfer_many
+
+    check_options(a)
+    ticket = Ticket.load(a.ticket)
+    task = _task(a)
+    jobs = [TransferJob(ticket, task, variant, seed) for variant in a.variants for seed in _seeds(a, [None])]
+    check_jobs(jobs, a.device, a.workers)
+    records = transfer_many(jobs, cache_dir=a.out, workers=a.workers, device=a.device, progress=not a.quiet)
+    keys = ("variant", "seed", "conv_sparsity", "best_psnr", "es_psnr", "final_psnr")
+    print(json.dumps({"out": a.out, "records": [{k: r[k] for k in keys} for r in records]}, indent=1))
+    return 0
+
+
+def add_task_options(p: argparse.ArgumentParser) -> None:
+    """The options that make a task (image, degradation, observation seed, crop, iterations)."""
     p.add_argument("--task", required=True, choices=["denoise", "sr", "inpaint"])
     p.add_argument("--image", required=True, help="registry name (set5/baby, dip/kate, ...) or path")
-    p.add_argument("--out", required=True, help="run folder (created, or resumed when it exists)")
-    p.add_argument("--rounds", type=int, default=16)
-    p.add_argument("--rate", type=float, default=0.2, help="fraction of remaining weights pruned per round")
-    p.add_argument("--seeds", type=int, default=1, help="number of seeds: 0..N-1")
-    p.add_argument("--seed-list", type=int, nargs="*", help="explicit seeds (overrides --seeds)")
     p.add_argument("--sigma", type=float, default=25, help="denoising noise std in 0-255 units")
     p.add_argument("--factor", type=int, default=4, help="super-resolution factor")
     p.add_argument("--mask", default="bernoulli", help="inpainting: bernoulli, text, or a mask file / registry name")
@@ -97,22 +127,68 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--observation-seed", type=int, default=0,
                    help="seeds the noise or the random mask (its own stream: it may equal a --seeds value)")
     p.add_argument("--crop", type=int, default=None, help="centre crop of this size (small runs)")
-    p.add_argument("--iters", type=int, default=None, help="fit iterations per round (default: per-task value)")
+    p.add_argument("--iters", type=int, default=None, help="fit iterations (default: per-task value)")
+
+
+def add_run_options(p: argparse.ArgumentParser, what: str) -> None:
+    """Seeds, processes, device and output of a command that fits."""
+    p.add_argument("--seeds", type=int, default=None, help=f"number of seeds: 0..N-1 ({what})")
+    p.add_argument("--seed-list", type=int, nargs="*", help="explicit seeds (overrides --seeds)")
+    p.add_argument("--workers", type=int, default=None, help="processes for the fits (default: auto)")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: CUDA when available)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--debug", action="store_true", help="show the traceback of an error (or LIPKIT_DEBUG=1)")
+
+
+def user_errors() -> tuple[type[Exception], ...]:
+    """What a user's input can cause: reported in one line, without a traceback."""
+    from lipkit.fit import FitDivergedError
+    from lipkit.store.folder import RunConfigError, RunInUseError
+    from lipkit.tickets import TicketMismatchError
+
+    return (UsageError, ValueError, KeyError, MemoryError, RunConfigError, RunInUseError, TicketMismatchError,
+            FitDivergedError, FileNotFoundError, IsADirectoryError, PermissionError)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m lipkit", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("imp", help="iterative magnitude pruning on one image (resumable)")
+    add_task_options(p)
+    p.add_argument("--out", required=True, help="run folder (created, or resumed when it exists)")
+    p.add_argument("--rounds", type=int, default=16)
+    p.add_argument("--rate", type=float, default=0.2, help="fraction of remaining weights pruned per round")
     p.add_argument("--width", type=int, default=None, help="channels per level (default 128, the LIP backbone)")
     p.add_argument("--search-on", default="observation", choices=["observation", "clean"])
     p.add_argument("--rewind-iter", type=int, default=0, help="rewind to the weights after this many iterations")
     p.add_argument("--keep-input-convs-dense", action="store_true", help="the official code's quirk")
     p.add_argument("--method", default="magnitude", choices=["magnitude", "random"])
     p.add_argument("--baselines", nargs="*", default=[], choices=["random_global", "random_layerwise", "oneshot"])
-    p.add_argument("--workers", type=int, default=None, help="processes for the seeds (default: auto)")
-    p.add_argument("--device", default=None, help="cpu or cuda (default: CUDA when available)")
     p.add_argument("--batch-seeds", action=argparse.BooleanOptionalAction, default=None,
                    help="fit the seeds of each round as one batched model (default: on a GPU with several seeds)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_run_options(p, "one IMP chain each; default 1")
+    p.set_defaults(handler=_imp)
+
+    p = sub.add_parser("ticket", help="save one round of an IMP run as a ticket (.safetensors + .json)")
+    p.add_argument("--run", required=True, help="an IMP run folder")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--round", type=int, required=True, help="the level (0: dense)")
+    p.add_argument("--out", required=True, help="the ticket's path without suffix")
     p.add_argument("--debug", action="store_true", help="show the traceback of an error (or LIPKIT_DEBUG=1)")
+    p.set_defaults(handler=_ticket)
+
+    p = sub.add_parser("transfer", help="fit a ticket to another image or task (resumable)")
+    p.add_argument("--ticket", required=True, help="a ticket's path, with or without suffix")
+    add_task_options(p)
+    p.add_argument("--variants", nargs="+", default=["ticket"], choices=["ticket", "random_like", "dense"],
+                   help="the ticket's masks, random masks of its per-layer counts, no masks")
+    p.add_argument("--out", required=True, help="folder of the records (a rerun skips the fits already there)")
+    add_run_options(p, "the fit's z and step noise; default: the ticket's seed")
+    p.set_defaults(handler=_transfer)
     a = ap.parse_args(argv)
     try:
-        return _imp(a)
+        return a.handler(a)
     except user_errors() as err:
         if a.debug or os.environ.get("LIPKIT_DEBUG"):
             raise

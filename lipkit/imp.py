@@ -34,14 +34,16 @@ import torch
 
 import lipkit
 from lipkit.fit import FitDivergedError, FitResult, fit
-from lipkit.lottery import BRANCHES, Trained, start_run
-from lipkit.models import size_problem, skip_net
+from lipkit.device import resolve_device
+from lipkit.lottery import BRANCHES, Trained, how_seeds_run, start_run
+from lipkit.memory import check_fit_memory
+from lipkit.models import skip_net
 from lipkit.operators import Identity
 from lipkit.pruning import METHODS, check_rate, conv_weights_of, input_weight_names, sparsity_report
 from lipkit.seeding import seeded
 from lipkit.store.folder import load_masks, load_tensors, read_json, write_json
 from lipkit.store.paths import ImpFolder
-from lipkit.tasks import Task
+from lipkit.tasks import Task, check_task_fits
 from lipkit.tickets import Ticket
 
 SEARCH_TARGETS = ("observation", "clean")
@@ -295,11 +297,12 @@ def imp(task: Task, *, rounds: int = 16, rate: float = 0.2, seeds: Sequence[int]
         raise ValueError(f"rewind_iteration must be an integer >= 0, got {rewind_iteration!r}")
     if workers is not None and workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
-    net_config = skip_net(**(arch or {})).config
-    arch_args = {k: v for k, v in net_config.items() if k != "arch"}
-    problem = size_problem(len(arch_args["num_channels_down"]), *task.image_size)
-    if problem:  # refused before the run folder is made, so that a corrected command can use it
-        raise ValueError(f"{task.image}: {problem}")
+    net = skip_net(**(arch or {}))
+    arch_args = {k: v for k, v in net.config.items() if k != "arch"}
+    check_task_fits(task, net)  # refused before the run folder is made, so that a corrected command can use it
+    batched, processes = how_seeds_run(len(seeds), device, workers, batch_seeds)
+    check_fit_memory(net, *task.image_size, device=resolve_device(device), what=task.image,
+                     fits_at_once=len(seeds) if batched else processes)
     config = dict(task=task.describe(), arch=arch_args, rounds=rounds, rate=rate, search_on=search_on,
                   rewind_iteration=int(rewind_iteration), keep_input_convs_dense=bool(keep_input_convs_dense),
                   method=method, baselines=baselines)

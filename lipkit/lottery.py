@@ -249,6 +249,19 @@ def seed_job(config: dict, make_trainer, payload, seeds: Sequence[int], run_dir:
     run_seeds(config, trainer, seeds, ImpFolder(run_dir))
 
 
+def how_seeds_run(n_seeds: int, device, workers: int | None, batch_seeds: bool | None) -> tuple[bool, int]:
+    """(batched, worker processes) for ``n_seeds`` seeds: batched by default on a GPU with several
+    seeds; otherwise one process per CPU core (at most one per seed) on a CPU, one on a GPU."""
+    dev = resolve_device(device)
+    if batch_seeds is None:
+        batch_seeds = dev.type != "cpu" and n_seeds > 1
+    if batch_seeds:
+        return True, 1
+    if workers is None:
+        workers = min(n_seeds, os.cpu_count() or 1) if dev.type == "cpu" else 1
+    return False, max(1, min(workers, n_seeds))
+
+
 def start_run(run_dir, config: dict, make_trainer, payload, seeds: Sequence[int], *, device, workers,
               progress: bool, total: int, batch_seeds: bool | None = False, what: str = "an IMP run") -> None:
     """Create or resume the run folder ``run_dir`` for ``config`` and run every seed.
@@ -263,14 +276,10 @@ def start_run(run_dir, config: dict, make_trainer, payload, seeds: Sequence[int]
     with RunLock(run_dir):
         open_config(run_dir, config, extendable=EXTENDABLE, what=what)
         dev = resolve_device(device)
-        if batch_seeds is None:
-            batch_seeds = dev.type != "cpu" and len(seeds) > 1
+        batch_seeds, workers = how_seeds_run(len(seeds), dev, workers, batch_seeds)
         if batch_seeds:
             seed_job(config, make_trainer, payload, list(seeds), str(run_dir), str(dev), None, progress, True)
             return
-        if workers is None:
-            workers = min(len(seeds), os.cpu_count() or 1) if dev.type == "cpu" else 1
-        workers = max(1, min(workers, len(seeds)))
         if workers == 1:
             seed_job(config, make_trainer, payload, list(seeds), str(run_dir), str(dev), None, progress, False)
             return

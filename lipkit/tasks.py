@@ -14,11 +14,13 @@ import torch
 
 from lipkit import data
 from lipkit.metrics import psnr_tensor, psnr_y_tensor
+from lipkit.models.skip import DEFAULT_LEVELS, size_problem
 from lipkit.operators import Denoising, Inpainting, Operator, SuperResolution
 from lipkit.seeding import SCHEME
 from lipkit.settings import FitSettings, task_settings
 
 TASK_KINDS = ("denoise", "sr", "inpaint")
+MIN_SIDE = 2 * 2 ** DEFAULT_LEVELS  # the default skip net's smallest image (64 px)
 
 
 
@@ -34,6 +36,7 @@ class Task:
     settings: FitSettings
     metric_name: str = "rgb"               # "rgb" (PSNR over all channels) or "y" (DIP's SR protocol)
     params: dict = field(default_factory=dict)
+    loaded_size: tuple[int, int] | None = None  # the image's (H, W) before lipkit cropped it (for messages)
 
     @property
     def metric(self):
@@ -60,7 +63,11 @@ def load_cropped(image: str, crop: int | None = None, window: tuple[int, int] | 
 
     ``window`` is the crop's top-left corner; by default the crop is centred.
     """
-    x = data.crop_to_multiple(data.load_image(image, mode=mode), multiple)
+    return _cut(data.load_image(image, mode=mode), crop, window, multiple)
+
+
+def _cut(x: torch.Tensor, crop: int | None, window: tuple[int, int] | None, multiple: int) -> torch.Tensor:
+    x = data.crop_to_multiple(x, multiple)
     if crop:
         x = data.center_crop(x, crop) if window is None else data.crop(x, window[0], window[1], crop)
     return x
@@ -96,7 +103,10 @@ def make_task(kind: str, image: str, *, sigma: float = 25 / 255, factor: int = 4
         if crop and crop % factor:
             raise ValueError(f"the crop ({crop} px) must be a multiple of the super-resolution factor {factor}, "
                              f"e.g. {crop - crop % factor or factor}")
-    clean = load_cropped(image, crop, window, multiple=multiple)
+    loaded = data.load_image(image)
+    if min(loaded.shape[-2:]) < MIN_SIDE:  # before any crop, so that the message gives the real size
+        raise ValueError(size_message(image, tuple(loaded.shape[-2:]), None, DEFAULT_LEVELS))
+    clean = _cut(loaded, crop, window, multiple)
     params: dict = dict(crop=crop, window=list(window) if window else None, seed=seed)
     metric = "rgb"
     if kind == "denoise":
@@ -128,4 +138,23 @@ def make_task(kind: str, image: str, *, sigma: float = 25 / 255, factor: int = 4
     settings = settings or task_settings(kind)
     if iters is not None:
         settings = replace(settings, num_iter=int(iters))
-    return Task(kind, image, clean, op, obs, settings, metric, params)
+    return Task(kind, image, clean, op, obs, settings, metric, params, loaded_size=tuple(loaded.shape[-2:]))
+
+
+def size_message(image: str, loaded: tuple[int, int], used: tuple[int, int] | None, levels: int) -> str:
+    """Why ``image`` (``loaded`` = its real H, W; ``used`` = after lipkit's crops) cannot be fitted."""
+    m = 2 ** levels
+    (h, w), shown = loaded, f"{image} is {loaded[1]}x{loaded[0]} px"
+    if used and tuple(used) != tuple(loaded):
+        shown += f" ({used[1]}x{used[0]} after cropping)"
+    if min(used or loaded) < 2 * m:
+        way_out = "use a larger image" if min(h, w) < 2 * m else "use a larger crop"
+        return f"{shown}, but the skip net with {levels} levels needs at least {2 * m}x{2 * m} px; {way_out}"
+    return f"{shown}; {size_problem(levels, *used)}" if used else shown
+
+
+def check_task_fits(task: Task, net) -> None:
+    """Refuse (``ValueError`` naming the image's real size) a task whose image ``net`` cannot take."""
+    levels = getattr(net, "levels", None)
+    if levels is not None and size_problem(levels, *task.image_size):
+        raise ValueError(size_message(task.image, task.loaded_size or task.image_size, task.image_size, levels))

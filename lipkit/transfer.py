@@ -25,7 +25,8 @@ from typing import Sequence
 
 from lipkit.device import resolve_device
 from lipkit.fit import fit
-from lipkit.parallel import run_jobs
+from lipkit.memory import check_fit_memory
+from lipkit.parallel import default_workers, run_jobs
 from lipkit.pruning import random_like, sparsity_report
 from lipkit.store.cache import RecordCache
 from lipkit.tasks import Task
@@ -59,7 +60,8 @@ class TransferJob:
         """The cache key of everything that determines the result: masks, rewind weights, task,
         variant, seed, architecture (and, through the cache, the code)."""
         # the dense variant does not read the masks: tickets from one θ0 share its dense evaluation
-        tensors = ([] if self.variant == "dense" else list(self.ticket.masks.items())) + list(self.ticket.rewind.items())
+        masks = [] if self.variant == "dense" else list(self.ticket.masks.items())
+        tensors = masks + list(self.ticket.rewind.items())
         return cache.key(dict(task=self.task.describe(), variant=self.variant, seed=self.seed,
                               arch=self.ticket.meta.get("arch")), tensors)
 
@@ -78,6 +80,18 @@ def _masks_for(job: TransferJob) -> dict | None:
     return job.ticket.masks
 
 
+def check_jobs(jobs: Sequence[TransferJob], device, workers: int | None) -> None:
+    """Fail early, before any fitting: a ticket that does not fit its target image, or fits that
+    will not fit in memory (``workers`` of the largest image at once)."""
+    for job in jobs:
+        job.ticket.check_image(*job.task.image_size)
+    if jobs:
+        largest = max(jobs, key=lambda j: j.task.image_size[0] * j.task.image_size[1])
+        at_once = default_workers(len(jobs), device) if workers is None else max(1, min(workers, len(jobs)))
+        check_fit_memory(largest.ticket.build_net(), *largest.task.image_size, device=resolve_device(device),
+                         what=largest.task.image, fits_at_once=at_once)
+
+
 def transfer(ticket: Ticket, task: Task, *, variant: str = "ticket", seed: int | None = None,
              device: str | None = None, progress: bool = True, label: str = "") -> dict:
     """Fit ``ticket`` to ``task`` and return the record (PSNRs in dB, measured sparsity).
@@ -92,6 +106,7 @@ def transfer(ticket: Ticket, task: Task, *, variant: str = "ticket", seed: int |
     ``unpruned_params``, ``layer_density``, ``seconds``.
     """
     job = TransferJob(ticket, task, variant, seed, label)
+    check_jobs([job], device, 1)
     record, _ = _run_job(job, device, progress)
     return record
 
@@ -123,14 +138,14 @@ def transfer_many(jobs: Sequence[TransferJob], *, cache_dir: str | os.PathLike |
     """Run every job (skipping those already in ``cache_dir``); records in the order of ``jobs``.
 
     Each record is cached in ``cache_dir`` under its key (:class:`lipkit.store.cache.RecordCache`)
-    with the best output as PNG (its path under ``image``). On a CPU the jobs run in ``workers`` processes (default: one per
-    core) with one thread each, which on small images is faster than one process with all cores.
+    with the best output as PNG (its path under ``image``). On a CPU the jobs run in ``workers``
+    processes (default: one per core) with one thread each, which on small images is faster than
+    one process with all cores.
     """
     from tqdm.auto import tqdm
 
+    check_jobs(jobs, device, workers)  # before the cache folder is made
     cache = RecordCache(cache_dir) if cache_dir is not None else None
-    for job in jobs:  # fail early, before any fitting, on a ticket that does not fit its target
-        job.ticket.check_image(*job.task.image_size)
     records: list[dict | None] = [None] * len(jobs)
     todo = []
     for i, job in enumerate(jobs):

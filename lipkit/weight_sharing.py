@@ -29,14 +29,15 @@ import torch
 from lipkit.device import resolve_device
 from lipkit.fit import FitResult, fit
 from lipkit.imp import SEARCH_TARGETS, ImpRun
-from lipkit.lottery import Trained, start_run
+from lipkit.lottery import Trained, how_seeds_run, start_run
+from lipkit.memory import check_fit_memory
 from lipkit.models import network_input, per_image_statistics, skip_net
 from lipkit.operators import Identity
 from lipkit.pruning import check_rate, conv_weights_of, input_weight_names, sparsity_report
 from lipkit.seeding import generator as stream_generator
 from lipkit.seeding import seeded
 from lipkit.settings import FitSettings
-from lipkit.tasks import Task
+from lipkit.tasks import Task, check_task_fits
 
 INPUT_MODES = ("shared", "per_image")
 
@@ -206,7 +207,13 @@ def imp_shared(tasks: Sequence[Task], *, input_mode: str = "per_image", rounds: 
     if not seeds:
         raise ValueError("give at least one seed")
     settings = settings or tasks[0].settings
-    arch_args = {k: v for k, v in skip_net(**(arch or {})).config.items() if k != "arch"}
+    net = skip_net(**(arch or {}))
+    arch_args = {k: v for k, v in net.config.items() if k != "arch"}
+    for task in tasks:
+        check_task_fits(task, net)
+    _, processes = how_seeds_run(len(seeds), device, workers, False)  # each fit holds every image's activations
+    check_fit_memory(net, *tasks[0].image_size, device=resolve_device(device), what=f"{len(tasks)} images at once",
+                     fits_at_once=len(tasks) * processes)
     described = [t.describe() for t in tasks]
     shared_task = dict(kind=f"shared_{tasks[0].kind}", image="+".join(t.image for t in tasks),
                        image_size=list(tasks[0].image_size),

@@ -55,6 +55,60 @@ def test_a_bad_image_or_factor_is_refused_before_the_folder_exists(capsys, tmp_p
     assert ImpFolder(out).record(0, 0).exists()
 
 
+@pytest.mark.parametrize("size,match", [((40, 40), "is 40x40 px, but the skip net with 5 levels needs at least 64x64"),
+                                        ((100, 50), "is 100x50 px, but the skip net with 5 levels needs at least")])
+def test_a_small_image_is_refused_with_its_real_size(capsys, tmp_path, size, match):
+    from PIL import Image
+
+    Image.new("RGB", size, (90, 120, 30)).save(tmp_path / "small.png")
+    out = tmp_path / "run"
+    argv = ["imp", *TINY, "--out", str(out), "--image", str(tmp_path / "small.png")]
+    argv.remove("--crop"), argv.remove("64")
+    refused(capsys, argv, match)
+    assert not out.exists()
+
+
+def test_an_image_too_large_for_the_memory_is_refused_with_the_estimate_and_the_way_out(capsys, tmp_path,
+                                                                                          mirror_dir, monkeypatch):
+    monkeypatch.setattr("lipkit.memory.available_bytes", lambda device: 0.6 * 2 ** 30)  # 0.6 GiB free
+    out = tmp_path / "run"
+    argv = ["imp", *TINY, "--out", str(out), "--crop", "512", "--width", "128"]
+    err = refused(capsys, argv, "needs about")
+    assert "has 0.6 GiB available" in err and "--crop 192" in err and "--width (now 128)" in err, err
+    assert not out.exists()
+    # one 128 px fit of width 64 fits (about 0.4 GiB), two side by side do not
+    two = ["imp", *TINY, "--out", str(out), "--crop", "128", "--width", "64", "--seeds", "2", "--workers", "2"]
+    refused(capsys, two, "(2 fits at once)")
+    assert not out.exists()
+
+
+def _ticket(capsys, tmp_path) -> str:
+    assert main(["imp", *TINY, "--out", str(tmp_path / "run"), "--rounds", "1"]) == 0
+    assert main(["ticket", "--run", str(tmp_path / "run"), "--round", "1", "--out", str(tmp_path / "t")]) == 0
+    capsys.readouterr()
+    return str(tmp_path / "t")
+
+
+def test_a_damaged_ticket_is_refused_naming_its_file_and_a_good_one_transfers(capsys, tmp_path, mirror_dir):
+    ticket = _ticket(capsys, tmp_path)
+    out = tmp_path / "transfer"
+    argv = ["transfer", "--ticket", ticket, "--task", "denoise", "--image", "set5/bird", "--crop", "64", "--iters", "2",
+            "--workers", "1", "--quiet", "--out", str(out)]
+    tensors = tmp_path / "t.safetensors"
+    good = tensors.read_bytes()
+    flipped = bytearray(good)
+    flipped[-5] ^= 1
+    tensors.write_bytes(bytes(flipped))
+    refused(capsys, argv, f"{tensors} is damaged")
+    refused(capsys, ["ticket", "--run", str(tmp_path / "run"), "--round", "1", "--out", ticket], "exists")
+    assert not out.exists()
+    tensors.write_bytes(good)
+    assert main(argv) == 0
+    records = json.loads(capsys.readouterr().out)["records"]
+    assert [r["variant"] for r in records] == ["ticket"] and records[0]["seed"] == 0
+    assert records[0]["conv_sparsity"] == pytest.approx(0.2, abs=0.01)
+
+
 def test_a_mask_of_another_size_is_refused_even_when_a_crop_would_fit_it(capsys, tmp_path, mirror_dir):
     from PIL import Image
 

@@ -56,6 +56,9 @@ class SkipNet(Seq):
         return 2 ** self.levels
 
 
+DEFAULT_LEVELS = 5  # the LIP backbone's depth
+
+
 def skip_net(
     num_input_channels: int = 32,
     num_output_channels: int = 3,
