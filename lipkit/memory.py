@@ -62,8 +62,9 @@ def fit_bytes(net, height: int, width: int) -> int:
 
     Saved activations scale with the pixel count; during the backward pass the gradients of the
     largest activations are alive beside them (counted as two of the largest), and the
-    convolutions' own buffers come on top (:data:`TRANSIENT`), as does the process's :data:`RUNTIME`. The parameters are held four times
-    (weights, gradients, Adam's two moments) plus a masked copy.
+    convolutions' own buffers come on top (:data:`TRANSIENT`). The parameters are held four
+    times (weights, gradients, Adam's two moments) plus a masked copy; the process's own memory
+    (:data:`RUNTIME`) is added once.
     """
     pixels, saved, largest = _probe(net)
     scale = height * width / pixels
