@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as `python benchmarks/x.py` from the repository root
     sys.path.insert(0, str(ROOT))
 
-RESULTS = ROOT / "benchmarks" / "results"
+RESULTS = Path(os.environ.get("LIPKIT_BENCHMARK_RESULTS", ROOT / "benchmarks" / "results"))  # scripts/gpu_window.py
 
 
 def smooth_image(size: int):
@@ -89,7 +89,7 @@ def save(name: str, rows: list[dict], extra: dict | None = None) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(dict(machine=machine(), **(extra or {}), rows=rows), indent=1))
-    print(f"wrote {path.relative_to(ROOT)}")
+    print(f"wrote {path}")
     return path
 
 

@@ -103,8 +103,8 @@ class SingleImageTrainer:
 
     def rewind_state(self, seed: int):
         """θ0 from the seed's weight stream, or the dense weights after ``rewind_iteration`` steps."""
-        with seeded(seed, "weights"):
-            net = self.network()  # θ0: built on the CPU
+        with seeded(seed, "weights"), torch.device("cpu"):  # on the CPU whatever the default device: θ0
+            net = self.network()                            # is then the same on every machine
         if self.config["rewind_iteration"] > 0:
             search_op = Identity() if self.search_clean else self.task.operator
             target = self.task.clean if self.search_clean else self.task.observation

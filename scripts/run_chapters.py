@@ -6,8 +6,10 @@
     python scripts/run_chapters.py --only 01_dip_basics       # re-run one chapter, keep the others
     python scripts/run_chapters.py --build                    # then jupyter-book build -> _build/html
     python scripts/run_chapters.py --profile paper --record   # and keep the glued numbers in results/
+    python scripts/run_chapters.py --profile smoke            # the paper path at 2 steps a fit (CI)
 
-Each chapter runs once into _build/stage/book/<chapter>.ipynb. A chapter that fails is removed
+Each chapter runs once into _build/stage/book/<chapter>.ipynb (the smoke profile: _build/stage_smoke/,
+so that it never replaces the copies the site is built from). A chapter that fails is removed
 from the stage and the script exits non-zero, so a half-executed chapter is never published.
 Executed copies record the profile and the source notebook's hash; the tests reuse them.
 """
@@ -34,6 +36,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 BOOK = ROOT / "book"
 STAGE = ROOT / "_build" / "stage"
+SMOKE_STAGE = ROOT / "_build" / "stage_smoke"
 COPY = ["_config.yml", "_toc.yml", "_vendor"]
 
 
@@ -213,11 +216,15 @@ def main() -> None:
     ap.add_argument("--record", action="store_true",
                     help="write the glued numbers to results/<profile>_profile/ (for paper-scale runs)")
     a = ap.parse_args()
-    stage = run(a.profile, a.only, kernel=a.kernel, force=a.force)
+    stage = run(a.profile, a.only, stage=SMOKE_STAGE if a.profile == "smoke" else STAGE, kernel=a.kernel,
+                force=a.force)
     if a.record:
         profile, _ = load_profile(a.profile)
         record(a.only or [nb.stem for nb in chapters()], profile, stage)
     if a.build:
+        if stage == SMOKE_STAGE:
+            raise SystemExit("the smoke profile's pages are not a book (their numbers mean nothing); "
+                             "build another profile")
         build(stage)
 
 

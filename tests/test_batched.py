@@ -140,6 +140,7 @@ def test_bad_arguments_are_refused_clearly():
                   num_iter=1, device="cpu")
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_batched_model_on_the_gpu():
     assert_same_fits(fit_alone(device="cuda"), fit_together("batched", device="cuda"))

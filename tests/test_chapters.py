@@ -3,10 +3,12 @@ and its glued numbers, the ones the text cites, are checked."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
 import pytest
+import yaml
 
 from conftest import ROOT, glued, run_chapters
 
@@ -30,6 +32,37 @@ def executed():
 def test_chapter_runs_with_quick_profile(stem, executed):
     g = glued(executed(stem))
     assert g["profile"] == "quick"
+
+
+@pytest.mark.chapter
+@pytest.mark.parametrize("stem", [nb.stem for nb in run_chapters.chapters()])
+def test_chapter_runs_the_paper_path_with_the_smoke_profile(stem):
+    """The paper profile's structure at 2 steps a fit: whatever fails at paper scale fails here."""
+    source = ROOT / "book" / f"{stem}.ipynb"
+    dest = run_chapters.SMOKE_STAGE / "book" / source.name
+    if not run_chapters.is_current(dest, source, "smoke"):
+        run_chapters.run("smoke", only=[stem], stage=run_chapters.SMOKE_STAGE)
+    assert glued(dest)["profile"] == "smoke"
+
+
+def test_the_smoke_profile_is_the_paper_profile_made_short():
+    profiles = yaml.safe_load((ROOT / "book" / "profiles.yml").read_text())
+    smoke, paper = profiles["smoke"], profiles["paper"]
+    assert set(smoke) == set(paper) == {nb.stem for nb in run_chapters.chapters()}
+    short = {"iters": 2, "rounds": 2, "seeds": 1, "images": 2, "snapshots": 2}  # the most each may be
+    for stem, params in paper.items():
+        assert set(smoke[stem]) == set(params), stem
+        for name, value in params.items():
+            mine = smoke[stem][name]
+            limit = next((v for k, v in short.items() if k in name), None)
+            if name == "profile":
+                assert mine == "smoke"
+            elif isinstance(value, list) and name.endswith("images"):
+                assert set(mine) <= set(value) and 1 <= len(mine) <= 2, (stem, name)
+            elif limit is not None and isinstance(value, int):
+                assert 1 <= mine <= min(limit, value), (stem, name, mine)
+            else:
+                assert mine == value, (stem, name, mine, value)
 
 
 @pytest.mark.chapter
@@ -344,3 +377,12 @@ def test_reproduction_page_numbers(executed):
     stale = [p for p in (ROOT / "results" / "paper_profile").glob("*.json")
              if not is_current(load_record(ROOT / "results", p.stem))]
     assert g["n_stale"] == len(stale)
+    # the ledger section counts what results/paper_profile/ledger holds, for Fig. 2's plan of 5 runs x 25 levels
+    ledger = ROOT / "results" / "paper_profile" / "ledger"
+    held = 0
+    for config in ledger.glob("*/config.json"):
+        seeds = [json.loads(f.read_text())["levels"] for f in config.parent.glob("seed_*/imp.json")]
+        held += min(len(levels) for levels in seeds) if seeds else 0
+    assert g["ledger_target"] == 5 * 25 and g["ledger_levels"] == held
+    assert g["ledger_rows"] == 5 * 5 and 0 <= g["ledger_filled"] <= g["ledger_rows"]
+    assert (g["ledger_filled"] == 0) == (held == 0)

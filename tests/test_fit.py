@@ -240,6 +240,7 @@ def test_channels_last_and_bf16_options_on_the_cpu():
     torch.testing.assert_close(half.output, plain.output, atol=0.05, rtol=0)
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_gpu_path_options():
     x = smooth_image()

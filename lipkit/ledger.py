@@ -1,0 +1,248 @@
+"""The results ledger: paper-scale IMP runs as small committed files, advanced window by window.
+
+A GPU comes to this project for minutes at a time, and paper-scale IMP takes hours. The ledger
+keeps, in the repository, everything a single-image IMP run needs to go on in the next window on
+another machine, and every number it has produced so far with where it was made::
+
+    results/paper_profile/ledger/<run>/config.json          the run's settings (``<run>``: its folder name)
+    results/paper_profile/ledger/<run>/seed_<s>/<method>.json  one job: every level's record, each
+                                                             with its provenance (device, torch,
+                                                             commit, date, run id)
+    results/paper_profile/ledger/<run>/seed_<s>/state.json  θ0's checksum and the masks' layout
+    results/paper_profile/ledger/<run>/seed_<s>/masks.xz    the chain's masks of every level at once
+
+The chain's masks are nested (a pruned weight stays pruned), so one byte per weight, the level at
+which it was pruned (255: never), holds them all; LZMA brings that to well under a byte. θ0 is
+not stored: it is regenerated from the seed on the CPU (:meth:`lipkit.imp.SingleImageTrainer.rewind_state`)
+and checked against the stored checksum, so a restore never continues from other weights.
+
+:func:`export_run` writes a run folder's seeds into the ledger; :func:`restore_run` rebuilds a
+run folder from it, which :func:`lipkit.imp.imp` then resumes like any other. Baselines whose
+masks are random (``random_global``, ``random_layerwise``) regenerate from the seed and the
+chain; ``oneshot`` needs the dense fit's weights, which the ledger does not keep (9 MB a seed).
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import lzma
+import os
+import platform
+import subprocess
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import lipkit
+from lipkit.lottery import run_id
+from lipkit.store.folder import load_masks, load_tensors, read_json, save_masks, save_state, union, write_json
+from lipkit.store.paths import ImpFolder
+
+NEVER = 255  # "pruned at level" of a weight the chain never pruned
+RESTORABLE_BASELINES = ("random_global", "random_layerwise")
+
+
+class LedgerError(ValueError):
+    """A ledger entry that cannot be used as asked; the message names the file and the fix."""
+
+
+def provenance(device) -> dict:
+    """Where a record was made: device name, torch and lipkit versions, commit, UTC date."""
+    device = torch.device(device)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({platform.machine()})"
+    root = Path(lipkit.__file__).resolve().parents[1]
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                                check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True).stdout.strip()
+        commit += "-dirty" if dirty else ""
+    except (OSError, subprocess.CalledProcessError):
+        commit = "unknown"
+    return dict(device=name, torch=torch.__version__, lipkit=lipkit.__version__, commit=commit,
+                date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
+
+
+def state_sha256(state) -> str:
+    """Checksum of a state dict: names, dtypes, shapes and bytes, in name order."""
+    h = hashlib.sha256()
+    for name in sorted(state):
+        t = state[name].detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+# --- masks of every level in one array ------------------------------------------------------------
+def encode_chain(levels: list) -> tuple[bytes, list[str], list[list[int]]]:
+    """Masks of levels 0..L (nested, as IMP makes them) -> (LZMA bytes, names, shapes)."""
+    names = list(levels[0])
+    flat = [torch.cat([m[n].bool().flatten() for n in names]) for m in levels]
+    pruned_at = torch.full(flat[0].shape, NEVER, dtype=torch.uint8)
+    for k in range(1, len(flat)):
+        if bool((flat[k] & ~flat[k - 1]).any()):
+            raise LedgerError(f"the masks of level {k} keep weights that level {k - 1} pruned; not an IMP chain")
+        pruned_at[flat[k - 1] & ~flat[k]] = k
+    if not bool(flat[0].all()):
+        raise LedgerError("level 0 must be dense")
+    shapes = [list(levels[0][n].shape) for n in names]
+    return lzma.compress(pruned_at.numpy().tobytes(), preset=9), names, shapes
+
+
+def decode_chain(blob: bytes, names: list[str], shapes: list[list[int]], level: int):
+    """The float {0,1} masks of ``level`` from :func:`encode_chain`'s bytes."""
+    pruned_at = torch.from_numpy(np.frombuffer(lzma.decompress(blob), dtype=np.uint8).copy())
+    keep = (pruned_at > level).float()
+    out, start = OrderedDict(), 0
+    for name, shape in zip(names, shapes):
+        n = int(np.prod(shape))
+        out[name] = keep[start:start + n].reshape(shape).clone()
+        start += n
+    return out
+
+
+# --- the ledger's files ---------------------------------------------------------------------------
+class LedgerRun:
+    """The ledger entries of one run (folder name ``name``) under ``root``."""
+
+    def __init__(self, root: str | os.PathLike, name: str):
+        self.dir = Path(root) / name
+
+    @property
+    def config(self) -> Path:
+        return self.dir / "config.json"
+
+    def seed_dir(self, seed: int) -> Path:
+        return self.dir / f"seed_{seed}"
+
+    def job(self, seed: int, method: str) -> Path:
+        return self.seed_dir(seed) / f"{method}.json"
+
+    def state(self, seed: int) -> Path:
+        return self.seed_dir(seed) / "state.json"
+
+    def masks(self, seed: int) -> Path:
+        return self.seed_dir(seed) / "masks.xz"
+
+    def seeds(self) -> list[int]:
+        return sorted(int(p.name.split("_")[1]) for p in self.dir.glob("seed_*") if p.is_dir())
+
+    def levels(self, seed: int, method: str = "imp") -> list[dict]:
+        """The job's entries ``{"record", "provenance"}``, by level (baselines start at level 1)."""
+        path = self.job(seed, method)
+        return read_json(path)["levels"] if path.exists() else []
+
+
+def export_run(run_dir: str | os.PathLike, root: str | os.PathLike, *, device="cpu") -> list[Path]:
+    """Write every seed of the single-image IMP run folder ``run_dir`` into the ledger at ``root``.
+
+    Levels already in the ledger keep their provenance (and must equal the folder's records);
+    new ones get this machine's (:func:`provenance`). Returns the files written.
+    """
+    folder = ImpFolder(run_dir)
+    config = read_json(folder.config)
+    if config.get("rewind_iteration", 0) != 0:
+        raise LedgerError("the ledger keeps runs that rewind to θ0 (rewind_iteration 0): a later rewind point "
+                          "cannot be regenerated from the seed")
+    entry = LedgerRun(root, Path(run_dir).name)
+    if entry.config.exists() and run_id(read_json(entry.config)) != run_id(config):
+        raise LedgerError(f"{entry.config} holds another run's settings than {folder.config}; give the run "
+                          "folder another name")
+    entry.dir.mkdir(parents=True, exist_ok=True)
+    merged = dict(config)
+    if entry.config.exists():  # a run extended elsewhere keeps the larger rounds and every baseline
+        old = read_json(entry.config)
+        merged["rounds"] = max(old["rounds"], config["rounds"])
+        merged["baselines"] = union(old["baselines"], config["baselines"])
+    write_json(entry.config, merged)
+    written, here = [entry.config], provenance(device)
+    for seed in folder.seeds():
+        entry.seed_dir(seed).mkdir(exist_ok=True)
+        for method in ["imp", *config["baselines"]]:
+            start = 0 if method == "imp" else 1
+            known = entry.levels(seed, method)
+            levels = []
+            for k in range(start, config["rounds"] + 1):
+                path = folder.record(seed, k, method)
+                if not path.exists():
+                    break
+                record = read_json(path)
+                i = k - start
+                if i < len(known):
+                    if known[i]["record"] != record:
+                        raise LedgerError(f"{path} differs from the ledger's level {k} in {entry.job(seed, method)}; "
+                                          "the ledger never rewrites a recorded number")
+                    levels.append(known[i])
+                else:
+                    levels.append(dict(record=record, provenance=here))
+            levels += known[len(levels):]  # levels the ledger has beyond this folder's
+            if levels:
+                write_json(entry.job(seed, method), dict(run=run_id(config), seed=seed, method=method, levels=levels))
+                written.append(entry.job(seed, method))
+        chain = []
+        while folder.masks(seed, len(chain)).exists():
+            chain.append(load_masks(folder.masks(seed, len(chain))))
+        old_state = read_json(entry.state(seed)) if entry.state(seed).exists() else {}
+        if chain and len(chain) - 1 >= old_state.get("mask_levels", -1):
+            blob, names, shapes = encode_chain(chain)
+            entry.masks(seed).write_bytes(blob)
+            theta0 = state_sha256(load_tensors(folder.rewind(seed)))
+            if old_state and old_state["theta0_sha256"] != theta0:
+                raise LedgerError(f"{folder.rewind(seed)} is not the θ0 that {entry.state(seed)} recorded")
+            write_json(entry.state(seed), dict(theta0_sha256=theta0, mask_levels=len(chain) - 1, names=names,
+                                               shapes=shapes, masks_sha256=hashlib.sha256(blob).hexdigest()))
+            written += [entry.masks(seed), entry.state(seed)]
+    return written
+
+
+def theta0(config: dict, seed: int) -> "OrderedDict[str, torch.Tensor]":
+    """θ0 of ``seed`` for the single-image IMP run ``config``, made as the run made it (on the CPU)."""
+    from lipkit.imp import SingleImageTrainer
+
+    return SingleImageTrainer(config, None, "cpu", False, False).rewind_state(seed)
+
+
+def restore_run(root: str | os.PathLike, name: str, run_dir: str | os.PathLike, make_rewind=theta0) -> list[int]:
+    """Rebuild the run folder ``run_dir`` from the ledger's run ``name``; returns the seeds restored.
+
+    ``make_rewind(config, seed)`` regenerates a seed's θ0 (the state dict); it must match the
+    checksum the ledger recorded, or the restore is refused. ``run_dir`` must be new or empty.
+    """
+    entry = LedgerRun(root, name)
+    if not entry.config.exists():
+        raise LedgerError(f"the ledger has no run {name!r} ({entry.config} is missing)")
+    run_dir = Path(run_dir)
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise LedgerError(f"{run_dir} exists; restore into a new folder (or resume that one)")
+    config = read_json(entry.config)
+    bad = [b for b in config["baselines"] if b not in RESTORABLE_BASELINES]
+    if bad:
+        raise LedgerError(f"{entry.config}: the baselines {bad} need the dense fit's weights, which the ledger "
+                          "does not keep; restore a run without them")
+    folder = ImpFolder(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    seeds = entry.seeds()
+    for seed in seeds:
+        state = read_json(entry.state(seed))
+        blob = entry.masks(seed).read_bytes()
+        if hashlib.sha256(blob).hexdigest() != state["masks_sha256"]:
+            raise LedgerError(f"{entry.masks(seed)} is damaged: its sha256 differs from {entry.state(seed)}'s")
+        theta0 = make_rewind(config, seed)
+        if state_sha256(theta0) != state["theta0_sha256"]:
+            raise LedgerError(f"θ0 of seed {seed} does not regenerate bit-identically here (torch "
+                              f"{torch.__version__}); {entry.state(seed)} recorded another. The run cannot go on "
+                              "from the ledger on this machine")
+        folder.seed_dir(seed).mkdir(parents=True, exist_ok=True)
+        save_state(folder.rewind(seed), theta0)
+        for level in range(state["mask_levels"] + 1):
+            save_masks(folder.masks(seed, level), decode_chain(blob, state["names"], state["shapes"], level))
+        for method in ["imp", *config["baselines"]]:
+            for item in entry.levels(seed, method):
+                record = item["record"]
+                folder.record(seed, record["round"], method).parent.mkdir(exist_ok=True)
+                write_json(folder.record(seed, record["round"], method), record)
+    write_json(folder.config, config)  # last: a folder with a config is a finished restore
+    return seeds

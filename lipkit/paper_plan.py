@@ -1,0 +1,180 @@
+"""The paper-scale plan: which IMP runs the GPU windows advance, in which order, level by level.
+
+The first goal is the LIP paper's Fig. 2 (:data:`lipkit.paper.FIG2`): the dense DIP and its
+tickets up to 99.53 % sparsity (24 rounds at rate 0.2) for baby (denoising), zebra ×4, pepper ×8
+and kate (text inpainting), with the paper profile's settings (whole images, the 128-channel
+net, the paper's iterations, 3 seeds), masks searched on the observation as in chapter 2; then
+the denoising run searched on the clean image, as the official code does. These are the paper
+profile's own runs (:class:`lipkit.experiments.Experiments`, same folder names), so a chapter
+built with that profile finds them done.
+
+:func:`advance` adds one level at a time to the first unfinished run, restoring it from the
+ledger (:mod:`lipkit.ledger`) when this machine does not have it, writing the ledger after every
+level, and stopping before a level that would end after the deadline.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from lipkit.experiments import PAPER_TASKS, Experiments
+from lipkit.imp import ImpRun
+from lipkit.ledger import LedgerRun, export_run, restore_run
+from lipkit.paper import FIG2
+
+FIG2_ROUNDS = 24  # 1 - 0.8^24 = 99.53 %, Fig. 2's sparsest ticket
+
+
+@dataclass
+class PlanItem:
+    """One run of the plan: a paper task (:data:`lipkit.experiments.PAPER_TASKS`) with ``experiments``'
+    settings, trained to ``rounds`` rounds (no baselines: they branch off later)."""
+
+    task: str
+    experiments: Experiments
+    rounds: int = FIG2_ROUNDS
+
+    @property
+    def run_name(self) -> str:
+        spec = {k: v for k, v in PAPER_TASKS[self.task].items() if k not in ("title", "kind", "image")}
+        return self.experiments.run_name(PAPER_TASKS[self.task]["kind"], PAPER_TASKS[self.task]["image"], **spec)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.experiments.runs_root) / self.run_name
+
+    def run_level(self, level: int) -> ImpRun:
+        """Train (or resume) the run up to ``level`` rounds."""
+        return replace(self.experiments, rounds=level, rounds_sr=level).paper_imp(self.task, baselines=[])
+
+
+def fig2_plan(experiments: Experiments, rounds: int = FIG2_ROUNDS) -> list[PlanItem]:
+    """Fig. 2's four runs with ``experiments``' settings, then denoising searched on the clean image."""
+    items = [PlanItem(name, experiments, rounds) for name in FIG2]
+    return items + [PlanItem("denoise", replace(experiments, search_on="clean"), rounds)]
+
+
+def levels_done(run_dir: Path) -> int:
+    """Levels every seed of the run folder has finished (0 when there is no folder)."""
+    if not (run_dir / "config.json").exists():
+        return 0
+    run = ImpRun(run_dir)
+    per_seed = [len([r for r in run.records("imp") if r["seed"] == s]) for s in run.seeds]
+    return min(per_seed) if per_seed else 0
+
+
+def ledger_levels(ledger: Path, name: str) -> int:
+    entry = LedgerRun(ledger, name)
+    seeds = entry.seeds()
+    return min(len(entry.levels(s)) for s in seeds) if seeds else 0
+
+
+def status(plan: list[PlanItem], ledger: Path) -> list[dict]:
+    """Per run of the plan: its name, the levels the ledger holds (all seeds) and the target."""
+    return [dict(task=item.task, search_on=item.experiments.search_on, run=item.run_name,
+                 levels=ledger_levels(ledger, item.run_name), target=item.rounds + 1) for item in plan]
+
+
+def _checkout(item: PlanItem, ledger: Path) -> None:
+    """Make the run folder the ledger's latest state: restore it, or set aside a folder that is behind."""
+    have, kept = levels_done(item.run_dir), ledger_levels(ledger, item.run_name)
+    if kept > have and item.run_dir.exists():
+        item.run_dir.rename(item.run_dir.with_name(f"{item.run_name}.behind-ledger-{int(time.time())}"))
+    if kept > have:
+        restore_run(ledger, item.run_name, item.run_dir)
+
+
+def _guess_seconds(item: PlanItem) -> float:
+    """A first level's time before any was measured: the issue's target of 30 s per 3,000-step
+    round at 512² on one GPU, scaled by steps and pixels, per seed."""
+    ex = item.experiments
+    kind = PAPER_TASKS[item.task]["kind"]
+    pixels = (ex.crop or 512) ** 2
+    return 30.0 * ex.iters(kind) / 3000 * pixels / 512 ** 2 * ex.seeds
+
+
+def advance(plan: list[PlanItem], ledger: Path, deadline: float, *, device="cpu", log=print) -> list[dict]:
+    """Train levels of the plan's runs in order until the deadline (``time.monotonic()``);
+    returns what moved: per run, the levels before and after and the seconds spent."""
+    moved = []
+    for item in plan:
+        _checkout(item, ledger)
+        before = levels_done(item.run_dir)
+        done, spent, last = before, 0.0, None
+        while done < item.rounds + 1:
+            estimate = 1.2 * last if last is not None else _guess_seconds(item)
+            if time.monotonic() + estimate > deadline:
+                log(f"plan: stop before {item.run_name} level {done}: about {estimate:.0f} s, "
+                    f"{max(0.0, deadline - time.monotonic()):.0f} s left")
+                break
+            t0 = time.monotonic()
+            item.run_level(done)
+            export_run(item.run_dir, ledger, device=device)
+            last = time.monotonic() - t0
+            spent += last
+            done = levels_done(item.run_dir)
+            log(f"plan: {item.run_name} level {done - 1} done in {last:.1f} s")
+        if done > before:
+            moved.append(dict(run=item.run_name, task=item.task, search_on=item.experiments.search_on,
+                              levels_before=before, levels_after=done, target=item.rounds + 1,
+                              seconds=round(spent, 1)))
+        if done < item.rounds + 1:
+            break  # the deadline came: later runs wait for the next window
+    return moved
+
+
+# --- what the ledger holds, for the book ------------------------------------------------------------
+def profile_experiments(profiles_yml: str | Path, runs_root: str | Path, profile: str = "paper",
+                        **overrides) -> Experiments:
+    """Chapter 2's experiments of ``profile`` in the book's ``profiles.yml`` (then ``overrides``):
+    the settings, and so the run names, of the plan."""
+    import yaml
+
+    params = yaml.safe_load(Path(profiles_yml).read_text())[profile]["02_single_image_imp"]
+    return Experiments.from_parameters(params, runs_root=runs_root, **{"progress": False, **overrides})
+
+
+def ledger_curve(ledger: Path, name: str, key: str = "best_psnr") -> dict:
+    """Per level the ledger holds for every one of its seeds: mean and std of ``key`` and of the
+    measured sparsity (the layout of :meth:`lipkit.imp.ImpRun.curve`)."""
+    import numpy as np
+
+    entry = LedgerRun(ledger, name)
+    per_seed = [[e["record"] for e in entry.levels(s)] for s in entry.seeds()]
+    levels = min((len(r) for r in per_seed), default=0)
+    rows = [[records[k] for records in per_seed] for k in range(levels)]
+    return dict(round=list(range(levels)),
+                sparsity=[float(np.mean([r["conv_sparsity"] for r in row])) for row in rows],
+                mean=[float(np.mean([r[key] for r in row])) for row in rows],
+                std=[float(np.std([r[key] for r in row])) for row in rows], n=[len(row) for row in rows])
+
+
+def fig2_level(sparsity_percent: float, rate: float = 0.2) -> int:
+    """The IMP level whose nominal sparsity 1 - (1 - rate)^k is the printed one (59 % -> 4)."""
+    import math
+
+    return round(math.log(1 - sparsity_percent / 100) / math.log(1 - rate))
+
+
+def fig2_rows(plan: list[PlanItem], ledger: Path) -> list[dict]:
+    """One row per number printed in Fig. 2, per run of the plan: the published PSNR and the
+    ledger's three PSNRs (means over the seeds that have the level; None before any has it),
+    with where and when they were made."""
+    import numpy as np
+
+    out = []
+    for item in plan:
+        ref, entry = FIG2[item.task], LedgerRun(ledger, item.run_name)
+        targets = [("dense", 0, ref["dense"])] + [(f"{s:g} %", fig2_level(s), v) for s, v in ref["tickets"]]
+        for label, level, published in targets:
+            found = [entry.levels(s)[level] for s in entry.seeds() if len(entry.levels(s)) > level]
+            row = dict(task=item.task, image=ref["image"], search_on=item.experiments.search_on, target=label,
+                       level=level, published=published, n=len(found),
+                       devices=sorted({f["provenance"]["device"] for f in found}),
+                       dates=sorted({f["provenance"]["date"][:10] for f in found}))
+            for key in ("best_psnr", "es_psnr", "final_psnr"):
+                row[key] = float(np.mean([f["record"][key] for f in found])) if found else None
+            out.append(row)
+    return out

@@ -1,0 +1,108 @@
+"""The results ledger: a run exported after some levels, restored elsewhere and resumed, gives
+exactly the records of the run that never stopped; what cannot be continued faithfully is refused."""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+
+import pytest
+import torch
+
+from lipkit.imp import ImpRun, imp
+from lipkit.ledger import LedgerError, LedgerRun, decode_chain, encode_chain, export_run, restore_run
+from lipkit.tasks import make_task
+
+ARCH = dict(num_channels_down=[8] * 5, num_channels_up=[8] * 5)
+
+
+def _imp(task, run_dir, rounds, baselines=("random_global",)):
+    return imp(task, rounds=rounds, rate=0.5, seeds=[0, 1], arch=ARCH, run_dir=run_dir, workers=1,
+               baselines=list(baselines), progress=False)
+
+
+def _numbers(run: ImpRun) -> list[dict]:
+    return sorted(({k: v for k, v in r.items() if k != "seconds"} for r in run.records()),
+                  key=lambda r: (r["method"], r["seed"], r["round"]))
+
+
+def test_masks_of_every_level_are_one_array_and_must_be_nested():
+    g = torch.Generator().manual_seed(0)
+    shapes = {"a": (4, 3, 3, 3), "b": (8, 4, 1, 1)}
+    levels = [OrderedDict((n, torch.ones(s)) for n, s in shapes.items())]
+    for _ in range(3):  # each level drops a random half of the survivors
+        levels.append(OrderedDict((n, m * (torch.rand(m.shape, generator=g) > 0.5)) for n, m in levels[-1].items()))
+    blob, names, dims = encode_chain(levels)
+    for k, masks in enumerate(levels):
+        decoded = decode_chain(blob, names, dims, k)
+        assert all(torch.equal(decoded[n], masks[n]) for n in shapes)
+    levels[2]["a"][0, 0, 0, 0], levels[1]["a"][0, 0, 0, 0] = 1.0, 0.0
+    with pytest.raises(LedgerError, match="level 2 keep weights that level 1 pruned"):
+        encode_chain(levels)
+
+
+def test_a_run_continued_from_the_ledger_equals_the_run_that_never_stopped(tmp_path, mirror_dir):
+    task = make_task("denoise", "set5/baby", crop=64, iters=4)
+    whole = _imp(task, tmp_path / "whole", rounds=3)
+    ledger = tmp_path / "ledger"
+    _imp(task, tmp_path / "first" / "run", rounds=1)  # one window: levels 0-1
+    export_run(tmp_path / "first" / "run", ledger)
+    entry = LedgerRun(ledger, "run")
+    first = entry.levels(0)
+    assert [e["record"]["round"] for e in first] == [0, 1] and first[0]["provenance"]["device"].startswith("CPU")
+    assert restore_run(ledger, "run", tmp_path / "second" / "run") == [0, 1]  # another machine, another folder
+    resumed = _imp(task, tmp_path / "second" / "run", rounds=3)
+    export_run(tmp_path / "second" / "run", ledger)
+    assert _numbers(resumed) == _numbers(whole)
+    assert [e["record"]["round"] for e in entry.levels(1)] == [0, 1, 2, 3]
+    assert entry.levels(0)[:2] == first  # recorded levels keep where they were made
+    assert len(entry.levels(0, "random_global")) == 3
+    weights = sum(m.numel() for m in whole.ticket(0, 0).masks.values())
+    assert entry.masks(0).stat().st_size < 0.5 * weights * 5 / 8  # under half of five bit-packed levels
+
+
+def test_a_restore_refuses_other_weights_a_damaged_file_and_a_used_folder(tmp_path, mirror_dir):
+    task = make_task("denoise", "set5/baby", crop=64, iters=2)
+    _imp(task, tmp_path / "run", rounds=1, baselines=())
+    ledger = tmp_path / "ledger"
+    export_run(tmp_path / "run", ledger)
+    with pytest.raises(LedgerError, match="exists"):
+        restore_run(ledger, "run", tmp_path / "run")
+    entry = LedgerRun(ledger, "run")
+    state = json.loads(entry.state(0).read_text())
+    entry.state(0).write_text(json.dumps(dict(state, theta0_sha256="0" * 64)))
+    with pytest.raises(LedgerError, match="does not regenerate bit-identically"):
+        restore_run(ledger, "run", tmp_path / "a")
+    entry.state(0).write_text(json.dumps(state))
+    entry.masks(0).write_bytes(entry.masks(0).read_bytes()[:-1] + b"\0")
+    with pytest.raises(LedgerError, match="masks.xz is damaged"):
+        restore_run(ledger, "run", tmp_path / "b")
+
+
+# θ0 of seed 0 of the LIP backbone (2.2M weights) as lipkit makes it with torch 2.13 on the CPU: a
+# run goes on from the ledger only where θ0 regenerates to exactly these bytes
+BACKBONE_THETA0_SHA256 = "6a42653fdec92f401356682e86894ab1c73c25fba521cea14b33e94ecfa68242"
+
+
+def _backbone_config() -> dict:
+    from lipkit.models import skip_net
+
+    arch = {k: v for k, v in skip_net().config.items() if k != "arch"}
+    return dict(arch=arch, search_on="observation", keep_input_convs_dense=False, rewind_iteration=0)
+
+
+def test_theta0_regenerates_bit_identically_from_its_seed():
+    from lipkit.ledger import state_sha256, theta0
+
+    assert state_sha256(theta0(_backbone_config(), 0)) == BACKBONE_THETA0_SHA256
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_theta0_is_the_same_when_cuda_is_the_default_device():
+    from lipkit.ledger import state_sha256, theta0
+
+    with torch.device("cuda"):
+        made = theta0(_backbone_config(), 0)
+    assert all(t.device.type == "cpu" for t in made.values())
+    assert state_sha256(made) == BACKBONE_THETA0_SHA256
