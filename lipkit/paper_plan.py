@@ -178,3 +178,34 @@ def fig2_rows(plan: list[PlanItem], ledger: Path) -> list[dict]:
                 row[key] = float(np.mean([f["record"][key] for f in found])) if found else None
             out.append(row)
     return out
+
+
+def fig2_markdown(rows: list[dict], status: list[dict]) -> str:
+    """:func:`fig2_rows` as a Markdown table, then what the ledger still lacks, in plain words."""
+    lines = ["| run | network (IMP level) | published | ledger: oracle / ES-WMV / last | seeds | made on |",
+             "|---|---|---|---|---|---|"]
+    for r in rows:
+        mine = "not yet run" if not r["n"] else f"{r['best_psnr']:.2f} / {r['es_psnr']:.2f} / {r['final_psnr']:.2f}"
+        lines.append(f"| {r['image']}, searched on the {r['search_on']} | {r['target']} (level {r['level']}) | "
+                     f"{r['published']:.2f} | {mine} | {r['n']} | {', '.join(r['devices'] + r['dates']) or '—'} |")
+    missing = [f"- `{s['run']}`: {s['levels']} of {s['target']} levels" for s in status if s["levels"] < s["target"]]
+    lines += ["", "Still missing from the ledger:" if missing else "Every level of the plan is in the ledger.", ""]
+    return "\n".join(lines + missing)
+
+
+def fig2_figure(plan: list[PlanItem], ledger: Path):
+    """Fig. 2's published tickets against the ledger's curve, one panel per run searched on the observation."""
+    import matplotlib.pyplot as plt
+
+    from lipkit.plots import plot_curves
+
+    items = [item for item in plan if item.experiments.search_on == "observation"]
+    fig, axes = plt.subplots(1, len(items), figsize=(4 * len(items), 3.6), squeeze=False)
+    for ax, item in zip(axes[0], items):
+        ref = FIG2[item.task]
+        published = dict(sparsity=[s / 100 for s, _ in ref["tickets"]], mean=[v for _, v in ref["tickets"]],
+                         std=[0.0] * len(ref["tickets"]))
+        plot_curves({"Fig. 2 (published)": published, "ledger": ledger_curve(ledger, item.run_name)},
+                    dense=(ref["dense"], 0.0), title=ref["image"], ax=ax)
+    fig.tight_layout()
+    return fig

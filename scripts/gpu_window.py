@@ -15,7 +15,8 @@ In order, each step skipped when the time left is below its estimate:
    which is written after every level.
 
 Everything to commit lands under ``results/`` (and ``benchmarks/results/``); a record of the
-window (steps, times, what moved) goes to ``results/paper_profile/windows/``. The script stops
+window (steps, times, what moved) goes to ``results/paper_profile/windows/``; ``--pack`` puts every
+file the window wrote into one archive, for a machine whose files do not come back on their own. The script stops
 inside its budget: a step that overruns is stopped, and the plan does not start a level that would
 end after it. A failing step is recorded and the next one runs; the exit code is 1 if any failed.
 """
@@ -28,6 +29,7 @@ import json
 import os
 import subprocess
 import sys
+import tarfile
 import time
 from pathlib import Path
 
@@ -35,14 +37,16 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 RESERVE = 15.0  # seconds kept for writing the ledger and the window's record
+# the files holding CUDA tests (-m cuda); named, because a GPU machine may lack the book's tools
+CUDA_TEST_FILES = ["tests/test_fit.py", "tests/test_batched.py", "tests/test_ledger.py", "tests/test_seeding.py"]
 
 
 def steps(dry_run: bool) -> list[tuple[str, list[str], float, str | None]]:
     """(name, command, estimated seconds, benchmark result file or None) of steps 1 and 2."""
     py = sys.executable
+    tests = [py, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-m", "cuda", *CUDA_TEST_FILES]
     if dry_run:  # the same commands at their --quick sizes on the CPU
-        return [("cuda tests", [py, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-m", "cuda", "--collect-only",
-                                "tests/test_fit.py"], 30, None),
+        return [("cuda tests", tests + ["--collect-only"], 30, None),
                 ("step time", [py, "benchmarks/step_time.py", "--quick", "--name", "step_time_dryrun"], 60,
                  "step_time_dryrun"),
                 ("paper IMP round", [py, "benchmarks/imp_round.py", "--quick", "--name", "imp_round_dryrun"], 60,
@@ -51,7 +55,7 @@ def steps(dry_run: bool) -> list[tuple[str, list[str], float, str | None]]:
     step_time = [py, "benchmarks/step_time.py", "--device", "cuda", "--threads", "0", "--sizes", "256", "512",
                  "--repeats", "1"]
     return [
-        ("cuda tests", [py, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-m", "cuda", "tests"], 60, None),
+        ("cuda tests", tests, 60, None),
         ("step time fp32", step_time + ["--name", "step_time_cuda"], 45, "step_time_cuda"),
         ("step time tf32 channels-last", step_time + ["--options", "channels_last=1,allow_tf32=1", "--name",
                                                       "step_time_cuda_tf32_cl"], 45, "step_time_cuda_tf32_cl"),
@@ -93,12 +97,14 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=None, help="dry run: where the ledger, runs and records go")
     ap.add_argument("--skip", nargs="*", default=[], help="step names to skip (e.g. 'cuda tests')")
     ap.add_argument("--rounds", type=int, default=None, help="the plan's rounds (default: 24, Fig. 2; dry run: 2)")
+    ap.add_argument("--pack", type=Path, default=None,
+                    help="also write every file this window wrote into this .tar.gz (to carry it off the machine)")
     a = ap.parse_args()
     if a.budget < 2 * RESERVE:
         ap.error(f"--budget must be at least {2 * RESERVE:.0f} s")
     if a.dry_run and a.out is None:
         ap.error("--dry-run writes into --out (a folder), never into results/")
-    start = time.monotonic()
+    start, wall_start = time.monotonic(), time.time() - 1
     deadline = start + a.budget - RESERVE
 
     import torch
@@ -156,6 +162,14 @@ def main() -> int:
     path = windows / f"{record['started'].replace(':', '').replace('+0000', 'Z')}.json"
     path.write_text(json.dumps(record, indent=1) + "\n")
     print(f"gpu_window: {record['seconds']:.0f} s of {a.budget:.0f}; wrote {path}")
+    if a.pack:
+        base = a.out.resolve() if a.dry_run else ROOT
+        written = [p for folder in (results, bench) if folder.is_dir() for p in sorted(folder.rglob("*"))
+                   if p.is_file() and p.stat().st_mtime >= wall_start]
+        with tarfile.open(a.pack, "w:gz") as tar:
+            for p in written:
+                tar.add(p, arcname=str(p.relative_to(base)))
+        print(f"gpu_window: packed {len(written)} files into {a.pack} (tar xzf it in the repository's root)")
     for m in record["moved"]:
         print(f"  {m['run']}: levels {m['levels_before']} -> {m['levels_after']} of {m['target']} ({m['seconds']} s)")
     for s in record["plan_status"]:

@@ -11,7 +11,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("run_chapters", ROOT / "scripts" / "run_chapters.py")
 run_chapters = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(run_chapters)
+try:
+    _spec.loader.exec_module(run_chapters)
+except ModuleNotFoundError:  # a machine without the book's tools (a GPU window's): the unit tests still run
+    run_chapters = None
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
 if "LIPKIT_DATA_MIRROR" not in os.environ and SHARED_DATA.is_dir():

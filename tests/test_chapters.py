@@ -196,6 +196,8 @@ def test_chapter2_numbers(executed):
         assert g[f"{t}_imp_max"] >= g[f"{t}_final_max"] and g[f"{t}_imp_max"] >= g[f"{t}_es_max"]
         assert g[f"{t}_dense"] >= g[f"{t}_dense_es"] and g[f"{t}_dense"] >= g[f"{t}_dense_final"]
     assert g["imp_mean_max"] >= g["imp_es_mean_max"] and g["imp_mean_max"] >= g["imp_final_mean_max"]
+    # the paper-scale section counts what the ledger holds for Fig. 2's four runs (25 levels each)
+    assert g["paper_target"] == 4 * 25 and g["paper_levels"] == sum(ledger_levels(name) for name in folders_paper())
 
 
 # --- chapter 6: GAN compressive sensing (lipkit.gan, lipkit.mom) --------------------------------
@@ -338,6 +340,18 @@ def test_chapter5_numbers(executed):
     assert abs(g["inpaint_kate_lip_minus_dd"]) < max(g["inpaint_kate_lip_std"], g["inpaint_kate_dd_std"])
 
 
+def folders_paper() -> list[str]:
+    """The run folders of Fig. 2's four runs in the paper profile (searched on the observation)."""
+    return ["imp_inpaint_dip-kate_kate_mask", "imp_sr4_set14-zebra", "imp_sr8_set14-pepper", "imp_denoise_set5-baby"]
+
+
+def ledger_levels(name: str) -> int:
+    """Levels every seed of the ledger's run ``name`` holds (0 when it has none)."""
+    seeds = [json.loads(f.read_text())["levels"]
+             for f in (ROOT / "results" / "paper_profile" / "ledger" / name).glob("seed_*/imp.json")]
+    return min(len(levels) for levels in seeds) if seeds else 0
+
+
 # --- the reproduction page ---------------------------------------------------------------------
 @pytest.mark.chapter
 def test_reproduction_page_numbers(executed):
@@ -379,10 +393,7 @@ def test_reproduction_page_numbers(executed):
     assert g["n_stale"] == len(stale)
     # the ledger section counts what results/paper_profile/ledger holds, for Fig. 2's plan of 5 runs x 25 levels
     ledger = ROOT / "results" / "paper_profile" / "ledger"
-    held = 0
-    for config in ledger.glob("*/config.json"):
-        seeds = [json.loads(f.read_text())["levels"] for f in config.parent.glob("seed_*/imp.json")]
-        held += min(len(levels) for levels in seeds) if seeds else 0
+    held = sum(ledger_levels(config.parent.name) for config in ledger.glob("*/config.json"))
     assert g["ledger_target"] == 5 * 25 and g["ledger_levels"] == held
     assert g["ledger_rows"] == 5 * 5 and 0 <= g["ledger_filled"] <= g["ledger_rows"]
     assert (g["ledger_filled"] == 0) == (held == 0)

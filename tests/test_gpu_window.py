@@ -7,9 +7,11 @@ import json
 import shutil
 import subprocess
 import sys
+import tarfile
 
 from conftest import ROOT
 
+from lipkit import paper_plan
 from lipkit.ledger import LedgerRun
 
 
@@ -21,7 +23,7 @@ def window(out, *args) -> tuple[int, dict, str]:
 
 
 def test_a_dry_run_window_runs_every_step_and_the_next_one_goes_on_from_the_ledger(tmp_path, mirror_dir):
-    code, first, log = window(tmp_path, "--budget", "600", "--rounds", "1")
+    code, first, log = window(tmp_path, "--budget", "600", "--rounds", "1", "--pack", str(tmp_path / "w.tar.gz"))
     assert code == 0, log
     assert [s["status"] for s in first["steps"]] == ["ok"] * 4, first["steps"]
     assert (tmp_path / "benchmarks" / "step_time_dryrun.json").exists()  # never into the repository's results
@@ -29,7 +31,18 @@ def test_a_dry_run_window_runs_every_step_and_the_next_one_goes_on_from_the_ledg
     assert all(s["levels"] == s["target"] == 2 for s in first["plan_status"])
     ledger = tmp_path / "paper_profile" / "ledger"
     name = first["moved"][0]["run"]
+    with tarfile.open(tmp_path / "w.tar.gz") as tar:  # what a GPU machine hands back: every file it wrote
+        packed = set(tar.getnames())
+    assert f"paper_profile/ledger/{name}/seed_1/imp.json" in packed and "benchmarks/step_time_dryrun.json" in packed
+    assert any(n.startswith("paper_profile/windows/") for n in packed)
     level_1 = LedgerRun(ledger, name).levels(0)[1]
+    # the book reads the ledger: the dense row of each run is filled (2 seeds), the tickets' levels not yet
+    plan = paper_plan.fig2_plan(paper_plan.profile_experiments(ROOT / "book" / "profiles.yml", tmp_path / "runs",
+                                                               crop=64, width=8), rounds=1)
+    rows = paper_plan.fig2_rows(plan, ledger)
+    assert [r["n"] for r in rows if r["level"] == 0] == [2] * 5 and all(r["n"] == 0 for r in rows if r["level"])
+    dense = [e["record"]["best_psnr"] for s in (0, 1) for e in LedgerRun(ledger, name).levels(s)[:1]]
+    assert rows[0]["best_psnr"] == sum(dense) / 2 and rows[0]["devices"][0].startswith("CPU")
     shutil.rmtree(tmp_path / "runs")  # the next window is on another machine: only the ledger travels
     code, second, log = window(tmp_path, "--budget", "600", "--rounds", "2", "--skip", "cuda tests", "step time",
                                "paper IMP round", "precision")

@@ -148,6 +148,7 @@ def test_seeded_restores_the_global_generator():
     assert torch.equal(torch.rand(4), expected)
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_streams_are_distinct_too():
     a = torch.rand(1000, generator=generator(0, "step_noise", device="cuda"), device="cuda")
