@@ -1,0 +1,86 @@
+"""Channel pruning of the skip net: every channel is carried by exactly one group, the masks remove
+what they say, and the compact network computes exactly what the masked one does."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from lipkit.channels import channel_groups, compact, dense_channels, parameter_masks, prune_channels
+from lipkit.models import network_input, skip_net
+from lipkit.pruning import apply_masks
+from lipkit.seeding import seeded
+
+ARCHES = {"lip": dict(num_channels_down=[8] * 5, num_channels_up=[8] * 5),
+          "no skips, no 1x1": dict(num_channels_down=[6, 8, 8], num_channels_up=[8, 6, 8],
+                                   num_channels_skip=[0, 0, 0], need1x1_up=False),
+          "uneven": dict(num_channels_down=[8, 16, 12], num_channels_up=[16, 8, 12], num_channels_skip=[4, 0, 2])}
+
+
+def _net(arch):
+    with seeded(0, "weights"):
+        return skip_net(**ARCHES[arch])
+
+
+def _random_channels(net, density: float, seed: int = 1):
+    g = torch.Generator().manual_seed(seed)
+    out = dense_channels(net)
+    for name, keep in out.items():
+        keep &= torch.rand(len(keep), generator=g) < density
+        keep[torch.randint(len(keep), (1,), generator=g)] = True  # at least one channel a group
+    return out
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_every_channel_is_in_one_group_and_every_input_channel_is_read_by_its_group(arch):
+    net = _net(arch)
+    convs = {n: m for n, m in net.named_modules() if isinstance(m, nn.Conv2d)}
+    produced = [g.producer for g in channel_groups(net)]
+    final = [n for n in convs if convs[n].out_channels == 3]
+    assert sorted(produced + final) == sorted(convs) and len(set(produced)) == len(produced)
+    read = {n: 0 for n in convs}
+    for g in channel_groups(net):
+        for consumer, offset in g.consumers:
+            read[consumer] += g.size
+    for name, m in convs.items():  # all but the convs that read z take every input channel from groups
+        expected = 0 if f"{name}.weight" in [f"{c}.weight" for c in net.input_conv_names] else m.in_channels
+        assert read[name] == expected, name
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_the_compact_net_computes_what_the_masked_net_computes(arch):
+    net = _net(arch)
+    channels = _random_channels(net, 0.5)
+    apply_masks(net, parameter_masks(net, channels))
+    small = compact(net, channels)
+    z = network_input(net, 64, 64, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():  # BatchNorm in train mode, as DIP uses it: batch statistics
+        torch.testing.assert_close(small(z), net(z), atol=1e-5, rtol=1e-4)
+    kept = sum(int(c.sum()) for c in channels.values())
+    assert sum(m.out_channels for m in small.modules() if isinstance(m, nn.Conv2d)) == kept + 3
+    assert sum(p.numel() for p in small.parameters()) < sum(p.numel() for p in net.parameters())
+    # the masked net's zeros are exactly the weights the compact net dropped
+    masks = parameter_masks(net, channels)
+    conv_weights = [n for n in masks if n.endswith(".weight") and n.replace(".weight", "") in
+                    {k for k, m in net.named_modules() if isinstance(m, nn.Conv2d)}]
+    small_convs = {n: m for n, m in small.named_modules() if isinstance(m, nn.Conv2d)}
+    assert sum(int(masks[n].sum()) for n in conv_weights) == sum(m.weight.numel() for m in small_convs.values())
+
+
+def test_pruning_removes_the_rate_of_the_kept_channels_by_score_and_keeps_one_a_group():
+    net = _net("lip")
+    dense = dense_channels(net)
+    total = sum(len(v) for v in dense.values())
+    once = prune_channels(net, dense, 0.5)
+    assert sum(int(v.sum()) for v in once.values()) == total - round(0.5 * total)
+    twice = prune_channels(net, once, 0.9, scope="layer")
+    assert all(int(v.sum()) >= 1 for v in twice.values())
+    assert all((twice[k] <= once[k]).all() for k in once)  # nested, as IMP's levels are
+    # the channels removed are the ones with the smallest mean |w|, except a group's last one
+    modules = dict(net.named_modules())
+    removed = [modules[k].weight[~v].abs().flatten(1).mean(1).max() for k, v in once.items() if (~v).any()]
+    kept = [modules[k].weight[v].abs().flatten(1).mean(1).min() for k, v in once.items() if int(v.sum()) > 1]
+    assert max(removed) <= min(kept)
+    with pytest.raises(ValueError, match="keep at least one"):
+        parameter_masks(net, {k: torch.zeros_like(v) for k, v in dense.items()})
