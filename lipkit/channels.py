@@ -148,24 +148,46 @@ def parameter_masks(net, channels) -> "OrderedDict[str, torch.Tensor]":
     return masks
 
 
-def _scores(net, group: ChannelGroup, score: str) -> torch.Tensor:
-    modules = dict(net.named_modules())
+def _scores(net, group: ChannelGroup, score: str, weights, random: torch.Generator | None) -> torch.Tensor:
+    if score == "random":
+        return torch.rand(group.size, generator=random)
     if score == "bn":  # network slimming: the scale of the BatchNorm that follows the conv
         norm, offset = group.norms[0]
-        return modules[norm].weight.detach()[offset:offset + group.size].abs().cpu()
-    w = modules[group.producer].weight.detach()
-    return w.abs().flatten(1).mean(1).cpu()  # mean |w| of the filter: comparable across fan-ins
+        gamma = weights[f"{norm}.weight"] if weights is not None else dict(net.named_modules())[norm].weight
+        return gamma.detach()[offset:offset + group.size].abs().cpu()
+    w = weights[f"{group.producer}.weight"] if weights is not None else dict(net.named_modules())[group.producer].weight
+    return w.detach().abs().flatten(1).mean(1).cpu()  # mean |w| of the filter: comparable across fan-ins
 
 
-def prune_channels(net, channels, rate: float, *, score: str = "l1", scope: str = "global"):
-    """The next level's channel masks: ``rate`` of the kept channels removed, by ``score`` of
-    ``net``'s trained weights, over all groups (``global``) or in each group (``layer``); every
-    group keeps at least one channel. Returns a new dict."""
-    if score not in SCORES or scope not in SCOPES:
-        raise ValueError(f"score must be one of {SCORES} and scope one of {SCOPES}, got {score!r}, {scope!r}")
+def channels_of(net, masks) -> "OrderedDict[str, torch.Tensor]":
+    """The channel masks that parameter ``masks`` hold: a producer's channel is kept while its
+    filter has a kept weight (a group without a mask is whole)."""
+    out = dense_channels(net)
+    for producer in out:
+        if f"{producer}.weight" in masks:
+            out[producer] = masks[f"{producer}.weight"].flatten(1).bool().any(1).cpu()
+    return out
+
+
+def prune_channels(net, channels, rate: float, *, score: str = "l1", scope: str = "global", weights=None,
+                   seed: int | None = None, key: tuple = ()):
+    """The next level's channel masks: ``rate`` of the kept channels removed, by ``score`` (``"l1"``,
+    ``"bn"`` or ``"random"``, drawn from ``seed``'s ``"pruning"`` stream with ``key``) of ``weights``
+    (name -> tensor; default: ``net``'s own), over all groups (``global``) or in each group
+    (``layer``); every group keeps at least one channel. Returns a new dict."""
+    if score not in SCORES + ("random",) or scope not in SCOPES:
+        raise ValueError(f"score must be one of {SCORES + ('random',)} and scope one of {SCOPES}, "
+                         f"got {score!r}, {scope!r}")
+    random = None
+    if score == "random":
+        from lipkit.seeding import generator
+
+        if seed is None:
+            raise ValueError("random channel pruning needs a seed")
+        random = generator(seed, "pruning", "channels", *key)
     groups = channel_groups(net)
     out = OrderedDict((k, v.clone()) for k, v in channels.items())
-    scored = [(g, _scores(net, g, score)) for g in groups]
+    scored = [(g, _scores(net, g, score, weights, random)) for g in groups]
     if scope == "layer":
         for g, s in scored:
             kept = out[g.producer].nonzero().flatten()

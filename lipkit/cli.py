@@ -75,7 +75,8 @@ def _imp(a: argparse.Namespace) -> int:
     run = imp(task, rounds=a.rounds, rate=a.rate, seeds=_seeds(a, [0]), search_on=a.search_on,
               rewind_iteration=a.rewind_iter, keep_input_convs_dense=a.keep_input_convs_dense,
               method=a.method, arch=arch, baselines=a.baselines, run_dir=a.out,
-              workers=a.workers, device=a.device, batch_seeds=a.batch_seeds, progress=not a.quiet)
+              workers=a.workers, device=a.device, batch_seeds=a.batch_seeds, progress=not a.quiet,
+              structure=a.structure)
     path = run.write_summary()
     curve = run.curve("imp")
     print(json.dumps({"summary": str(path), "sparsity": curve["sparsity"], "best_psnr_mean": curve["mean"],
@@ -164,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rewind-iter", type=int, default=0, help="rewind to the weights after this many iterations")
     p.add_argument("--keep-input-convs-dense", action="store_true", help="the official code's quirk")
     p.add_argument("--method", default="magnitude", choices=["magnitude", "random"])
+    p.add_argument("--structure", default="unstructured", choices=["unstructured", "channel"],
+                   help="prune single weights, or whole channels (--rate is then a fraction of the channels)")
     p.add_argument("--baselines", nargs="*", default=[], choices=["random_global", "random_layerwise", "oneshot"])
     p.add_argument("--batch-seeds", action=argparse.BooleanOptionalAction, default=None,
                    help="fit the seeds of each round as one batched model (default: on a GPU with several seeds)")

@@ -35,7 +35,7 @@ import torch
 import lipkit
 from lipkit.fit import FitDivergedError, FitResult, fit
 from lipkit.device import resolve_device
-from lipkit.lottery import BRANCHES, Trained, how_seeds_run, start_run
+from lipkit.lottery import BRANCHES, STRUCTURES, Trained, how_seeds_run, start_run
 from lipkit.memory import check_fit_memory
 from lipkit.models import skip_net
 from lipkit.operators import Identity
@@ -258,7 +258,7 @@ def imp(task: Task, *, rounds: int = 16, rate: float = 0.2, seeds: Sequence[int]
         search_on: str = "observation", rewind_iteration: int = 0, keep_input_convs_dense: bool = False,
         method: str = "magnitude", arch: dict | None = None, baselines: Iterable[str] = (),
         run_dir: str | os.PathLike, workers: int | None = None, device: str | None = None,
-        batch_seeds: bool | None = None, progress: bool = True) -> ImpRun:
+        batch_seeds: bool | None = None, progress: bool = True, structure: str = "unstructured") -> ImpRun:
     """Run (or resume) single-image IMP on ``task`` into ``run_dir``; returns the :class:`ImpRun`.
 
     Args:
@@ -278,6 +278,9 @@ def imp(task: Task, *, rounds: int = 16, rate: float = 0.2, seeds: Sequence[int]
             (:func:`lipkit.batched.fit_seeds`, ``method="batched"``) in this process. Default:
             on a GPU with several seeds. Results equal separate fits to float tolerance, not
             bit for bit, so a run is best finished the way it was started.
+        structure: "unstructured" (single weights) or "channel" (whole channels, with their
+            BatchNorms and the input channels that read them: :mod:`lipkit.channels`; ``rate`` is
+            then the fraction of the remaining channels, and a ticket compacts to a smaller net).
     """
     if not isinstance(rounds, int) or rounds < 0:
         raise ValueError(f"rounds must be a non-negative integer, got {rounds!r}")
@@ -297,6 +300,11 @@ def imp(task: Task, *, rounds: int = 16, rate: float = 0.2, seeds: Sequence[int]
         raise ValueError(f"rewind_iteration must be an integer >= 0, got {rewind_iteration!r}")
     if workers is not None and workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
+    if structure not in STRUCTURES:
+        raise ValueError(f"structure must be one of {STRUCTURES}, got {structure!r}")
+    if structure == "channel" and (baselines or keep_input_convs_dense):
+        raise ValueError("channel pruning has no branch baselines and no dense input convs yet; its baselines are "
+                         "runs of their own (method='random', a narrower width, the unstructured ticket)")
     net = skip_net(**(arch or {}))
     arch_args = {k: v for k, v in net.config.items() if k != "arch"}
     check_task_fits(task, net)  # refused before the run folder is made, so that a corrected command can use it
@@ -306,6 +314,8 @@ def imp(task: Task, *, rounds: int = 16, rate: float = 0.2, seeds: Sequence[int]
     config = dict(task=task.describe(), arch=arch_args, rounds=rounds, rate=rate, search_on=search_on,
                   rewind_iteration=int(rewind_iteration), keep_input_convs_dense=bool(keep_input_convs_dense),
                   method=method, baselines=baselines)
+    if structure != "unstructured":  # absent otherwise, so that the runs made before keep their id
+        config["structure"] = structure
 
     total = len(seeds) * (rounds + 1 + len(baselines) * rounds)
     start_run(run_dir, config, make_single_image_trainer, task, seeds, device=device, workers=workers,

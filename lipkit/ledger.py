@@ -79,8 +79,10 @@ def state_sha256(state) -> str:
 # --- masks of every level in one array ------------------------------------------------------------
 def encode_chain(levels: list) -> tuple[bytes, list[str], list[list[int]]]:
     """Masks of levels 0..L (nested, as IMP makes them) -> (LZMA bytes, names, shapes)."""
-    names = list(levels[0])
-    flat = [torch.cat([m[n].bool().flatten() for n in names]) for m in levels]
+    names = list(levels[0]) + [n for n in levels[-1] if n not in levels[0]]  # channel runs add BatchNorm masks
+    shapes = {n: m[n].shape for m in levels for n in m}
+    flat = [torch.cat([(m[n].bool() if n in m else torch.ones(shapes[n], dtype=torch.bool)).flatten() for n in names])
+            for m in levels]
     pruned_at = torch.full(flat[0].shape, NEVER, dtype=torch.uint8)
     for k in range(1, len(flat)):
         if bool((flat[k] & ~flat[k - 1]).any()):
@@ -88,8 +90,7 @@ def encode_chain(levels: list) -> tuple[bytes, list[str], list[list[int]]]:
         pruned_at[flat[k - 1] & ~flat[k]] = k
     if not bool(flat[0].all()):
         raise LedgerError("level 0 must be dense")
-    shapes = [list(levels[0][n].shape) for n in names]
-    return lzma.compress(pruned_at.numpy().tobytes(), preset=9), names, shapes
+    return lzma.compress(pruned_at.numpy().tobytes(), preset=9), names, [list(shapes[n]) for n in names]
 
 
 def decode_chain(blob: bytes, names: list[str], shapes: list[list[int]], level: int):

@@ -131,9 +131,21 @@ BRANCHES: dict[str, Callable[[Branch], Masks]] = {
 }
 
 
+STRUCTURES = ("unstructured", "channel")  # what a level removes: single weights, or whole channels
+
+
 def prune_level(weights: Mapping, masks: Mapping, rate: float, *, method: str, keep_dense: Sequence[str],
-                groups, seed: int, level: int) -> Masks:
-    """The next level's masks: ``rate`` of the remaining weights removed, one ranking per group."""
+                groups, seed: int, level: int, structure: str = "unstructured", network=None) -> Masks:
+    """The next level's masks: ``rate`` of the remaining weights removed, one ranking per group;
+    with ``structure="channel"``, ``rate`` of the remaining channels of ``network`` (a skip net),
+    ranked by their filters' mean |w| (or at random), as masks over everything that carries them
+    (:mod:`lipkit.channels`)."""
+    if structure == "channel":
+        from lipkit.channels import channels_of, parameter_masks, prune_channels
+
+        pruned = prune_channels(network, channels_of(network, masks), rate, weights=weights, seed=seed, key=(level,),
+                                score="l1" if method == "magnitude" else "random")
+        return parameter_masks(network, pruned)
     out = OrderedDict()
     for group, part in _by_group(weights, groups):
         key = ("imp", level) if group is None else ("imp", level, group)
@@ -176,7 +188,9 @@ def run_seeds(config: dict, trainer: Trainer, seeds: Sequence[int], folder: ImpF
         if not path.exists():
             save_state(path, trainer.rewind_state(seed))
         rewinds[seed] = load_tensors(path)
-    dense = dense_masks(trainer.network())
+    shapes = trainer.network()
+    dense = dense_masks(shapes)
+    structure = config.get("structure", "unstructured")  # absent in runs made before channel pruning
     for seed in seeds:
         if not folder.masks(seed, 0).exists():
             save_masks(folder.masks(seed, 0), dense)
@@ -209,7 +223,7 @@ def run_seeds(config: dict, trainer: Trainer, seeds: Sequence[int], folder: ImpF
                 save_state(folder.trained(seed, k, main), done.state)
             save_masks(folder.masks(seed, k + 1),
                        prune_level(done.weights, m, rate, method=config["method"], keep_dense=keep_dense,
-                                   groups=trainer.groups, seed=seed, level=k))
+                                   groups=trainer.groups, seed=seed, level=k, structure=structure, network=shapes))
             write_json(folder.record(seed, k, main), done.record)
 
     dense_finals: dict[int, Mapping] = {}

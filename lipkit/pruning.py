@@ -215,21 +215,24 @@ def sparsity_report(net: nn.Module, masks: Mapping[str, torch.Tensor] | None = N
     params = dict(net.named_parameters())
     names = list(prunable_weights(net))
     conv_total = sum(params[n].numel() for n in names)
-    if masks is not None:
-        unknown = set(masks) - set(names)
+    if masks is not None:  # conv weights, and for channel pruning the biases and BatchNorms that go with them
+        unknown = set(masks) - set(params)
         if unknown:
-            raise KeyError(f"masks for {sorted(unknown)} match no conv weight of the network")
+            raise KeyError(f"masks for {sorted(unknown)} match no parameter of the network")
         kept = {n: (masks[n].cpu() != 0) & (params[n].detach().cpu() != 0) if n in masks else params[n].detach().cpu() != 0
                 for n in names}
     else:
         kept = {n: params[n].detach().cpu() != 0 for n in names}
     conv_nonzero = sum(int(k.sum()) for k in kept.values())
     other_nonzero = sum(int((p.detach() != 0).sum()) for n, p in params.items() if n not in kept)
+    others = {n: p for n, p in params.items() if n not in kept}
+    other_kept = sum(int((masks[n] != 0).sum()) if masks is not None and n in masks else p.numel()
+                     for n, p in others.items())
     return {
         "conv_nonzero": conv_nonzero,
         "conv_total": conv_total,
         "conv_sparsity": 1 - conv_nonzero / conv_total,
-        "unpruned_params": conv_nonzero + sum(p.numel() for n, p in params.items() if n not in kept),
+        "unpruned_params": conv_nonzero + other_kept,
         "nonzero_params": conv_nonzero + other_nonzero,
         "total_params": sum(p.numel() for p in params.values()),
         "layer_density": OrderedDict((n, float(k.float().mean())) for n, k in kept.items()),
@@ -237,9 +240,10 @@ def sparsity_report(net: nn.Module, masks: Mapping[str, torch.Tensor] | None = N
 
 
 def mask_sparsity(masks: Mapping[str, torch.Tensor]) -> float:
-    """Fraction of conv weights removed by ``masks``."""
-    total = sum(m.numel() for m in masks.values())
-    return 1 - sum(float(m.sum()) for m in masks.values()) / total
+    """Fraction of conv weights removed by ``masks`` (the 4-D ones: channel masks also hold biases
+    and BatchNorm parameters)."""
+    convs = [m for m in masks.values() if m.dim() == 4] or list(masks.values())
+    return 1 - sum(float(m.sum()) for m in convs) / sum(m.numel() for m in convs)
 
 
 def measured_sparsity(net: nn.Module) -> dict:

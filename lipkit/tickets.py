@@ -63,6 +63,15 @@ class Ticket:
         self.apply(net)
         return net
 
+    def compact(self):
+        """A physically smaller dense skip net with the ticket's rewind weights, computing what the
+        masked network computes (:func:`lipkit.channels.compact`): the channels a channel ticket
+        removed are gone. An unstructured ticket has no whole channel removed and keeps its size."""
+        from lipkit.channels import channels_of, compact
+
+        net = self.build_net()
+        return compact(net, channels_of(net, self.masks))
+
     def apply(self, net) -> "OrderedDict[str, torch.Tensor]":
         """Rewind ``net`` to the ticket's weights (checked first); returns the masks for :func:`lipkit.fit.fit`."""
         self.check_network(net)

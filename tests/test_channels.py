@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from lipkit.channels import channel_groups, compact, dense_channels, parameter_masks, prune_channels
+from lipkit.channels import channel_groups, channels_of, compact, dense_channels, parameter_masks, prune_channels
 from lipkit.models import network_input, skip_net
 from lipkit.pruning import apply_masks
 from lipkit.seeding import seeded
@@ -84,3 +84,34 @@ def test_pruning_removes_the_rate_of_the_kept_channels_by_score_and_keeps_one_a_
     assert max(removed) <= min(kept)
     with pytest.raises(ValueError, match="keep at least one"):
         parameter_masks(net, {k: torch.zeros_like(v) for k, v in dense.items()})
+
+
+def test_channel_imp_removes_whole_channels_and_its_tickets_compact_exactly(tmp_path, mirror_dir):
+    from lipkit.imp import imp
+    from lipkit.tasks import make_task
+
+    task = make_task("denoise", "set5/baby", crop=64, iters=3)
+    arch = ARCHES["lip"]
+    run = imp(task, rounds=2, rate=0.3, seeds=[0], arch=arch, run_dir=tmp_path / "run", workers=1, progress=False,
+              structure="channel")
+    assert run.config["structure"] == "channel"
+    ticket = run.ticket(0, 2)
+    net = ticket.build_net()  # rewound to θ0, masks applied
+    channels = channels_of(net, ticket.masks)
+    total = sum(len(c) for c in channels.values())
+    assert sum(int(c.sum()) for c in channels.values()) == total - round(0.3 * total) - round(0.3 * (total - round(0.3 * total)))
+    expected = parameter_masks(net, channels)  # whole channels: the masks are exactly their channels' expansion
+    assert sorted(ticket.masks) == sorted(expected)
+    assert all(torch.equal(ticket.masks[n], expected[n]) for n in expected)
+    assert any(n.endswith(".bias") and not bool(m.all()) for n, m in ticket.masks.items())  # BatchNorm shifts too
+    z = network_input(net, 64, 64, generator=torch.Generator().manual_seed(3))
+    small = ticket.compact()  # the ticket's rewind weights, physically smaller
+    with torch.no_grad():
+        torch.testing.assert_close(small(z), net(z), atol=1e-5, rtol=1e-4)
+    assert sum(p.numel() for p in small.parameters()) == run.records("imp")[2]["unpruned_params"]
+    records = run.records("imp")
+    assert [r["round"] for r in records] == [0, 1, 2]
+    assert records[2]["unpruned_params"] < records[1]["unpruned_params"] < records[0]["unpruned_params"]
+    with pytest.raises(ValueError, match="no branch baselines"):
+        imp(task, rounds=1, seeds=[0], arch=arch, run_dir=tmp_path / "other", structure="channel",
+            baselines=["random_global"])
