@@ -34,6 +34,26 @@ def smooth_image(size: int):
     return torch.stack([xx, yy, texture]).clamp(0, 1)
 
 
+class StepClock:
+    """A ``lipkit.fit`` callback timing the steps after ``warmup`` (``seconds_per_step`` once the
+    fit is done); on a GPU it synchronises before reading the clock."""
+
+    def __init__(self, warmup: int, steps: int, device: str):
+        self.warmup, self.steps, self.device, self.stamps = warmup, steps, device, {}
+
+    def __call__(self, state) -> None:
+        if state.iteration in (self.warmup - 1, self.warmup + self.steps - 1):
+            if self.device.startswith("cuda"):
+                import torch
+
+                torch.cuda.synchronize()
+            self.stamps[state.iteration] = time.perf_counter()
+
+    @property
+    def seconds_per_step(self) -> float:
+        return (self.stamps[self.warmup + self.steps - 1] - self.stamps[self.warmup - 1]) / self.steps
+
+
 def in_fresh_process(fn, *args, threads: int | None = None):
     """``fn(*args)`` in a new spawned process with ``threads`` torch threads; returns its result."""
     with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as pool:

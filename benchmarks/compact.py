@@ -19,7 +19,7 @@ import argparse
 import statistics
 import time
 
-from common import in_fresh_process, save, smooth_image, table
+from common import StepClock, in_fresh_process, save, smooth_image, table
 
 CPU_STEPS = {64: (3, 12), 128: (2, 8), 256: (1, 4), 512: (1, 2)}
 GPU_STEPS = {64: (20, 100), 128: (20, 100), 256: (10, 50), 512: (10, 30)}
@@ -57,8 +57,6 @@ def step_gflop(net, size: int) -> float:
 
 def time_fit(compacted: bool, keep: float, size: int, warmup: int, steps: int, device: str) -> tuple[float, float]:
     """(seconds per step after ``warmup`` steps, seconds of the whole fit) of ``lipkit.fit.fit``."""
-    import torch
-
     from lipkit.fit import fit
     from lipkit.operators import Denoising
 
@@ -66,17 +64,10 @@ def time_fit(compacted: bool, keep: float, size: int, warmup: int, steps: int, d
     net = network(compacted, keep)
     clean = smooth_image(size)
     op = Denoising(25 / 255)
-    stamps = {}
-
-    def clock(state):
-        if state.iteration in (warmup - 1, warmup + steps - 1):
-            if device.startswith("cuda"):
-                torch.cuda.synchronize()
-            stamps[state.iteration] = time.perf_counter()
-
+    clock = StepClock(warmup, steps, device)
     fit(net, op, op.observe(clean, seed=0), settings="denoise", num_iter=warmup + steps, reference=clean,
         device=device, progress=False, callbacks=[clock])
-    return (stamps[warmup + steps - 1] - stamps[warmup - 1]) / steps, time.perf_counter() - start
+    return clock.seconds_per_step, time.perf_counter() - start
 
 
 def main() -> None:

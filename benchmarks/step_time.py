@@ -19,7 +19,7 @@ import argparse
 import statistics
 import time
 
-from common import in_fresh_process, matmul_gflops, save, smooth_image, table
+from common import StepClock, in_fresh_process, matmul_gflops, save, smooth_image, table
 
 # timed steps per size on a CPU (warm-up steps first): few at large sizes, where one step takes seconds
 CPU_STEPS = {64: (3, 12), 128: (2, 6), 256: (1, 3), 512: (1, 2)}
@@ -43,24 +43,15 @@ def problem(size: int, seed: int = 0):
 
 def time_lipkit(size: int, warmup: int, steps: int, device: str, options: dict) -> float:
     """Seconds per step of ``lipkit.fit.fit`` after ``warmup`` steps (timed by a callback)."""
-    import torch
-
     from lipkit.fit import fit
 
     net, z, op, noisy, clean = problem(size)
-    stamps = {}
-
-    def clock(state):
-        if state.iteration in (warmup - 1, warmup + steps - 1):
-            if device.startswith("cuda"):
-                torch.cuda.synchronize()
-            stamps[state.iteration] = time.perf_counter()
-
+    clock = StepClock(warmup, steps, device)
     # lipkit's fast configuration: the fused Adam is opt-in because it rounds differently (lipkit.fit.make_adam)
     options = {"fused_adam": True, **options}
     fit(net, op, noisy, settings="denoise", num_iter=warmup + steps, net_input=z, reference=clean, device=device,
         progress=False, callbacks=[clock], **options)
-    return (stamps[warmup + steps - 1] - stamps[warmup - 1]) / steps
+    return clock.seconds_per_step
 
 
 def time_baseline(size: int, warmup: int, steps: int, device: str) -> float:

@@ -46,11 +46,12 @@ class ChannelGroup:
 
 
 def _conv(seq) -> nn.Conv2d:
-    """The Conv2d of DIP's ``conv`` block (padding, conv[, downsampler])."""
-    if len(seq) > 2:
+    """The Conv2d of DIP's ``conv`` block ([padding,] conv[, downsampler])."""
+    convs = [m for m in seq if isinstance(m, nn.Conv2d)]
+    if len(convs) != 1 or not isinstance(seq[-1], nn.Conv2d):
         raise ValueError("channel pruning needs strided downsampling (downsample_mode='stride'); this net "
                          "has a separate downsampling layer")
-    return seq[1]
+    return convs[0]
 
 
 def channel_groups(net) -> list[ChannelGroup]:
@@ -156,7 +157,8 @@ def _scores(net, group: ChannelGroup, score: str, weights, random: torch.Generat
         gamma = weights[f"{norm}.weight"] if weights is not None else dict(net.named_modules())[norm].weight
         return gamma.detach()[offset:offset + group.size].abs().cpu()
     w = weights[f"{group.producer}.weight"] if weights is not None else dict(net.named_modules())[group.producer].weight
-    return w.detach().abs().flatten(1).mean(1).cpu()  # mean |w| of the filter: comparable across fan-ins
+    w = w.detach().abs().flatten(1).cpu()  # mean |w| over a filter's live weights: comparable across fan-ins,
+    return w.sum(1) / (w != 0).sum(1).clamp(min=1)  # and not lowered by the inputs pruned before
 
 
 def channels_of(net, masks) -> "OrderedDict[str, torch.Tensor]":
@@ -208,7 +210,8 @@ def prune_channels(net, channels, rate: float, *, score: str = "l1", scope: str 
 def compact(net, channels) -> nn.Module:
     """A physically smaller copy of ``net`` without the channels ``channels`` drops, with ``net``'s
     current weights: it computes what ``net`` computes under :func:`parameter_masks` (train-mode
-    BatchNorm included), to float rounding. Its ``config`` records the kept channel counts."""
+    BatchNorm included), to float rounding. Its ``config`` (``arch="skip_compact"``) records the
+    kept channel counts."""
     small = copy.deepcopy(net)
     modules = dict(small.named_modules())
     out_keep: dict[str, torch.Tensor] = {}
@@ -239,7 +242,8 @@ def compact(net, channels) -> nn.Module:
                     new.bias.copy_(m.bias[rows])
             elif isinstance(m, nn.BatchNorm2d) and name in norm_keep:
                 idx = index(m.num_features, norm_keep[name])
-                new = nn.BatchNorm2d(len(idx), eps=m.eps, momentum=m.momentum)
+                new = type(m)(len(idx))  # lipkit's BatchNorm, so that per-image statistics still apply
+                new.eps, new.momentum = m.eps, m.momentum
                 for p in ("weight", "bias", "running_mean", "running_var"):
                     getattr(new, p).copy_(getattr(m, p)[idx])
                 new.num_batches_tracked.copy_(m.num_batches_tracked)
@@ -247,5 +251,6 @@ def compact(net, channels) -> nn.Module:
                 continue
             parent, _, child = name.rpartition(".")
             setattr(modules[parent] if parent else small, child, new.to(m.weight.device))
-    small.config = dict(net.config, kept_channels={k: int(v.sum()) for k, v in out_keep.items()})
+    # not a config skip_net() can build: tickets and checks refuse it rather than build the full widths
+    small.config = dict(net.config, arch="skip_compact", kept_channels={k: int(v.sum()) for k, v in out_keep.items()})
     return small

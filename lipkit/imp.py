@@ -307,6 +307,10 @@ def imp(task: Task, *, rounds: int = 16, rate: float = 0.2, seeds: Sequence[int]
                          "runs of their own (method='random', a narrower width, the unstructured ticket)")
     net = skip_net(**(arch or {}))
     arch_args = {k: v for k, v in net.config.items() if k != "arch"}
+    if structure == "channel":
+        from lipkit.channels import channel_groups
+
+        channel_groups(net)  # an architecture it cannot prune is refused now, not after the dense level
     check_task_fits(task, net)  # refused before the run folder is made, so that a corrected command can use it
     batched, processes = how_seeds_run(len(seeds), device, workers, batch_seeds)
     check_fit_memory(net, *task.image_size, device=resolve_device(device), what=task.image,

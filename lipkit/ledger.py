@@ -57,8 +57,9 @@ def provenance(device) -> dict:
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
                                 check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "lipkit", "scripts",
+                                "benchmarks/*.py", "pyproject.toml", "requirements.txt"],  # the code, not results/
+                               cwd=root, capture_output=True, text=True).stdout.strip()
         commit += "-dirty" if dirty else ""
     except (OSError, subprocess.CalledProcessError):
         commit = "unknown"
@@ -79,6 +80,8 @@ def state_sha256(state) -> str:
 # --- masks of every level in one array ------------------------------------------------------------
 def encode_chain(levels: list) -> tuple[bytes, list[str], list[list[int]]]:
     """Masks of levels 0..L (nested, as IMP makes them) -> (LZMA bytes, names, shapes)."""
+    if len(levels) >= NEVER:
+        raise LedgerError(f"{len(levels)} levels do not fit the ledger's one byte a weight (at most {NEVER - 1})")
     names = list(levels[0]) + [n for n in levels[-1] if n not in levels[0]]  # channel runs add BatchNorm masks
     shapes = {n: m[n].shape for m in levels for n in m}
     flat = [torch.cat([(m[n].bool() if n in m else torch.ones(shapes[n], dtype=torch.bool)).flatten() for n in names])
@@ -152,51 +155,58 @@ def export_run(run_dir: str | os.PathLike, root: str | os.PathLike, *, device="c
     if entry.config.exists() and run_id(read_json(entry.config)) != run_id(config):
         raise LedgerError(f"{entry.config} holds another run's settings than {folder.config}; give the run "
                           "folder another name")
-    entry.dir.mkdir(parents=True, exist_ok=True)
     merged = dict(config)
     if entry.config.exists():  # a run extended elsewhere keeps the larger rounds and every baseline
         old = read_json(entry.config)
         merged["rounds"] = max(old["rounds"], config["rounds"])
         merged["baselines"] = union(old["baselines"], config["baselines"])
-    write_json(entry.config, merged)
-    written, here = [entry.config], provenance(device)
+    here = provenance(device)
+    files: dict[Path, object] = {entry.config: merged}  # everything is checked before anything is written
     for seed in folder.seeds():
-        entry.seed_dir(seed).mkdir(exist_ok=True)
         for method in ["imp", *config["baselines"]]:
-            start = 0 if method == "imp" else 1
-            known = entry.levels(seed, method)
-            levels = []
-            for k in range(start, config["rounds"] + 1):
-                path = folder.record(seed, k, method)
-                if not path.exists():
-                    break
-                record = read_json(path)
-                i = k - start
-                if i < len(known):
-                    if known[i]["record"] != record:
-                        raise LedgerError(f"{path} differs from the ledger's level {k} in {entry.job(seed, method)}; "
-                                          "the ledger never rewrites a recorded number")
-                    levels.append(known[i])
-                else:
-                    levels.append(dict(record=record, provenance=here))
-            levels += known[len(levels):]  # levels the ledger has beyond this folder's
+            levels = _merged_levels(folder, entry, seed, method, config["rounds"], here)
             if levels:
-                write_json(entry.job(seed, method), dict(run=run_id(config), seed=seed, method=method, levels=levels))
-                written.append(entry.job(seed, method))
+                files[entry.job(seed, method)] = dict(run=run_id(config), seed=seed, method=method, levels=levels)
         chain = []
         while folder.masks(seed, len(chain)).exists():
             chain.append(load_masks(folder.masks(seed, len(chain))))
         old_state = read_json(entry.state(seed)) if entry.state(seed).exists() else {}
         if chain and len(chain) - 1 >= old_state.get("mask_levels", -1):
-            blob, names, shapes = encode_chain(chain)
-            entry.masks(seed).write_bytes(blob)
             theta0 = state_sha256(load_tensors(folder.rewind(seed)))
             if old_state and old_state["theta0_sha256"] != theta0:
                 raise LedgerError(f"{folder.rewind(seed)} is not the θ0 that {entry.state(seed)} recorded")
-            write_json(entry.state(seed), dict(theta0_sha256=theta0, mask_levels=len(chain) - 1, names=names,
-                                               shapes=shapes, masks_sha256=hashlib.sha256(blob).hexdigest()))
-            written += [entry.masks(seed), entry.state(seed)]
-    return written
+            blob, names, shapes = encode_chain(chain)
+            files[entry.masks(seed)] = blob
+            files[entry.state(seed)] = dict(theta0_sha256=theta0, mask_levels=len(chain) - 1, names=names,
+                                            shapes=shapes, masks_sha256=hashlib.sha256(blob).hexdigest())
+    for path, content in files.items():  # the masks before the state that names their checksum
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_bytes(content)
+            tmp.replace(path)
+        else:
+            write_json(path, content)
+    return list(files)
+
+
+def _merged_levels(folder: ImpFolder, entry: LedgerRun, seed: int, method: str, rounds: int, here: dict) -> list:
+    """The ledger's levels of one job after this folder's records: known ones kept (and checked), new
+    ones with this machine's provenance."""
+    start, known, levels = (0 if method == "imp" else 1), entry.levels(seed, method), []
+    for k in range(start, rounds + 1):
+        path = folder.record(seed, k, method)
+        if not path.exists():
+            break
+        record, i = read_json(path), k - start
+        if i < len(known):
+            if known[i]["record"] != record:
+                raise LedgerError(f"{path} differs from the ledger's level {k} in {entry.job(seed, method)}; "
+                                  "the ledger never rewrites a recorded number")
+            levels.append(known[i])
+        else:
+            levels.append(dict(record=record, provenance=here))
+    return levels + known[len(levels):]  # levels the ledger has beyond this folder's
 
 
 def theta0(config: dict, seed: int) -> "OrderedDict[str, torch.Tensor]":
@@ -223,21 +233,22 @@ def restore_run(root: str | os.PathLike, name: str, run_dir: str | os.PathLike, 
     if bad:
         raise LedgerError(f"{entry.config}: the baselines {bad} need the dense fit's weights, which the ledger "
                           "does not keep; restore a run without them")
-    folder = ImpFolder(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    seeds = entry.seeds()
-    for seed in seeds:
+    folder, seeds, ready = ImpFolder(run_dir), entry.seeds(), {}
+    for seed in seeds:  # every seed is checked before anything is written
         state = read_json(entry.state(seed))
         blob = entry.masks(seed).read_bytes()
         if hashlib.sha256(blob).hexdigest() != state["masks_sha256"]:
             raise LedgerError(f"{entry.masks(seed)} is damaged: its sha256 differs from {entry.state(seed)}'s")
-        theta0 = make_rewind(config, seed)
-        if state_sha256(theta0) != state["theta0_sha256"]:
+        rewind = make_rewind(config, seed)
+        if state_sha256(rewind) != state["theta0_sha256"]:
             raise LedgerError(f"θ0 of seed {seed} does not regenerate bit-identically here (torch "
                               f"{torch.__version__}); {entry.state(seed)} recorded another. The run cannot go on "
                               "from the ledger on this machine")
+        ready[seed] = (state, blob, rewind)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for seed, (state, blob, rewind) in ready.items():
         folder.seed_dir(seed).mkdir(parents=True, exist_ok=True)
-        save_state(folder.rewind(seed), theta0)
+        save_state(folder.rewind(seed), rewind)
         for level in range(state["mask_levels"] + 1):
             save_masks(folder.masks(seed, level), decode_chain(blob, state["names"], state["shapes"], level))
         for method in ["imp", *config["baselines"]]:

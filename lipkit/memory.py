@@ -66,10 +66,15 @@ def fit_bytes(net, height: int, width: int) -> int:
     times (weights, gradients, Adam's two moments) plus a masked copy; the process's own memory
     (:data:`RUNTIME`) is added once.
     """
+    per_pixel, fixed = _per_pixel_and_fixed(net)
+    return int(per_pixel * height * width + fixed)
+
+
+def _per_pixel_and_fixed(net, images: int = 1) -> tuple[float, float]:
+    """(bytes per pixel, bytes whatever the size) of one fit holding ``images`` images at once."""
     pixels, saved, largest = _probe(net)
-    scale = height * width / pixels
     weights = sum(p.numel() * p.element_size() for p in net.parameters())
-    return int(TRANSIENT * scale * (saved + 2 * largest) + 5 * weights + RUNTIME)
+    return images * TRANSIENT * (saved + 2 * largest) / pixels, 5 * weights + RUNTIME
 
 
 def available_bytes(device) -> int:
@@ -93,16 +98,19 @@ def available_bytes(device) -> int:
     return int(free)
 
 
-def check_fit_memory(net, height: int, width: int, *, device, fits_at_once: int = 1, what: str = "this image") -> int:
+def check_fit_memory(net, height: int, width: int, *, device, fits_at_once: int = 1, images: int = 1,
+                     what: str = "this image") -> int:
     """Refuse (``MemoryError`` naming the estimate and the way out) when ``fits_at_once`` fits of
-    ``net`` on an H×W image will not fit in ``device``'s available memory; returns the estimate."""
-    need = fit_bytes(net, height, width) * fits_at_once
+    ``net``, each holding ``images`` H×W images (weight sharing), will not fit in ``device``'s
+    available memory; returns the estimate. The crop it suggests fits (to the estimate)."""
+    per_pixel, fixed = _per_pixel_and_fixed(net, images)
+    need = int((per_pixel * height * width + fixed) * fits_at_once)
     have = available_bytes(device)
     if need > have:
         at_once = f" ({fits_at_once} fits at once)" if fits_at_once > 1 else ""
         widest = max(getattr(net, "config", {}).get("num_channels_down", [0]) or [0])
         narrower = f" or a smaller --width (now {widest})" if widest else ""
-        side = int((have / need * height * width) ** 0.5) // 32 * 32
+        side = int(max(0.0, (have / fits_at_once - fixed) / per_pixel) ** 0.5) // 32 * 32
         crop = f"--crop {side}" if side >= 64 else "a smaller image"
         raise MemoryError(f"fitting {what} ({width}x{height} px) needs about {need / GIB:.1f} GiB{at_once} but "
                           f"{torch.device(device).type} has {have / GIB:.1f} GiB available; use {crop}{narrower}"

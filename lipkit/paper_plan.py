@@ -78,33 +78,49 @@ def status(plan: list[PlanItem], ledger: Path) -> list[dict]:
 
 
 def _checkout(item: PlanItem, ledger: Path) -> None:
-    """Make the run folder the ledger's latest state: restore it, or set aside a folder that is behind."""
+    """Make the run folder the ledger's latest state: restore it when the folder is missing, behind
+    the ledger or holds other records than the ledger's (set aside, never deleted)."""
     have, kept = levels_done(item.run_dir), ledger_levels(ledger, item.run_name)
-    if kept > have and item.run_dir.exists():
-        item.run_dir.rename(item.run_dir.with_name(f"{item.run_name}.behind-ledger-{int(time.time())}"))
-    if kept > have:
+    if not kept:
+        return
+    entry, differs = LedgerRun(ledger, item.run_name), False
+    if have and kept:
+        run = ImpRun(item.run_dir)
+        mine = {(r["seed"], r["round"]): r for r in run.records("imp")}
+        differs = any(mine.get((s, e["record"]["round"]), e["record"]) != e["record"]
+                      for s in entry.seeds() for e in entry.levels(s)[:have])
+    if kept > have or differs:
+        if item.run_dir.exists():
+            item.run_dir.rename(item.run_dir.with_name(f"{item.run_name}.set-aside-{int(time.time())}"))
         restore_run(ledger, item.run_name, item.run_dir)
 
 
-def _guess_seconds(item: PlanItem) -> float:
-    """A first level's time before any was measured: the issue's target of 30 s per 3,000-step
-    round at 512² on one GPU, scaled by steps and pixels, per seed."""
+def _work(item: PlanItem) -> float:
+    """A level's work in (steps x pixels x seeds x fits), for scaling one measured level to another."""
     ex = item.experiments
-    kind = PAPER_TASKS[item.task]["kind"]
-    pixels = (ex.crop or 512) ** 2
-    return 30.0 * ex.iters(kind) / 3000 * pixels / 512 ** 2 * ex.seeds
+    fits = 2 if ex.search_on == "clean" else 1  # the clean search fits, then evaluates on the observation
+    return ex.iters(PAPER_TASKS[item.task]["kind"]) * (ex.crop or 512) ** 2 * ex.seeds * fits
 
 
-def advance(plan: list[PlanItem], ledger: Path, deadline: float, *, device="cpu", log=print) -> list[dict]:
-    """Train levels of the plan's runs in order until the deadline (``time.monotonic()``);
-    returns what moved: per run, the levels before and after and the seconds spent."""
-    moved = []
+# The first level of a window, before any is measured: the issue's target, 30 s per 3,000-step round
+# at 512² per seed on one GPU. Later levels scale the last measured one by their work.
+GUESS_SECONDS_PER_WORK = 30.0 / (3000 * 512 ** 2)
+
+
+def advance(plan: list[PlanItem], ledger: Path, deadline: float, *, device="cpu", log=print,
+            moved: list | None = None) -> list[dict]:
+    """Train levels of the plan's runs in order until the deadline (``time.monotonic()``); a level
+    whose estimate would end after it is not started (one that overruns its estimate is not
+    stopped). Returns what moved, per run: the levels before and after and the seconds spent;
+    ``moved``, when given, is that list, kept up to date after every level."""
+    moved = [] if moved is None else moved
+    per_work = GUESS_SECONDS_PER_WORK
     for item in plan:
         _checkout(item, ledger)
         before = levels_done(item.run_dir)
-        done, spent, last = before, 0.0, None
+        done, entry = before, None
         while done < item.rounds + 1:
-            estimate = 1.2 * last if last is not None else _guess_seconds(item)
+            estimate = 1.2 * per_work * _work(item)
             if time.monotonic() + estimate > deadline:
                 log(f"plan: stop before {item.run_name} level {done}: about {estimate:.0f} s, "
                     f"{max(0.0, deadline - time.monotonic()):.0f} s left")
@@ -112,14 +128,15 @@ def advance(plan: list[PlanItem], ledger: Path, deadline: float, *, device="cpu"
             t0 = time.monotonic()
             item.run_level(done)
             export_run(item.run_dir, ledger, device=device)
-            last = time.monotonic() - t0
-            spent += last
+            seconds = time.monotonic() - t0
+            per_work = seconds / _work(item)
             done = levels_done(item.run_dir)
-            log(f"plan: {item.run_name} level {done - 1} done in {last:.1f} s")
-        if done > before:
-            moved.append(dict(run=item.run_name, task=item.task, search_on=item.experiments.search_on,
-                              levels_before=before, levels_after=done, target=item.rounds + 1,
-                              seconds=round(spent, 1)))
+            if entry is None:
+                entry = dict(run=item.run_name, task=item.task, search_on=item.experiments.search_on,
+                             levels_before=before, target=item.rounds + 1, seconds=0.0)
+                moved.append(entry)
+            entry.update(levels_after=done, seconds=round(entry["seconds"] + seconds, 1))
+            log(f"plan: {item.run_name} level {done - 1} done in {seconds:.1f} s")
         if done < item.rounds + 1:
             break  # the deadline came: later runs wait for the next window
     return moved

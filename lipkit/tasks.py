@@ -20,7 +20,6 @@ from lipkit.seeding import SCHEME
 from lipkit.settings import FitSettings, task_settings
 
 TASK_KINDS = ("denoise", "sr", "inpaint")
-MIN_SIDE = 2 * 2 ** DEFAULT_LEVELS  # the default skip net's smallest image (64 px)
 
 
 
@@ -104,7 +103,7 @@ def make_task(kind: str, image: str, *, sigma: float = 25 / 255, factor: int = 4
             raise ValueError(f"the crop ({crop} px) must be a multiple of the super-resolution factor {factor}, "
                              f"e.g. {crop - crop % factor or factor}")
     loaded = data.load_image(image)
-    if min(loaded.shape[-2:]) < MIN_SIDE:  # before any crop, so that the message gives the real size
+    if min(loaded.shape[-2:]) < multiple:  # nothing would be left of the crop; the real size, not the cropped one
         raise ValueError(size_message(image, tuple(loaded.shape[-2:]), None, DEFAULT_LEVELS))
     clean = _cut(loaded, crop, window, multiple)
     params: dict = dict(crop=crop, window=list(window) if window else None, seed=seed)

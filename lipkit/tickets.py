@@ -66,9 +66,13 @@ class Ticket:
     def compact(self):
         """A physically smaller dense skip net with the ticket's rewind weights, computing what the
         masked network computes (:func:`lipkit.channels.compact`): the channels a channel ticket
-        removed are gone. An unstructured ticket has no whole channel removed and keeps its size."""
+        removed are gone. Only channel tickets (``structure="channel"``) compact: an unstructured
+        ticket leaves biases and BatchNorms dense, so even a fully pruned filter still feeds its β on."""
         from lipkit.channels import channels_of, compact
 
+        if all(m.dim() == 4 for m in self.masks.values()):
+            raise TicketMismatchError("this ticket is unstructured (its masks hold conv weights only); only a ticket "
+                                      "of channel pruning (imp(..., structure='channel')) compacts")
         net = self.build_net()
         return compact(net, channels_of(net, self.masks))
 

@@ -213,7 +213,7 @@ def imp_shared(tasks: Sequence[Task], *, input_mode: str = "per_image", rounds: 
         check_task_fits(task, net)
     _, processes = how_seeds_run(len(seeds), device, workers, False)  # each fit holds every image's activations
     check_fit_memory(net, *tasks[0].image_size, device=resolve_device(device), what=f"{len(tasks)} images at once",
-                     fits_at_once=len(tasks) * processes)
+                     fits_at_once=processes, images=len(tasks))
     described = [t.describe() for t in tasks]
     shared_task = dict(kind=f"shared_{tasks[0].kind}", image="+".join(t.image for t in tasks),
                        image_size=list(tasks[0].image_size),

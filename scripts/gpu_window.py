@@ -16,9 +16,12 @@ In order, each step skipped when the time left is below its estimate:
 
 Everything to commit lands under ``results/`` (and ``benchmarks/results/``); a record of the
 window (steps, times, what moved) goes to ``results/paper_profile/windows/``; ``--pack`` puts every
-file the window wrote into one archive, for a machine whose files do not come back on their own. The script stops
-inside its budget: a step that overruns is stopped, and the plan does not start a level that would
-end after it. A failing step is recorded and the next one runs; the exit code is 1 if any failed.
+file the window wrote into one archive, for a machine whose files do not come back on their own.
+Budget: a step is stopped (with its worker processes) at three times its estimate or at the
+deadline; the plan does not start a level whose estimate would end after the deadline, but does
+not stop one that overruns it (the first level of a window is estimated from the issue's target,
+later ones from the last measured level), so leave the machine's own limit some slack. A failing
+step is recorded and the next one runs; the exit code is 1 if any failed.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import argparse
 import datetime
 import json
 import os
+import signal
 import subprocess
 import sys
 import tarfile
@@ -135,12 +139,15 @@ def main() -> int:
             status = f"skipped ({left:.0f} s left, needs about {estimate:.0f})"
         else:
             t0 = time.monotonic()
+            proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                    text=True, start_new_session=True)  # its own group: stopped with its workers
             try:
-                done = subprocess.run(command, cwd=ROOT, env=env, timeout=min(left, 3 * estimate),
-                                      capture_output=True, text=True)
-                status = "ok" if done.returncode == 0 else f"failed (exit {done.returncode})"
-                tail = (done.stdout + done.stderr).strip().splitlines()[-3:]
+                output, _ = proc.communicate(timeout=min(left, 3 * estimate))
+                status = "ok" if proc.returncode == 0 else f"failed (exit {proc.returncode})"
+                tail = output.strip().splitlines()[-3:]
             except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.communicate()
                 status, tail = "stopped (over its time)", []
             seconds = time.monotonic() - t0
             failed |= not status.startswith("ok")
@@ -148,12 +155,13 @@ def main() -> int:
         record["steps"].append(dict(name=name, status=status, seconds=round(seconds, 1)))
     plan = paper_plan.fig2_plan(plan_experiments(a.dry_run, results),
                                    rounds=a.rounds or (2 if a.dry_run else paper_plan.FIG2_ROUNDS))
+    record["moved"] = []
     try:
-        record["moved"] = paper_plan.advance(plan, ledger, deadline, device=device,
-                                             log=lambda m: print(f"gpu_window: {m}", flush=True))
+        paper_plan.advance(plan, ledger, deadline, device=device, moved=record["moved"],
+                           log=lambda m: print(f"gpu_window: {m}", flush=True))
     except Exception as err:  # keep what moved (the ledger is written per level) and say what broke
         failed = True
-        record["moved"], record["plan_error"] = [], f"{type(err).__name__}: {err}"
+        record["plan_error"] = f"{type(err).__name__}: {err}"
         print(f"gpu_window: the plan stopped: {record['plan_error']}", file=sys.stderr)
     record["plan_status"] = paper_plan.status(plan, ledger)
     record["seconds"] = round(time.monotonic() - start, 1)

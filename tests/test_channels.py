@@ -11,11 +11,14 @@ from lipkit.channels import channel_groups, channels_of, compact, dense_channels
 from lipkit.models import network_input, skip_net
 from lipkit.pruning import apply_masks
 from lipkit.seeding import seeded
+from lipkit.tickets import TicketMismatchError
 
 ARCHES = {"lip": dict(num_channels_down=[8] * 5, num_channels_up=[8] * 5),
           "no skips, no 1x1": dict(num_channels_down=[6, 8, 8], num_channels_up=[8, 6, 8],
                                    num_channels_skip=[0, 0, 0], need1x1_up=False),
-          "uneven": dict(num_channels_down=[8, 16, 12], num_channels_up=[16, 8, 12], num_channels_skip=[4, 0, 2])}
+          "uneven": dict(num_channels_down=[8, 16, 12], num_channels_up=[16, 8, 12], num_channels_skip=[4, 0, 2]),
+          "zero padding, no sigmoid": dict(num_channels_down=[8] * 3, num_channels_up=[8] * 3, num_channels_skip=[2] * 3,
+                                           pad="zero", need_sigmoid=False)}
 
 
 def _net(arch):
@@ -112,6 +115,10 @@ def test_channel_imp_removes_whole_channels_and_its_tickets_compact_exactly(tmp_
     records = run.records("imp")
     assert [r["round"] for r in records] == [0, 1, 2]
     assert records[2]["unpruned_params"] < records[1]["unpruned_params"] < records[0]["unpruned_params"]
+    assert small.config["arch"] == "skip_compact"  # not buildable as a full-width skip net
+    with pytest.raises(TicketMismatchError, match="unstructured"):
+        imp(task, rounds=1, rate=0.5, seeds=[0], arch=arch, run_dir=tmp_path / "plain", workers=1,
+            progress=False).ticket(0, 1).compact()
     with pytest.raises(ValueError, match="no branch baselines"):
         imp(task, rounds=1, seeds=[0], arch=arch, run_dir=tmp_path / "other", structure="channel",
             baselines=["random_global"])

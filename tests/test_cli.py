@@ -4,6 +4,7 @@ and nothing written, so that the corrected command runs in the same folder."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -55,8 +56,10 @@ def test_a_bad_image_or_factor_is_refused_before_the_folder_exists(capsys, tmp_p
     assert ImpFolder(out).record(0, 0).exists()
 
 
-@pytest.mark.parametrize("size,match", [((40, 40), "is 40x40 px, but the skip net with 5 levels needs at least 64x64"),
-                                        ((100, 50), "is 100x50 px, but the skip net with 5 levels needs at least")])
+@pytest.mark.parametrize("size,match", [
+    ((20, 20), "is 20x20 px, but the skip net with 5 levels needs at least 64x64 px; use a larger image"),
+    ((40, 40), "is 40x40 px (32x32 after cropping), but the skip net with 5 levels needs at least 64x64"),
+    ((100, 50), "is 100x50 px (96x32 after cropping), but the skip net with 5 levels needs at least")])
 def test_a_small_image_is_refused_with_its_real_size(capsys, tmp_path, size, match):
     from PIL import Image
 
@@ -74,7 +77,13 @@ def test_an_image_too_large_for_the_memory_is_refused_with_the_estimate_and_the_
     out = tmp_path / "run"
     argv = ["imp", *TINY, "--out", str(out), "--crop", "512", "--width", "128"]
     err = refused(capsys, argv, "needs about")
-    assert "has 0.6 GiB available" in err and "--crop 192" in err and "--width (now 128)" in err, err
+    assert "has 0.6 GiB available" in err and "--width (now 128)" in err, err
+    side = int(re.search(r"--crop (\d+)", err).group(1))  # the crop it suggests does fit
+    from lipkit.memory import fit_bytes
+    from lipkit.models import skip_net
+
+    assert 64 <= side < 512 and fit_bytes(skip_net(), side, side) <= 0.6 * 2 ** 30 < fit_bytes(skip_net(), side + 32,
+                                                                                              side + 32)
     assert not out.exists()
     # one 128 px fit of width 64 fits (about 0.4 GiB), two side by side do not
     two = ["imp", *TINY, "--out", str(out), "--crop", "128", "--width", "64", "--seeds", "2", "--workers", "2"]

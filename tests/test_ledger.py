@@ -73,6 +73,7 @@ def test_a_restore_refuses_other_weights_a_damaged_file_and_a_used_folder(tmp_pa
     entry.state(0).write_text(json.dumps(dict(state, theta0_sha256="0" * 64)))
     with pytest.raises(LedgerError, match="does not regenerate bit-identically"):
         restore_run(ledger, "run", tmp_path / "a")
+    assert not (tmp_path / "a").exists()  # refused before anything was written: a retry can use the folder
     entry.state(0).write_text(json.dumps(state))
     entry.masks(0).write_bytes(entry.masks(0).read_bytes()[:-1] + b"\0")
     with pytest.raises(LedgerError, match="masks.xz is damaged"):
