@@ -123,12 +123,12 @@ def dense_channels(net) -> "OrderedDict[str, torch.Tensor]":
 def parameter_masks(net, channels) -> "OrderedDict[str, torch.Tensor]":
     """The {0,1} parameter masks that remove the channels ``channels`` drops: conv rows and
     biases, BatchNorm scale and shift, consumers' input columns. Every conv weight has a mask."""
-    modules = dict(net.named_modules())
+    modules, params = dict(net.named_modules()), dict(net.named_parameters())
     masks: "OrderedDict[str, torch.Tensor]" = OrderedDict()
 
     def mask(name: str) -> torch.Tensor:
         if name not in masks:
-            masks[name] = torch.ones_like(dict(net.named_parameters())[name], dtype=torch.float32)
+            masks[name] = torch.ones_like(params[name], dtype=torch.float32)
         return masks[name]
 
     for name, m in net.named_modules():  # every conv weight, in module order, as lipkit's masks have them
@@ -149,14 +149,13 @@ def parameter_masks(net, channels) -> "OrderedDict[str, torch.Tensor]":
     return masks
 
 
-def _scores(net, group: ChannelGroup, score: str, weights, random: torch.Generator | None) -> torch.Tensor:
+def _scores(group: ChannelGroup, score: str, weights, random: torch.Generator | None) -> torch.Tensor:
     if score == "random":
         return torch.rand(group.size, generator=random)
     if score == "bn":  # network slimming: the scale of the BatchNorm that follows the conv
         norm, offset = group.norms[0]
-        gamma = weights[f"{norm}.weight"] if weights is not None else dict(net.named_modules())[norm].weight
-        return gamma.detach()[offset:offset + group.size].abs().cpu()
-    w = weights[f"{group.producer}.weight"] if weights is not None else dict(net.named_modules())[group.producer].weight
+        return weights[f"{norm}.weight"].detach()[offset:offset + group.size].abs().cpu()
+    w = weights[f"{group.producer}.weight"]
     w = w.detach().abs().flatten(1).cpu()  # mean |w| over a filter's live weights: comparable across fan-ins,
     return w.sum(1) / (w != 0).sum(1).clamp(min=1)  # and not lowered by the inputs pruned before
 
@@ -189,7 +188,9 @@ def prune_channels(net, channels, rate: float, *, score: str = "l1", scope: str 
         random = generator(seed, "pruning", "channels", *key)
     groups = channel_groups(net)
     out = OrderedDict((k, v.clone()) for k, v in channels.items())
-    scored = [(g, _scores(net, g, score, weights, random)) for g in groups]
+    if weights is None:
+        weights = dict(net.named_parameters())
+    scored = [(g, _scores(g, score, weights, random)) for g in groups]
     if scope == "layer":
         for g, s in scored:
             kept = out[g.producer].nonzero().flatten()

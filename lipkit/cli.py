@@ -104,13 +104,12 @@ def _ticket(a: argparse.Namespace) -> int:
 
 def _transfer(a: argparse.Namespace) -> int:
     from lipkit.tickets import Ticket
-    from lipkit.transfer import TransferJob, check_jobs, transfer_many
+    from lipkit.transfer import TransferJob, transfer_many
 
     check_options(a)
     ticket = Ticket.load(a.ticket)
     task = _task(a)
     jobs = [TransferJob(ticket, task, variant, seed) for variant in a.variants for seed in _seeds(a, [None])]
-    check_jobs(jobs, a.device, a.workers)
     records = transfer_many(jobs, cache_dir=a.out, workers=a.workers, device=a.device, progress=not a.quiet)
     keys = ("variant", "seed", "conv_sparsity", "best_psnr", "es_psnr", "final_psnr")
     print(json.dumps({"out": a.out, "records": [{k: r[k] for k in keys} for r in records]}, indent=1))
