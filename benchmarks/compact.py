@@ -2,7 +2,7 @@
 channel ticket (``lipkit.channels.compact``), same steps, same machine, side by side.
 
 The ticket keeps ``--keep`` of every layer's channels (ranked by filter magnitude); its FLOPs per
-step (forward + backward, ``torch.utils.flop_counter``) are about keep² of the dense net's. Each
+step (forward + backward, :func:`lipkit.flops.step_flops`) are about keep² of the dense net's. Each
 measurement is a whole ``lipkit.fit.fit`` in a fresh process with 1 or 2 threads; the time per
 step is taken after warm-up steps; whole fits of the quick profile's length (200 steps at 64 px,
 network construction and start-up included) are timed apart.
@@ -41,18 +41,10 @@ def network(compacted: bool, keep: float):
 
 
 def step_gflop(net, size: int) -> float:
-    """Forward + backward GFLOP of one step, counted on the meta device."""
-    import copy
+    """Forward + backward GFLOP of one step (:func:`lipkit.flops.step_flops`, nothing runs)."""
+    from lipkit.flops import step_flops
 
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
-
-    meta = copy.deepcopy(net).to("meta")
-    z = torch.empty(1, net.config["num_input_channels"], size, size, device="meta")
-    with FlopCounterMode(display=False) as counter:
-        out = meta(z)
-        (out ** 2).mean().backward()
-    return counter.get_total_flops() / 1e9
+    return step_flops(net, size, size) / 1e9
 
 
 def time_fit(compacted: bool, keep: float, size: int, warmup: int, steps: int, device: str) -> tuple[float, float]:

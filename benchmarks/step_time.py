@@ -76,18 +76,11 @@ def time_baseline(size: int, warmup: int, steps: int, device: str) -> float:
 
 
 def step_gflop(size: int) -> float:
-    """Forward + backward GFLOP of one step (counted on the meta device, so nothing runs)."""
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
-
+    """Forward + backward GFLOP of one step (:func:`lipkit.flops.step_flops`, nothing runs)."""
+    from lipkit.flops import step_flops
     from lipkit.models import skip_net
 
-    net = skip_net().to("meta")
-    z = torch.empty(1, 32, size, size, device="meta")
-    with FlopCounterMode(display=False) as counter:
-        out = net(z)
-        ((out - torch.zeros_like(out)) ** 2).mean().backward()
-    return counter.get_total_flops() / 1e9
+    return step_flops(skip_net(), size, size) / 1e9
 
 
 def main() -> None:

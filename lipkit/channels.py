@@ -208,6 +208,21 @@ def prune_channels(net, channels, rate: float, *, score: str = "l1", scope: str 
     return out
 
 
+def random_channels_like(channels, *, seed: int, key: tuple = ()) -> "OrderedDict[str, torch.Tensor]":
+    """Random channel masks with exactly as many kept channels per group as ``channels``: random
+    channel pruning at a ticket's layer widths. Drawn from ``seed``'s ``"baseline"`` stream with key
+    ``("random_channels", *key)``."""
+    from lipkit.seeding import generator
+
+    g = generator(seed, "baseline", "random_channels", *key)
+    out = OrderedDict()
+    for producer, keep in channels.items():
+        new = torch.zeros(len(keep), dtype=torch.bool)
+        new[torch.randperm(len(keep), generator=g)[:int(keep.sum())]] = True
+        out[producer] = new
+    return out
+
+
 def compact(net, channels) -> nn.Module:
     """A physically smaller copy of ``net`` without the channels ``channels`` drops, with ``net``'s
     current weights: it computes what ``net`` computes under :func:`parameter_masks` (train-mode

@@ -26,3 +26,20 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
             "pass device=None to pick automatically, or device='cpu'."
         )
     return device
+
+
+def device_name(device: str | torch.device | None = None) -> str:
+    """What a time was measured on, in words: the GPU's name, or the CPU's model and core count
+    (``/proc/cpuinfo`` on Linux, else the architecture)."""
+    import platform
+
+    device = resolve_device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    model = platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), model)
+    except OSError:
+        pass
+    return f"CPU: {model}, {os.cpu_count()} cores"

@@ -8,7 +8,9 @@ unchanged run costs nothing.
 
 >>> ex = Experiments("runs/quick", crop=64, width=32)
 >>> ex.run_name("sr", "set14/zebra", factor=4)
-'imp_sr4_set14-zebra_64px'
+'imp_sr4_set14-zebra_64px_w32'
+>>> ex.run_name("denoise", "set5/baby", structure="channel", rate=0.33)
+'imp_denoise_set5-baby_64px_w32_channel_p33'
 >>> ex.arch["num_channels_down"]
 [32, 32, 32, 32, 32]
 """
@@ -131,27 +133,40 @@ class Experiments:
         return self.task(spec.pop("kind"), spec.pop("image"), **spec)
 
     # --- runs ---------------------------------------------------------------------------------
-    def run_name(self, kind: str, image: str, *, factor: int = 4, mask: str = "bernoulli") -> str:
-        """Folder name of a single-image IMP run under ``runs_root``."""
+    def run_name(self, kind: str, image: str, *, factor: int = 4, mask: str = "bernoulli",
+                 structure: str = "unstructured", rate: float | None = None) -> str:
+        """Folder name of a single-image IMP run under ``runs_root``: the task, then whatever this
+        run's settings change from the paper's (crop, width, channel pruning, rate), so that
+        chapters with different settings never meet in one folder."""
+        rate = self.rate if rate is None else rate
         name = f"imp_{kind}{factor if kind == 'sr' else ''}_{image.replace('/', '-')}"
         if kind == "inpaint":
             name += "_" + ("random" if mask == "bernoulli" else Path(mask).name)
         name += f"_{self.crop}px" if self.crop else ""
+        name += f"_w{self.width}" if self.width != 128 else ""
+        name += "_channel" if structure == "channel" else ""
+        name += f"_p{100 * rate:g}" if rate != 0.2 else ""
         return name + ("_clean_search" if self.search_on == "clean" else "")
 
     def imp(self, kind: str, image: str, *, factor: int = 4, mask: str = "bernoulli",
-            baselines: Iterable[str] | None = None) -> ImpRun:
-        """Single-image IMP of this profile on ``image`` (run or resumed in its folder)."""
+            baselines: Iterable[str] | None = None, structure: str = "unstructured", rate: float | None = None,
+            rounds: int | None = None) -> ImpRun:
+        """Single-image IMP of this profile on ``image`` (run or resumed in its folder); ``structure``,
+        ``rate`` and ``rounds`` replace the profile's (channel pruning has no branch baselines)."""
         task = self.task(kind, image, factor=factor, mask=mask)
-        return imp(task, rounds=self.rounds_for(kind), rate=self.rate, seeds=range(self.seeds), arch=self.arch,
-                   search_on=self.search_on, baselines=self.baselines if baselines is None else baselines,
-                   run_dir=self.runs_root / self.run_name(kind, image, factor=factor, mask=mask),
+        rate = self.rate if rate is None else rate
+        if baselines is None:
+            baselines = self.baselines if structure == "unstructured" else ()
+        return imp(task, rounds=self.rounds_for(kind) if rounds is None else rounds, rate=rate, seeds=range(self.seeds),
+                   arch=self.arch, search_on=self.search_on, baselines=baselines, structure=structure,
+                   run_dir=self.runs_root / self.run_name(kind, image, factor=factor, mask=mask, structure=structure,
+                                                          rate=rate),
                    workers=self.workers, progress=self.progress)
 
-    def paper_imp(self, name: str, baselines: Iterable[str] | None = None) -> ImpRun:
-        """IMP on one of :data:`PAPER_TASKS`."""
+    def paper_imp(self, name: str, baselines: Iterable[str] | None = None, **settings) -> ImpRun:
+        """IMP on one of :data:`PAPER_TASKS` (``settings``: ``structure``, ``rate``, ``rounds`` as in :meth:`imp`)."""
         spec = {k: v for k, v in PAPER_TASKS[name].items() if k != "title"}
-        return self.imp(spec.pop("kind"), spec.pop("image"), baselines=baselines, **spec)
+        return self.imp(spec.pop("kind"), spec.pop("image"), baselines=baselines, **spec, **settings)
 
     def shared_imp(self, images: Sequence[str], input_mode: str, name: str, *, seeds: int, crop: int) -> ImpRun:
         """Weight-sharing IMP (:func:`lipkit.weight_sharing.imp_shared`) for denoising ``images``,

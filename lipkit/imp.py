@@ -150,7 +150,7 @@ class SingleImageTrainer:
                 nets, eval_nets, masks, heads, searches, evaluations):
             extra = dict(search_on=self.config["search_on"]) if main else {}
             record = _record(evaluation, sparsity_report(eval_net, m), **head, **extra,
-                             diverged_retry=retried or retried_eval)
+                             diverged_retry=retried or retried_eval, batched=self.batch and len(seeds) > 1)
             out.append(Trained(record, conv_weights_of(net), images=[evaluation.best_output] if main else []))
         return out
 

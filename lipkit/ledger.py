@@ -28,7 +28,6 @@ import datetime
 import hashlib
 import lzma
 import os
-import platform
 import subprocess
 from collections import OrderedDict
 from pathlib import Path
@@ -37,6 +36,7 @@ import numpy as np
 import torch
 
 import lipkit
+from lipkit.device import device_name
 from lipkit.lottery import run_id
 from lipkit.store.folder import load_masks, load_tensors, read_json, save_masks, save_state, union, write_json
 from lipkit.store.paths import ImpFolder
@@ -51,8 +51,7 @@ class LedgerError(ValueError):
 
 def provenance(device) -> dict:
     """Where a record was made: device name, torch and lipkit versions, commit, UTC date."""
-    device = torch.device(device)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({platform.machine()})"
+    name = device_name(device)
     root = Path(lipkit.__file__).resolve().parents[1]
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,

@@ -254,6 +254,40 @@ def plot_psnr_vs_parameters(series: dict, *, dense: tuple[float, float, float] |
     return fig
 
 
+def plot_time_vs_psnr(rows: Sequence[dict], *, title: str | None = None, ylabel: str = "PSNR (dB)", ax=None):
+    """PSNR against measured seconds per fit, one marker per contender (rows of
+    :func:`lipkit.fast_tickets.summarize` for one task): filled at the best iteration, hollow at
+    the last, error bars one std over seeds; the dashed line joins the Pareto front of the best
+    PSNRs (no contender is both faster and better)."""
+    from lipkit.fast_tickets import pareto_front
+
+    own = ax is None
+    if own:
+        fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    else:
+        fig = ax.figure
+    markers = "*osD^vP"
+    for i, r in enumerate(rows):
+        color = f"C{i}"
+        ax.errorbar([r["seconds"]], [r["best_psnr"]], xerr=[r["seconds_std"]], yerr=[r["best_psnr_std"]],
+                    fmt=markers[i % len(markers)], color=color, ms=9 if i == 0 else 6, label=r["label"])
+        ax.errorbar([r["seconds"]], [r["final_psnr"]], yerr=[r["final_psnr_std"]], fmt=markers[i % len(markers)],
+                    color=color, mfc="none", ms=9 if i == 0 else 6)
+        ax.plot([r["seconds"]] * 2, [r["final_psnr"], r["best_psnr"]], color=color, lw=0.8, alpha=0.5)
+    front = pareto_front([(r["seconds"], r["best_psnr"]) for r in rows])
+    ax.plot([rows[i]["seconds"] for i in front], [rows[i]["best_psnr"] for i in front], "k--", lw=1, alpha=0.6,
+            label="Pareto front (best PSNR)")
+    ax.set_xscale("log")
+    ax.set_xlabel("seconds per fit (measured, whole fit)")
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3, which="both")
+    if own:
+        fig.tight_layout()
+    return fig
+
+
 def plot_heatmap(values, rows: Sequence[str], cols: Sequence[str], *, title: str | None = None,
                  label: str = "dB", fmt: str = "{:+.2f}", ax=None):
     """A rows × cols matrix as a diverging heat map centred on 0, with the value in each cell."""

@@ -63,6 +63,12 @@ class Ticket:
         self.apply(net)
         return net
 
+    @property
+    def structure(self) -> str:
+        """``"channel"`` for a ticket of channel pruning (its masks cover biases and BatchNorms too),
+        else ``"unstructured"`` (conv weights only)."""
+        return "unstructured" if all(m.dim() == 4 for m in self.masks.values()) else "channel"
+
     def compact(self):
         """A physically smaller dense skip net with the ticket's rewind weights, computing what the
         masked network computes (:func:`lipkit.channels.compact`): the channels a channel ticket
@@ -70,7 +76,7 @@ class Ticket:
         ticket leaves biases and BatchNorms dense, so even a fully pruned filter still feeds its β on."""
         from lipkit.channels import channels_of, compact
 
-        if all(m.dim() == 4 for m in self.masks.values()):
+        if self.structure != "channel":
             raise TicketMismatchError("this ticket is unstructured (its masks hold conv weights only); only a ticket "
                                       "of channel pruning (imp(..., structure='channel')) compacts")
         net = self.build_net()

@@ -8,7 +8,8 @@ that the architecture accepts (a multiple of 2^levels, at least 2·2^levels).
 Three variants of the same job give the baselines used throughout the book:
 
 - ``"ticket"``: the ticket's masks;
-- ``"random_like"``: random masks with exactly the ticket's per-layer counts;
+- ``"random_like"``: random masks with exactly the ticket's per-layer counts (for a channel
+  ticket: random whole channels, as many per layer as the ticket keeps);
 - ``"dense"``: no masks, from the same rewind weights (the dense DIP).
 
 With ``seed`` left at the ticket's seed, transferring a ticket to the task it was found on
@@ -76,6 +77,12 @@ def _masks_for(job: TransferJob) -> dict | None:
     if job.variant == "dense":
         return None
     if job.variant == "random_like":
+        if job.ticket.structure == "channel":  # shuffled weights would not be channels (nor mask their BatchNorms)
+            from lipkit.channels import channels_of, parameter_masks, random_channels_like
+
+            net = job.ticket.build_net()
+            return parameter_masks(net, random_channels_like(channels_of(net, job.ticket.masks), seed=job.seed,
+                                                             key=("transfer",)))
         return random_like(job.ticket.masks, seed=job.seed, key=("transfer",))
     return job.ticket.masks
 

@@ -18,10 +18,8 @@ from __future__ import annotations
 
 import argparse
 import ast
-import datetime
 import hashlib
 import json
-import platform
 import re
 import shutil
 import subprocess
@@ -171,14 +169,11 @@ def glued_values(executed: Path) -> dict:
 def record(stems: list[str], profile: str, stage: Path = STAGE, results: Path = ROOT / "results") -> list[Path]:
     """Write the glued numbers of the executed ``stems`` to results/<profile>_profile/<stem>.json,
     with what made them: device, torch, commit, date and the seeding scheme (lipkit.results)."""
-    import torch
-
+    from lipkit.device import default_device
+    from lipkit.ledger import provenance
     from lipkit.seeding import SCHEME
 
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                           capture_output=True, text=True).stdout.strip()
-    device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU ({platform.machine()})"
+    made = provenance(default_device())  # device, torch, commit (dirty: the code changed), UTC date
     written = []
     for stem in stems:
         executed = stage / "book" / f"{stem}.ipynb"
@@ -188,8 +183,8 @@ def record(stems: list[str], profile: str, stage: Path = STAGE, results: Path = 
         out = results / f"{profile}_profile" / f"{stem}.json"
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(dict(
-            chapter=stem, profile=profile, date=datetime.date.today().isoformat(), device=device,
-            torch=torch.__version__, commit=commit + ("-dirty" if dirty else ""), seeding=SCHEME,
+            chapter=stem, profile=profile, date=made["date"][:10], device=made["device"],
+            torch=made["torch"], commit=made["commit"], seeding=SCHEME,
             source_sha256=meta.get("source_sha256"), chapter_seconds=meta.get("seconds"),
             glued=glued_values(executed)), indent=1, ensure_ascii=False) + "\n")
         written.append(out)

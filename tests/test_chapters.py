@@ -180,9 +180,9 @@ def test_chapter2_numbers(executed):
     # the glued means are the run folders' records
     from lipkit.imp import ImpRun
 
-    folders = {"denoise": "imp_denoise_set5-baby_64px", "sr4": "imp_sr4_set14-zebra_64px",
-               "sr8": "imp_sr8_set14-pepper_64px", "inpaint_text": "imp_inpaint_dip-kate_kate_mask_64px",
-               "inpaint_random": "imp_inpaint_dip-kate_random_64px"}
+    folders = {t: f"{stem}_64px_w32_p60" for t, stem in (
+        ("denoise", "imp_denoise_set5-baby"), ("sr4", "imp_sr4_set14-zebra"), ("sr8", "imp_sr8_set14-pepper"),
+        ("inpaint_text", "imp_inpaint_dip-kate_kate_mask"), ("inpaint_random", "imp_inpaint_dip-kate_random"))}
     for t, folder in folders.items():
         run = ImpRun(RUNS / folder, max_round=3)
         assert g[f"{t}_imp_max"] == pytest.approx(run.curve("imp")["mean"][-1])
@@ -254,7 +254,7 @@ def test_chapter3_numbers(executed):
     assert g["pair_gap_max"] == pytest.approx(g["pair_transfer_max"] - g["pair_native_max"], abs=1e-6)
     assert g["pair_mean_gap"] == pytest.approx(sum(g["pair_gaps"]) / len(g["pair_gaps"]), abs=1e-3)
     # the native curve is baby's own IMP run, read from its run folder
-    baby = ImpRun(RUNS / "imp_denoise_set5-baby_64px", max_round=3).curve("imp")
+    baby = ImpRun(RUNS / "imp_denoise_set5-baby_64px_w32_p60", max_round=3).curve("imp")
     assert g["pair_native_max"] == pytest.approx(baby["mean"][-1]) and g["pair_dense"] == pytest.approx(baby["mean"][0])
     # the matrix's wins, from the cached transfer records: F16's sparsest ticket against random masks
     records = [json.loads(p.read_text()) for p in (RUNS / "transfer").glob("*.json")]
@@ -295,7 +295,7 @@ def test_chapter4_numbers(executed):
     from lipkit.pruning import layer_densities, mask_overlap
 
     shared = ImpRun(RUNS / "shared_set5_per_image").ticket(0, 3).masks
-    f16 = ImpRun(RUNS / "imp_denoise_dip-f16_64px").ticket(0, 3).masks
+    f16 = ImpRun(RUNS / "imp_denoise_dip-f16_64px_w32_p60").ticket(0, 3).masks
     assert g["overlap_f16"] == pytest.approx(100 * mask_overlap(shared, f16)["iou"])
     diffs = [abs(a - b) for a, b in zip(layer_densities(shared).values(), layer_densities(f16).values())]
     assert g["density_max_diff"] == pytest.approx(100 * max(diffs))
@@ -313,8 +313,9 @@ def test_chapter5_numbers(executed):
     assert g["n_problems"] == 4
     # the matched parameter counts agree within 10 %
     assert g["worst_size_mismatch_pct"] < 10
-    folders = {"denoise_baby": "imp_denoise_set5-baby_64px", "denoise_f16": "imp_denoise_dip-f16_64px",
-               "sr4_zebra": "imp_sr4_set14-zebra_64px", "inpaint_kate": "imp_inpaint_dip-kate_kate_mask_64px"}
+    folders = {t: f"{stem}_64px_w32_p60" for t, stem in (
+        ("denoise_baby", "imp_denoise_set5-baby"), ("denoise_f16", "imp_denoise_dip-f16"),
+        ("sr4_zebra", "imp_sr4_set14-zebra"), ("inpaint_kate", "imp_inpaint_dip-kate_kate_mask"))}
     dd_records = [json.loads(p.read_text()) for p in (RUNS / "deep_decoder").glob("dd_*.json")]
     for name, folder in folders.items():
         assert abs(g[f"{name}_size_ratio"] - 1) < 0.1
@@ -338,6 +339,61 @@ def test_chapter5_numbers(executed):
         assert g[f"lip_wins_{rule}"] == sum(g[f"{n}_lip_{rule}"] > g[f"{n}_dd_{rule}"] for n in folders)
     # the page says the inpainting comparison is within about a standard deviation
     assert abs(g["inpaint_kate_lip_minus_dd"]) < max(g["inpaint_kate_lip_std"], g["inpaint_kate_dd_std"])
+
+
+@pytest.mark.chapter
+def test_chapter7_numbers(executed, monkeypatch):
+    import numpy as np
+    import yaml
+
+    from lipkit import fast_tickets
+    from lipkit.channels import channels_of
+    from lipkit.experiments import Experiments
+
+    g = glued(executed("07_tickets_that_save_time"))
+    params = yaml.safe_load((ROOT / "book" / "profiles.yml").read_text())["quick"]["07_tickets_that_save_time"]
+    ex = Experiments.from_parameters(params, runs_root=RUNS, progress=False)
+    assert g["n_tasks"] == len(params["tasks"]) == 3 and g["n_seeds"] == 2 and g["channel_rounds"] == 2
+    assert g["export_max_diff"] < 1e-4  # the compacted ticket computes what the masked one does
+    # the chapter's race, rebuilt: every record comes from the cache (nothing is fitted again)
+    monkeypatch.setattr(fast_tickets, "_run", lambda *a: pytest.fail("the chapter's race was not cached"))
+    for name in params["tasks"]:
+        task = ex.paper_task(name)
+        unstructured = ex.paper_imp(name)
+        channel = ex.paper_imp(name, structure="channel", rate=params["channel_rate"], rounds=2)
+        level = unstructured.round_for_parameters(np.mean([r["unpruned_params"] for r in channel.records("imp")
+                                                           if r["round"] == 2]))["round"]
+        jobs = []
+        for seed in (0, 1):
+            ticket = channel.ticket(seed, 2)
+            net = ticket.build_net()
+            kept = channels_of(net, ticket.masks)  # measured: whole channels, with all that carries them
+            assert all(int(ticket.masks[f"{p}.weight"].flatten(1).any(1).sum()) == int(k.sum())
+                       for p, k in kept.items())
+            assert sum(p.numel() for p in ticket.compact().parameters()) == next(
+                r["unpruned_params"] for r in channel.records("imp") if r["seed"] == seed and r["round"] == 2)
+            jobs += fast_tickets.contenders(task, ticket, unstructured.ticket(seed, level), imp_run=unstructured)
+        records = fast_tickets.race(jobs, cache_dir=RUNS / "race", progress=False)
+        assert [r["fitted_by"] for r in records].count("imp") == 4  # dense and unstructured: IMP's own fits
+        by = {c: [r for r in records if r["contender"] == c] for c in fast_tickets.CONTENDERS}
+        assert g[f"{name}_ticket_best"] == pytest.approx(np.mean([r["best_psnr"] for r in by["channel_ticket"]]))
+        assert g[f"{name}_dense_best"] == pytest.approx(np.mean([r["best_psnr"] for r in by["dense"]]))
+        assert g[f"{name}_gap"] == pytest.approx(g[f"{name}_ticket_best"] - g[f"{name}_dense_best"])
+        assert g[f"{name}_speedup"] == pytest.approx(np.mean([r["seconds"] for r in by["dense"]])
+                                                     / np.mean([r["seconds"] for r in by["channel_ticket"]]))
+        flops = {c: rs[0]["gflops"] for c, rs in by.items()}
+        assert g[f"{name}_flops_ratio"] == pytest.approx(flops["dense"] / np.mean(
+            [r["gflops"] for r in by["channel_ticket"]]))
+        assert flops["unstructured"] == flops["dense"] and flops["random_channels"] == flops["channel_ticket"]
+        for other in ("narrow", "deep_decoder"):  # sized to the ticket's FLOPs
+            assert by[other][0]["gflops"] == pytest.approx(by["channel_ticket"][0]["gflops"], rel=0.15)
+        assert g[f"{name}_vs_narrow"] == pytest.approx(g[f"{name}_ticket_best"] - g[f"{name}_narrow_best"])
+    assert g["within_03"] == sum(g[f"{n}_gap"] >= -0.3 for n in params["tasks"])
+    assert g["beats_narrow"] == sum(g[f"{n}_vs_narrow"] > 0 for n in params["tasks"])
+    assert g["min_speedup"] == min(g[f"{n}_speedup"] for n in params["tasks"])
+    met = g["min_flops_ratio"] >= 4 and g["min_speedup"] >= 3 and g["within_03"] >= 2
+    assert g["target_verdict"] == ("meets the target" if met else "does not meet the target")
+    assert g["n_taken"] == 12 and g["n_records"] == 36
 
 
 def folders_paper() -> list[str]:
@@ -371,7 +427,7 @@ def test_reproduction_page_numbers(executed):
     assert g["dip_zebra_published"] == pytest.approx(25.71, abs=0.01)
     assert "dip_kate_published" not in g  # DIP publishes no number for it
     # this build's values are chapter 2's run folders, under the three stopping rules
-    run = ImpRun(RUNS / "imp_denoise_set5-baby_64px", max_round=3)
+    run = ImpRun(RUNS / "imp_denoise_set5-baby_64px_w32_p60", max_round=3)
     for rule in ("best", "es", "final"):
         dense = [r[f"{rule}_psnr"] for r in run.records("imp") if r["round"] == 0]
         assert g[f"fig2_denoise_dense_{rule}"] == pytest.approx(np.mean(dense)) and len(dense) == 2
@@ -381,7 +437,7 @@ def test_reproduction_page_numbers(executed):
     for key in keys:
         assert g[f"{key}_best"] >= g[f"{key}_es"] - 1e-9 and g[f"{key}_best"] >= g[f"{key}_final"] - 1e-9, key
     # the official protocol's search on the clean image ran and was evaluated on the noisy image
-    clean = ImpRun(RUNS / "imp_denoise_set5-baby_64px_clean_search", max_round=3)
+    clean = ImpRun(RUNS / "imp_denoise_set5-baby_64px_w32_p60_clean_search", max_round=3)
     assert clean.config["search_on"] == "clean" and clean.config["task"]["kind"] == "denoise"
     sparsest = [r["best_psnr"] for r in clean.records("imp") if r["round"] == 3]
     assert g["clean_search_max"] == pytest.approx(np.mean(sparsest))
