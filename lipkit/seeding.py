@@ -47,6 +47,7 @@ STREAMS = {
     "weights": "initial network weights θ0 (PyTorch's global generator, inside seeded())",
     "pruning": "random pruning rankings (IMP with method='random', random GAN pruning)",
     "baseline": "baseline masks: random global chains, random masks with a ticket's layer densities",
+    "mask_search": "the relaxation noise of a mask learned at initialization (OES's concrete samples)",
     "gan_finetune": "the seed of one WGAN-GP fine-tuning (a round of generator IMP)",
     "gan_data_order": "the order in which WGAN-GP visits the training images",
     "gan_latents": "latent draws while training a GAN",
