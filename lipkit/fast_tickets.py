@@ -19,9 +19,10 @@ processes with one thread each on a CPU, one after another on a GPU), so every c
 timed under the same conditions, and caches the records like :func:`lipkit.transfer.transfer_many`.
 
 The dense and unstructured contenders are fits IMP has already made (its levels 0 and k, same
-θ0, masks, task and fit seed: the same numbers to the last bit). Given the run's records
-(``fitted``), :func:`race` takes them from there instead of fitting again, when they were
-timed alone (not as one batched model of several seeds, whose seconds are the batch's).
+θ0, masks, task and fit seed: the same numbers to the last bit). Given that run
+(``contenders(..., imp_run=run)``), :func:`race` takes them from its records instead of fitting
+again, when they were timed alone (not as one batched model of several seeds, whose seconds are
+the batch's).
 """
 
 from __future__ import annotations
