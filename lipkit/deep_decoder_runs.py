@@ -19,7 +19,7 @@ from typing import Sequence
 from lipkit.device import resolve_device
 from lipkit.fit import fit
 from lipkit.models import count_parameters, deep_decoder
-from lipkit.parallel import run_jobs
+from lipkit.parallel import run_cached
 from lipkit.seeding import seeded
 from lipkit.settings import PRESETS, FitSettings
 from lipkit.store.cache import RecordCache
@@ -67,31 +67,15 @@ def deep_decoder_runs(task: Task, widths: Sequence[int], *, layers: int = 5, see
     file ``dd_<key>.json``) with its best output as PNG (path under ``image``), and found there on
     the next call with the same task, width, depth, seed, settings and code.
     """
-    from tqdm.auto import tqdm
-
     settings = settings_for(task)
     cache = RecordCache(cache_dir, prefix="dd_") if cache_dir is not None else None
     combos = [(int(k), int(s)) for k in widths for s in seeds]
-    records: list[dict | None] = [None] * len(combos)
-    todo = []
-    for i, (k, s) in enumerate(combos):
-        key = None
-        if cache is not None:
-            key = cache.key(dict(task=task.describe(), k=k, layers=layers, seed=s, settings=asdict(settings)))
-            records[i] = cache.get(key)
-        if records[i] is None:
-            todo.append((i, key))
-    bar = tqdm(total=len(todo), desc="deep decoders", disable=not progress or not todo)
+    keys = [cache.key(dict(task=task.describe(), k=k, layers=layers, seed=s, settings=asdict(settings)))
+            if cache is not None else None for k, s in combos]
     dev = str(resolve_device(device))
-    jobs = [(task, combos[i][0]) for i, _ in todo]
-    kwargs = [dict(layers=layers, seed=combos[i][1], settings=settings, device=dev) for i, _ in todo]
-    for j, (record, best) in run_jobs(_fit_job, [(t, k, kw) for (t, k), kw in zip(jobs, kwargs)], workers=workers,
-                                      device=dev):
-        i, key = todo[j]
-        records[i] = cache.put(key, record, best) if cache is not None else record
-        bar.update()
-    bar.close()
-    return records
+    jobs = [(task, k, dict(layers=layers, seed=s, settings=settings, device=dev)) for k, s in combos]
+    return run_cached(_fit_job, jobs, keys, cache, workers=workers, device=dev, desc="deep decoders",
+                      progress=progress)
 
 
 def _fit_job(task: Task, k: int, kwargs: dict):

@@ -39,7 +39,7 @@ import torch
 from lipkit.device import resolve_device
 from lipkit.flops import step_flops
 from lipkit.memory import check_fit_memory
-from lipkit.parallel import default_workers, run_jobs
+from lipkit.parallel import default_workers, run_cached
 from lipkit.store.cache import RecordCache
 from lipkit.tasks import Task
 from lipkit.tickets import Ticket
@@ -239,8 +239,6 @@ def race(jobs: Sequence[SpeedJob], *, cache_dir: str | os.PathLike | None = None
     ``final_psnr`` (dB), ``best_iteration``, ``es_iteration``, ``iterations``, ``device``,
     ``threads`` (None for a fit taken from IMP), ``fitted_by`` (``"race"`` or ``"imp"``).
     """
-    from tqdm.auto import tqdm
-
     dev = resolve_device(device)
     if jobs:  # the dense net is the largest contender: refuse before anything is written
         largest = max(jobs, key=lambda j: j.task.image_size[0] * j.task.image_size[1])
@@ -248,24 +246,10 @@ def race(jobs: Sequence[SpeedJob], *, cache_dir: str | os.PathLike | None = None
         check_fit_memory(largest.ticket.build_net(), *largest.task.image_size, device=dev, what=largest.task.image,
                          fits_at_once=at_once)
     cache = RecordCache(cache_dir, prefix="race_") if cache_dir is not None else None
-    records: list[dict | None] = [None] * len(jobs)
-    todo = []
-    for i, job in enumerate(jobs):
-        if job.fitted is not None:
-            records[i] = _from_imp(job)
-            continue
-        key = job.key(cache) if cache is not None else None
-        records[i] = cache.get(key) if cache is not None else None
-        if records[i] is None:
-            todo.append((i, key))
-    bar = tqdm(total=len(todo), desc="timed fits", disable=not progress or not todo)
-    for j, (record, best) in run_jobs(_run, [(jobs[i], str(dev), False) for i, _ in todo], workers=workers,
-                                      device=dev):
-        i, key = todo[j]
-        records[i] = cache.put(key, record, best) if cache is not None else record
-        bar.update()
-    bar.close()
-    return records
+    taken = [_from_imp(job) if job.fitted is not None else None for job in jobs]  # IMP's own fits: not run
+    keys = [job.key(cache) if cache is not None and job.fitted is None else None for job in jobs]
+    return run_cached(_run, [(job, str(dev), False) for job in jobs], keys, cache, workers=workers, device=dev,
+                      desc="timed fits", progress=progress, records=taken)
 
 
 def summarize(records: Sequence[dict]) -> list[dict]:

@@ -75,3 +75,30 @@ def run_jobs(fn: Callable, jobs: Sequence[tuple], *, workers: int | None = None,
         futures = {pool.submit(_call, fn, threads, args): i for i, args in enumerate(jobs)}
         for future in as_completed(futures):
             yield futures[future], future.result()
+
+
+def run_cached(fn: Callable, jobs: Sequence[tuple], keys: Sequence[str | None], cache, *, workers: int | None = None,
+               device=None, desc: str = "jobs", progress: bool = True,
+               records: Sequence[dict | None] | None = None) -> list[dict]:
+    """The record of every job, in order: ``fn(*jobs[i])`` returns ``(record, image)``; a record
+    found in ``cache`` (a :class:`lipkit.store.cache.RecordCache`, or None) under ``keys[i]`` is
+    taken instead of running the job, and one run is put there with its image. ``records[i]``
+    given (not None) is kept as it is. The jobs to run go to :func:`run_jobs`."""
+    from tqdm.auto import tqdm
+
+    out = list(records) if records is not None else [None] * len(jobs)
+    todo = []
+    for i, key in enumerate(keys):
+        if out[i] is None and cache is not None:
+            out[i] = cache.get(key)
+        if out[i] is None:
+            todo.append(i)
+    if not todo:
+        return out
+    bar = tqdm(total=len(todo), desc=desc, disable=not progress)
+    for j, (record, image) in run_jobs(fn, [jobs[i] for i in todo], workers=workers, device=device):
+        i = todo[j]
+        out[i] = cache.put(keys[i], record, image) if cache is not None else record
+        bar.update()
+    bar.close()
+    return out

@@ -27,7 +27,7 @@ from typing import Sequence
 from lipkit.device import resolve_device
 from lipkit.fit import fit
 from lipkit.memory import check_fit_memory
-from lipkit.parallel import default_workers, run_jobs
+from lipkit.parallel import default_workers, run_cached
 from lipkit.pruning import random_like, sparsity_report
 from lipkit.store.cache import RecordCache
 from lipkit.tasks import Task
@@ -149,28 +149,12 @@ def transfer_many(jobs: Sequence[TransferJob], *, cache_dir: str | os.PathLike |
     processes (default: one per core) with one thread each, which on small images is faster than
     one process with all cores.
     """
-    from tqdm.auto import tqdm
-
     check_jobs(jobs, device, workers)  # before the cache folder is made
     cache = RecordCache(cache_dir) if cache_dir is not None else None
-    records: list[dict | None] = [None] * len(jobs)
-    todo = []
-    for i, job in enumerate(jobs):
-        key = job.key(cache) if cache is not None else None
-        records[i] = cache.get(key) if cache is not None else None
-        if records[i] is None:
-            todo.append((i, job, key))
-    if not todo:
-        return records
-    bar = tqdm(total=len(todo), desc="transfer", disable=not progress)
     dev = str(resolve_device(device))
-    for j, (record, best) in run_jobs(_run_job, [(job, dev, False) for _, job, _ in todo], workers=workers,
-                                      device=dev):
-        i, job, key = todo[j]
-        records[i] = cache.put(key, record, best) if cache is not None else record
-        bar.update()
-    bar.close()
-    return records
+    return run_cached(_run_job, [(job, dev, False) for job in jobs],
+                      [job.key(cache) if cache is not None else None for job in jobs], cache, workers=workers,
+                      device=dev, desc="transfer", progress=progress)
 
 
 def curve(records: Sequence[dict], key: str = "best_psnr") -> dict:
