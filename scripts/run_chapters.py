@@ -6,7 +6,7 @@
     python scripts/run_chapters.py --only 01_dip_basics       # re-run one chapter, keep the others
     python scripts/run_chapters.py --build                    # then jupyter-book build -> _build/html
     python scripts/run_chapters.py --profile paper --record   # and keep the glued numbers in results/
-    python scripts/run_chapters.py --profile smoke            # the paper path at 2 steps a fit (CI)
+    python scripts/run_chapters.py --profile smoke            # the paper path at 1 step a fit (CI)
 
 Each chapter runs once into _build/stage/book/<chapter>.ipynb (the smoke profile: _build/stage_smoke/,
 so that it never replaces the copies the site is built from). A chapter that fails is removed

@@ -37,7 +37,7 @@ def test_chapter_runs_with_quick_profile(stem, executed):
 @pytest.mark.chapter
 @pytest.mark.parametrize("stem", [nb.stem for nb in run_chapters.chapters()])
 def test_chapter_runs_the_paper_path_with_the_smoke_profile(stem):
-    """The paper profile's structure at 2 steps a fit: whatever fails at paper scale fails here."""
+    """The paper profile's structure at 1 step a fit: whatever fails at paper scale fails here."""
     source = ROOT / "book" / f"{stem}.ipynb"
     dest = run_chapters.SMOKE_STAGE / "book" / source.name
     if not run_chapters.is_current(dest, source, "smoke"):
