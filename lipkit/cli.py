@@ -1,4 +1,4 @@
-"""Command line: ``python -m lipkit imp|ticket|transfer ...`` for long runs outside notebooks.
+"""Command line: ``python -m lipkit imp|ticket|prune-init|transfer ...`` for long runs outside notebooks.
 
 Example (the paper's denoising protocol on Set5 baby, 3 seeds; then round 8's ticket of seed 0,
 fitted to ×4 super-resolution of another image, beside random masks of its layer counts):
@@ -7,6 +7,12 @@ fitted to ×4 super-resolution of another image, beside random masks of its laye
     python -m lipkit ticket --run runs/baby --seed 0 --round 8 --out tickets/baby_08
     python -m lipkit transfer --ticket tickets/baby_08 --task sr --image set5/bird \\
         --variants ticket random_like --out runs/baby_08_to_bird
+
+A ticket from a mask chosen at initialization instead (OES here; also snip, grasp, synflow,
+random), 5 % of the conv weights kept, from seed 0's θ0 (IMP's seed 0 starts from the same):
+
+    python -m lipkit prune-init --method oes --density 0.05 --task denoise --image set14/pepper \
+        --sigma 25.5 --out tickets/pepper_oes_5
 
 Small runs: ``--crop 64 --iters 200 --width 32``. Running the same command again resumes after
 the last completed round (or transfer); ``summary.json`` in an IMP run folder holds every round's
@@ -50,6 +56,14 @@ def check_options(a: argparse.Namespace) -> None:
             (a.width is None or a.width >= 1, f"--width must be >= 1 channel per level, got {a.width}"),
             (a.rewind_iter >= 0, f"--rewind-iter must be >= 0, got {a.rewind_iter}"),
         ]
+    if a.command == "prune-init":
+        rules += [
+            (0 < a.density < 1, f"--density is the fraction of conv weights kept and must be in (0, 1), got {a.density}"),
+            (a.seed >= 0, f"--seed must be >= 0, got {a.seed}"),
+            (a.width is None or a.width >= 1, f"--width must be >= 1 channel per level, got {a.width}"),
+            (a.oes_steps >= 1, f"--oes-steps must be >= 1, got {a.oes_steps}"),
+            (a.synflow_rounds >= 1, f"--synflow-rounds must be >= 1, got {a.synflow_rounds}"),
+        ]
     for ok, message in rules:
         if not ok:
             raise UsageError(message)
@@ -91,14 +105,34 @@ def _ticket(a: argparse.Namespace) -> int:
 
     if a.round < 0 or a.seed < 0:
         raise UsageError(f"--round and --seed must be >= 0, got {a.round} and {a.seed}")
-    for suffix in (".json", ".safetensors"):  # a ticket someone made is never overwritten
-        if Path(a.out).with_suffix(suffix).exists():
-            raise UsageError(f"{Path(a.out).with_suffix(suffix)} exists; give another --out or delete it")
+    _refuse_existing(a.out)
     ticket = ImpRun(a.run).ticket(a.seed, a.round)
     stem = ticket.save(a.out)
     Ticket.load(stem)  # what was written reads back
     print(json.dumps({"ticket": str(stem), "round": a.round, "seed": a.seed,
                       "conv_sparsity": ticket.meta["conv_sparsity"]}, indent=1))
+    return 0
+
+
+def _refuse_existing(out: str) -> None:
+    for suffix in (".json", ".safetensors"):  # a ticket someone made is never overwritten
+        if Path(out).with_suffix(suffix).exists():
+            raise UsageError(f"{Path(out).with_suffix(suffix)} exists; give another --out or delete it")
+
+
+def _prune_init(a: argparse.Namespace) -> int:
+    from lipkit.init_tickets import InitTicketJob, init_ticket
+    from lipkit.tickets import Ticket
+
+    check_options(a)
+    _refuse_existing(a.out)
+    job = InitTicketJob(_task(a), a.method, a.density, seed=a.seed, width=a.width or 128, oes_steps=a.oes_steps,
+                        synflow_rounds=a.synflow_rounds)
+    ticket = init_ticket(job, device=a.device)
+    stem = ticket.save(a.out)
+    Ticket.load(stem)  # what was written reads back
+    print(json.dumps({"ticket": str(stem), "method": a.method, "density": ticket.meta["measured_density"],
+                      "seed": a.seed, "cost": ticket.meta["cost"]}, indent=1))
     return 0
 
 
@@ -179,6 +213,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="the ticket's path without suffix")
     p.add_argument("--debug", action="store_true", help="show the traceback of an error (or LIPKIT_DEBUG=1)")
     p.set_defaults(handler=_ticket)
+
+    from lipkit.init_pruning import METHODS as INIT_METHODS
+
+    p = sub.add_parser("prune-init", help="a ticket from a mask chosen at initialization (.safetensors + .json)")
+    add_task_options(p)
+    p.add_argument("--method", required=True, choices=INIT_METHODS)
+    p.add_argument("--density", type=float, required=True, help="fraction of the conv weights kept, in (0, 1)")
+    p.add_argument("--seed", type=int, default=0, help="θ0 and z of this seed (as IMP's chain of this seed)")
+    p.add_argument("--width", type=int, default=None, help="channels per level (default 128, the LIP backbone)")
+    p.add_argument("--oes-steps", type=int, default=60000, help="OES: Adam steps on the keep-logits (its code: 60000)")
+    p.add_argument("--synflow-rounds", type=int, default=100, help="SynFlow: pruning rounds (its paper: 100)")
+    p.add_argument("--out", required=True, help="the ticket's path without suffix")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: CUDA when available)")
+    p.add_argument("--debug", action="store_true", help="show the traceback of an error (or LIPKIT_DEBUG=1)")
+    p.set_defaults(handler=_prune_init, seeds=None, seed_list=None, workers=None)
 
     p = sub.add_parser("transfer", help="fit a ticket to another image or task (resumable)")
     p.add_argument("--ticket", required=True, help="a ticket's path, with or without suffix")

@@ -37,7 +37,7 @@ def fit_deep_decoder(task: Task, k: int, *, layers: int = 5, seed: int = 0, sett
 
     Record keys: ``k``, ``layers``, ``parameters``, ``seed``, ``target`` (kind, image, size),
     ``best_psnr``, ``es_psnr`` (at ES-WMV's pick), ``final_psnr`` (dB, the task's metric),
-    ``best_iteration``, ``es_iteration``, ``iterations``, ``seconds``.
+    ``best_iteration``, ``es_iteration``, ``iterations``, ``seconds``, ``psnr_curve``.
     """
     record, _ = _fit(task, k, layers=layers, seed=seed, settings=settings, device=device, progress=progress)
     return record
@@ -55,7 +55,8 @@ def _fit(task: Task, k: int, *, layers: int, seed: int, settings: FitSettings | 
                             metric=task.metric_name),
                 best_psnr=result.best_psnr, es_psnr=result.es_psnr, final_psnr=result.final_psnr,
                 best_iteration=result.best_iteration, es_iteration=result.es_iteration,
-                iterations=result.iterations, seconds=round(result.seconds, 3)), result.best_output
+                iterations=result.iterations, seconds=round(result.seconds, 3),
+                psnr_curve=result.psnr_curve()), result.best_output
 
 
 def deep_decoder_runs(task: Task, widths: Sequence[int], *, layers: int = 5, seeds: Sequence[int] = (0,),

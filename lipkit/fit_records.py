@@ -54,6 +54,18 @@ class FitResult:
     es_output: torch.Tensor | None = None  # tracked output at es_iteration
     variance_history: np.ndarray | None = None  # ES-WMV's windowed variance, NaN until the window fills
 
+    def psnr_curve(self, points: int = 200) -> list[list[float]] | None:
+        """The tracked PSNR against iteration, thinned for a record: ``[[iteration, dB], ...]`` at
+        about ``points`` evenly spaced iterations, the best and ES-WMV's iterations and the last
+        (0-based iterations, dB rounded to 0.01). None without a reference image."""
+        track = self.psnr_avg_history if self.tracked == "avg" else self.psnr_history
+        if track is None or len(track) == 0:
+            return None
+        stride = max(1, -(-len(track) // points))
+        keep = set(range(0, len(track), stride)) | {len(track) - 1}
+        keep |= {i for i in (self.best_iteration, self.es_iteration) if i is not None}
+        return [[i, round(float(track[i]), 2)] for i in sorted(keep)]
+
     def summary(self) -> dict:
         """JSON-friendly numbers of the run."""
         return dict(best_psnr=self.best_psnr, best_iteration=self.best_iteration, es_psnr=self.es_psnr,

@@ -1,5 +1,5 @@
 """Masks chosen at initialization, before any fitting: OES, SNIP, GraSP and SynFlow, as their
-papers define them (issue 17).
+papers define them, and random masks as their floor.
 
 Every strategy ranks the prunable weights of a network at θ0 (the conv weights,
 :func:`lipkit.pruning.prunable_weights`, as LIP prunes) and keeps the ``density`` fraction
@@ -28,6 +28,12 @@ point) that every fit, chapter and transfer accepts.
   overflow nor vanish. The reference code takes |b| of the biases too; in DIP's skip net the
   biases then carry the flow and the convolutions reading z are pruned away entirely.
 
+- **random**: uniformly random global scores (the ``"mask_search"`` stream): every layer keeps
+  about ``density`` of its weights. The floor any strategy has to beat.
+
+:func:`find_masks` runs any of them by name and says what the mask cost: forward-backward passes
+through the network (OES: its steps; SNIP: 1; GraSP: 2; SynFlow: its rounds; random: 0) and seconds.
+
 The OES repository's own "snip", "grasp" and "synflow" differ from these (no ×θ, other scopes,
 `--sparse` meaning density for some and sparsity for others; ``pruning_at_init.md`` §2).
 
@@ -43,6 +49,7 @@ The OES repository's own "snip", "grasp" and "synflow" differ from these (no ×�
 from __future__ import annotations
 
 import copy
+import time
 from collections import OrderedDict
 from typing import Mapping
 
@@ -51,7 +58,7 @@ from torch import nn
 
 from lipkit.pruning import prunable_weights
 
-METHODS = ("oes", "snip", "grasp", "synflow")
+METHODS = ("oes", "snip", "grasp", "synflow", "random")
 
 
 def keep_top(scores: Mapping[str, torch.Tensor], density: float) -> "OrderedDict[str, torch.Tensor]":
@@ -140,7 +147,7 @@ def synflow_scores(net, height: int, width: int, masks: Mapping[str, torch.Tenso
         with torch.no_grad():
             for n, w in weights.items():
                 w.mul_(masks[n].to(w))
-    out = lin(torch.ones(shape, dtype=torch.float64))
+    out = lin(torch.ones(shape, dtype=torch.float64, device=next(lin.parameters()).device))
     grads = torch.autograd.grad(out.sum(), list(weights.values()))
     return OrderedDict((n, (w.detach() * g).abs()) for (n, w), g in zip(weights.items(), grads))
 
@@ -165,7 +172,7 @@ def synflow(net, height: int, width: int, *, density: float, rounds: int = 100,
     for k in range(1, rounds + 1):
         scores = synflow_scores(net, height, width, masks, input_shape=input_shape)
         if masks is not None:  # a pruned weight stays pruned, even where kept weights score 0 too
-            scores = OrderedDict((n, torch.where(masks[n] > 0, s, torch.full_like(s, -1.0))) for n, s in scores.items())
+            scores = OrderedDict((n, torch.where(masks[n].to(s.device) > 0, s, torch.full_like(s, -1.0))) for n, s in scores.items())
         masks = keep_top(scores, density ** (k / rounds))
     return masks
 
@@ -176,7 +183,7 @@ def oes(net, operator, observation, net_input, *, density: float, steps: int, lr
 
     Returns ``(masks, history)``: ``history`` lists (step, mean keep-probability, fitting loss)
     every ``history_every`` steps (none for 0). The relaxation noise comes from ``seed``'s
-    ``"mask_search"`` stream. The paper's code runs 60,000 steps (80,000 for its Set14 numbers).
+    ``"mask_search"`` stream, drawn on ``net_input``'s device (where the search runs). The paper's code runs 60,000 steps (80,000 for its Set14 numbers).
     """
     from torch.func import functional_call
 
@@ -184,19 +191,20 @@ def oes(net, operator, observation, net_input, *, density: float, steps: int, lr
 
     if not 0 < density < 1:
         raise ValueError(f"density (the fraction of weights kept) must be in (0, 1), got {density}")
-    work = copy.deepcopy(net).train()  # its BatchNorm statistics move, as in a fit; θ0 does not
+    device = net_input.device
+    work = copy.deepcopy(net).to(device).train()  # its BatchNorm statistics move, as in a fit; θ0 does not
     weights = OrderedDict((n, w.detach()) for n, w in prunable_weights(work).items())
     logits = OrderedDict((n, torch.zeros_like(w, requires_grad=True)) for n, w in weights.items())
-    prior = torch.tensor(float(density))
+    prior = torch.tensor(float(density), device=device)
     optimizer = torch.optim.Adam(list(logits.values()), lr=lr)
-    noise = generator(seed, "mask_search")
+    noise = generator(seed, "mask_search", device=device)
     y = observation if observation.dim() == 4 else observation[None]
     history = []
     for step in range(1, steps + 1):
         optimizer.zero_grad(set_to_none=True)
         masked = {}
         for n, p in logits.items():
-            u = torch.rand(p.shape, generator=noise).clamp_(1e-6, 1 - 1e-6)
+            u = torch.rand(p.shape, generator=noise, device=device).clamp_(1e-6, 1 - 1e-6)
             masked[n] = weights[n] * torch.sigmoid((p + torch.log(u) - torch.log1p(-u)) / temperature)
         fit_loss = operator.loss(functional_call(work, masked, (net_input,), strict=False), y)
         q = torch.cat([torch.sigmoid(p).flatten() for p in logits.values()])
@@ -207,3 +215,38 @@ def oes(net, operator, observation, net_input, *, density: float, steps: int, lr
         if history_every and step % history_every == 0:
             history.append((step, float(q.detach().mean()), float(fit_loss.detach())))
     return keep_top(OrderedDict((n, p.detach()) for n, p in logits.items()), density), history
+
+
+def random_masks(net, *, density: float, seed: int = 0) -> "OrderedDict[str, torch.Tensor]":
+    """Random masks at ``density``: uniform scores from ``seed``'s ``"mask_search"`` stream."""
+    from lipkit.seeding import generator
+
+    noise = generator(seed, "mask_search", "random")
+    return keep_top(OrderedDict((n, torch.rand(w.shape, generator=noise)) for n, w in prunable_weights(net).items()),
+                    density)
+
+
+def find_masks(method: str, net, operator, observation, net_input, *, density: float, seed: int = 0,
+               oes_steps: int = 60000, synflow_rounds: int = 100):
+    """The masks of strategy ``method`` (one of :data:`METHODS`) at ``density`` for ``net`` at θ0,
+    and their cost: ``(masks, cost)`` with ``cost = {"passes": forward-backward passes, "seconds":
+    wall-clock}``. The search runs on ``net_input``'s device; ``operator`` and ``observation``
+    (there too) are the task's, ``seed`` the strategy's own randomness (OES, random)."""
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose from {METHODS}")
+    start = time.perf_counter()
+    net = copy.deepcopy(net).to(net_input.device)  # the caller's θ0 stays where it is, untouched
+    if method == "oes":
+        masks, _ = oes(net, operator, observation, net_input, density=density, steps=oes_steps, seed=seed)
+        passes = oes_steps
+    elif method == "snip":
+        masks, passes = snip(net, operator, observation, net_input, density=density), 1
+    elif method == "grasp":
+        masks, passes = grasp(net, operator, observation, net_input, density=density), 2
+    elif method == "synflow":
+        masks = synflow(net, *net_input.shape[-2:], density=density, rounds=synflow_rounds,
+                        input_shape=tuple(net_input.shape))
+        passes = synflow_rounds
+    else:
+        masks, passes = random_masks(net, density=density, seed=seed), 0
+    return masks, dict(passes=int(passes), seconds=round(time.perf_counter() - start, 3))

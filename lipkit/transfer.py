@@ -70,7 +70,7 @@ class TransferJob:
 def _source(ticket: Ticket) -> dict:
     m = ticket.meta
     return {k: m.get(k) for k in ("task", "search_image", "round", "seed", "conv_sparsity", "search_on",
-                                  "image_size", "task_params")}
+                                  "image_size", "task_params", "method", "density")}
 
 
 def _masks_for(job: TransferJob) -> dict | None:
@@ -107,10 +107,10 @@ def transfer(ticket: Ticket, task: Task, *, variant: str = "ticket", seed: int |
     ticket's network (e.g. smaller than 2·2^levels px or not a multiple of 2^levels).
 
     Record keys: ``variant``, ``label``, ``source`` (task, image, round, seed, sparsity of the
-    ticket's search), ``target`` (kind, image, params, size, metric), ``seed``, ``best_psnr``,
+    ticket's search; ``method`` and ``density`` for a mask found at initialization), ``target`` (kind, image, params, size, metric), ``seed``, ``best_psnr``,
     ``es_psnr``, ``es_iteration`` (ES-WMV's pick, see :mod:`lipkit.early_stopping`),
     ``final_psnr``, ``best_iteration``, ``conv_sparsity``, ``conv_nonzero``,
-    ``unpruned_params``, ``layer_density``, ``seconds``.
+    ``unpruned_params``, ``layer_density``, ``seconds``, ``psnr_curve`` (:meth:`FitResult.psnr_curve`).
     """
     job = TransferJob(ticket, task, variant, seed, label)
     check_jobs([job], device, 1)
@@ -136,7 +136,8 @@ def _run_job(job: TransferJob, device, progress):
                   best_iteration=result.best_iteration, es_iteration=result.es_iteration,
                   iterations=result.iterations, conv_sparsity=report["conv_sparsity"],
                   conv_nonzero=report["conv_nonzero"], unpruned_params=report["unpruned_params"],
-                  layer_density=list(report["layer_density"].values()), seconds=round(result.seconds, 3))
+                  layer_density=list(report["layer_density"].values()), seconds=round(result.seconds, 3),
+                  psnr_curve=result.psnr_curve())
     return record, result.best_output
 
 

@@ -77,12 +77,9 @@ def small():
 def test_each_strategy_keeps_the_density_it_is_asked_for(small, method, density):
     net, op, y, z = small
     before = {k: v.clone() for k, v in net.state_dict().items()}
-    if method == "synflow":
-        masks = init_pruning.synflow(net, 64, 64, density=density, rounds=5)
-    elif method == "oes":
-        masks, _ = init_pruning.oes(net, op, y, z, density=density, steps=3)
-    else:
-        masks = getattr(init_pruning, method)(net, op, y, z, density=density)
+    masks, cost = init_pruning.find_masks(method, net, op, y, z, density=density, oes_steps=3, synflow_rounds=5)
+    assert cost["passes"] == {"oes": 3, "snip": 1, "grasp": 2, "synflow": 5, "random": 0}[method]
+    assert cost["seconds"] >= 0
     kept = sum(float(m.sum()) for m in masks.values())
     total = sum(m.numel() for m in masks.values())
     assert kept == round(density * total)  # measured, not nominal
@@ -98,6 +95,15 @@ def test_synflow_is_data_free_and_keeps_the_input_connected_at_high_sparsity(sma
     assert any(float(masks[f"{name}.weight"].sum()) > 0 for name in net.input_conv_names)
     again = init_pruning.synflow(net, 64, 64, density=0.02, rounds=30)
     assert all(torch.equal(masks[k], again[k]) for k in masks)  # no data and no randomness: one mask
+
+
+def test_random_masks_are_the_seeds_own_and_spread_over_the_layers(small):
+    net = small[0]
+    a, b = init_pruning.random_masks(net, density=0.2, seed=0), init_pruning.random_masks(net, density=0.2, seed=1)
+    assert all(torch.equal(a[k], init_pruning.random_masks(net, density=0.2, seed=0)[k]) for k in a)
+    assert any(not torch.equal(a[k], b[k]) for k in a)
+    big = [k for k, m in a.items() if m.numel() >= 500]  # layers large enough for the fraction to settle
+    assert big and all(abs(float(a[k].mean()) - 0.2) < 0.06 for k in big)
 
 
 def test_keep_top_refuses_a_density_outside_0_1():

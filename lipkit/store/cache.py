@@ -31,7 +31,7 @@ import torch
 from lipkit.store.folder import write_json
 
 # Bump when a record's meaning changes in a way the code fingerprint cannot see (e.g. new fields).
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3  # 3: transfer and deep-decoder records carry psnr_curve
 
 # The modules whose code determines a fitted number (their source is part of every key).
 NUMERIC_MODULES = ("fit", "early_stopping", "seeding", "metrics", "tasks", "pruning", "tickets", "data",

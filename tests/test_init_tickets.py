@@ -1,0 +1,68 @@
+"""Tickets from masks at initialization: ordinary tickets (same θ0 as IMP's seed, loadable,
+fittable), with their method, density and cost, kept in a folder and found there again."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lipkit import init_tickets as it
+from lipkit.imp import SingleImageTrainer
+from lipkit.init_pruning import METHODS
+from lipkit.tasks import make_task
+from lipkit.tickets import Ticket
+from lipkit.transfer import transfer
+
+
+@pytest.fixture(scope="module")
+def task():
+    return make_task("denoise", "set5/baby", sigma=0.1, crop=64, iters=3)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_strategy_writes_a_ticket_that_loads_and_fits(tmp_path, task, method):
+    job = it.InitTicketJob(task, method, 0.2, seed=1, width=8, oes_steps=2, synflow_rounds=3)
+    ticket = it.init_ticket(job, device="cpu")
+    stem = ticket.save(tmp_path / method)
+    loaded = Ticket.load(stem)
+    assert loaded.meta["method"] == method and loaded.meta["density"] == 0.2
+    assert loaded.meta["measured_density"] == pytest.approx(0.2, abs=1e-4)  # kept fraction, measured
+    assert loaded.meta["cost"]["passes"] == {"oes": 2, "snip": 1, "grasp": 2, "synflow": 3, "random": 0}[method]
+    assert loaded.meta["cost"]["seconds"] >= 0 and loaded.meta["cost"]["device"] == "cpu"
+    record = transfer(loaded, task, device="cpu", progress=False)  # the fitting loop takes it
+    assert record["iterations"] == 3 and record["conv_sparsity"] >= 0.8 - 1e-4
+    assert record["source"]["method"] == method
+
+
+def test_an_init_ticket_starts_from_imp_s_theta0_of_the_same_seed(task):
+    job = it.InitTicketJob(task, "random", 0.5, seed=2, width=8)
+    ticket = it.init_ticket(job, device="cpu")
+    trainer = SingleImageTrainer(dict(arch=job.arch, search_on="observation", keep_input_convs_dense=False,
+                                      rewind_iteration=0), task, "cpu", False, False)
+    imp_theta0 = trainer.rewind_state(2)
+    assert set(imp_theta0) == set(ticket.rewind)
+    assert all(torch.equal(imp_theta0[k], ticket.rewind[k]) for k in imp_theta0)
+
+
+def test_init_tickets_are_kept_and_found_again(tmp_path, task, monkeypatch):
+    jobs = [it.InitTicketJob(task, m, 0.1, seed=0, width=8, synflow_rounds=2) for m in ("snip", "synflow")]
+    first = it.init_tickets(jobs, tmp_path, workers=1, device="cpu", progress=False)
+    assert len(list(tmp_path.glob("*.safetensors"))) == 2
+
+    def no_search(*args):
+        raise AssertionError("searched again")
+
+    monkeypatch.setattr(it, "init_ticket", no_search)
+    again = it.init_tickets(jobs, tmp_path, workers=1, device="cpu", progress=False)
+    for a, b in zip(first, again):
+        assert all(torch.equal(a.masks[k], b.masks[k]) for k in a.masks)
+    other = [it.InitTicketJob(task, "snip", 0.2, seed=0, width=8)]  # another density is another ticket
+    with pytest.raises(AssertionError, match="searched again"):
+        it.init_tickets(other, tmp_path, workers=1, device="cpu", progress=False)
+
+
+def test_a_job_that_cannot_work_is_refused_with_its_reason(task):
+    with pytest.raises(ValueError, match="fraction of conv weights kept"):
+        it.InitTicketJob(task, "snip", 1.5)
+    with pytest.raises(ValueError, match="unknown method"):
+        it.InitTicketJob(task, "magic", 0.1)
