@@ -58,7 +58,8 @@ def check_options(a: argparse.Namespace) -> None:
         ]
     if a.command == "prune-init":
         rules += [
-            (0 < a.density < 1, f"--density is the fraction of conv weights kept and must be in (0, 1), got {a.density}"),
+            (0 < a.density < 1,
+             f"--density is the fraction of conv weights kept and must be in (0, 1), got {a.density}"),
             (a.seed >= 0, f"--seed must be >= 0, got {a.seed}"),
             (a.width is None or a.width >= 1, f"--width must be >= 1 channel per level, got {a.width}"),
             (a.oes_steps >= 1, f"--oes-steps must be >= 1, got {a.oes_steps}"),

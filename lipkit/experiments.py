@@ -48,6 +48,7 @@ class Experiments:
 
     ``crop`` 0 means whole images (cropped to a multiple of 32). ``kate_window`` is the top-left
     corner of the crop of DIP's kate image, a patch with text in it (used when cropping).
+    ``sigma`` is the denoising noise std in 0-255 units (LIP's 25; OES's protocol is 25.5, i.e. 0.1).
     """
 
     runs_root: str | os.PathLike
@@ -61,6 +62,7 @@ class Experiments:
     sr_iters: int = 2000
     inpaint_iters: int = 3000
     kate_window: Sequence[int] | None = (192, 256)
+    sigma: float = 25
     search_on: str = "observation"
     baselines: Sequence[str] = field(default_factory=lambda: ["random_global", "random_layerwise"])
     workers: int | None = None
@@ -110,6 +112,8 @@ class Experiments:
         if (self.denoise_iters, self.sr_iters, self.inpaint_iters) != (3000, 2000, 3000):
             reduced.append(f"the fits run {self.denoise_iters} (denoising), {self.sr_iters} (super-resolution) and "
                            f"{self.inpaint_iters} (inpainting) iterations; the paper's code runs 3000, 2000 and 3000")
+        if self.sigma != 25:
+            reduced.append(f"the denoising noise has σ = {self.sigma:g}/255 instead of LIP's 25/255")
         reduced.append(f"{self.seeds} seed{'s' if self.seeds != 1 else ''}")
         reduced += list(extra)
         return ("In this profile " + "; ".join(reduced) + ". The numbers are real measurements of that setting"
@@ -122,8 +126,8 @@ class Experiments:
         """The task ``kind`` on ``image`` with this profile's crop and iterations."""
         crop = self.crop if crop is None else crop
         window = tuple(self.kate_window) if (crop and image == "dip/kate" and self.kate_window) else None
-        return make_task(kind, image, factor=factor, mask=mask, crop=crop or None, window=window, seed=seed,
-                         iters=self.iters(kind))
+        return make_task(kind, image, sigma=self.sigma / 255, factor=factor, mask=mask, crop=crop or None,
+                         window=window, seed=seed, iters=self.iters(kind))
 
     def paper_task(self, name: str) -> Task:
         """One of :data:`PAPER_TASKS` by name."""
@@ -142,6 +146,7 @@ class Experiments:
         name = f"imp_{kind}{factor if kind == 'sr' else ''}_{image.replace('/', '-')}"
         if kind == "inpaint":
             name += "_" + ("random" if mask == "bernoulli" else Path(mask).name)
+        name += f"_sigma{self.sigma:g}" if (kind == "denoise" and self.sigma != 25) else ""
         name += f"_{self.crop}px" if self.crop else ""
         name += f"_w{self.width}" if self.width != 128 else ""
         name += "_channel" if structure == "channel" else ""

@@ -172,7 +172,8 @@ def synflow(net, height: int, width: int, *, density: float, rounds: int = 100,
     for k in range(1, rounds + 1):
         scores = synflow_scores(net, height, width, masks, input_shape=input_shape)
         if masks is not None:  # a pruned weight stays pruned, even where kept weights score 0 too
-            scores = OrderedDict((n, torch.where(masks[n].to(s.device) > 0, s, torch.full_like(s, -1.0))) for n, s in scores.items())
+            scores = OrderedDict((n, torch.where(masks[n].to(s.device) > 0, s, torch.full_like(s, -1.0)))
+                                 for n, s in scores.items())
         masks = keep_top(scores, density ** (k / rounds))
     return masks
 
@@ -183,7 +184,8 @@ def oes(net, operator, observation, net_input, *, density: float, steps: int, lr
 
     Returns ``(masks, history)``: ``history`` lists (step, mean keep-probability, fitting loss)
     every ``history_every`` steps (none for 0). The relaxation noise comes from ``seed``'s
-    ``"mask_search"`` stream, drawn on ``net_input``'s device (where the search runs). The paper's code runs 60,000 steps (80,000 for its Set14 numbers).
+    ``"mask_search"`` stream, drawn on ``net_input``'s device (where the search runs). The paper's
+    code runs 60,000 steps (80,000 for its Set14 numbers).
     """
     from torch.func import functional_call
 

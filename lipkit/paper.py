@@ -8,6 +8,9 @@
   (their project page), scored with lipkit's metrics and DIP's own protocol: colour denoising at
   σ = 25 (F16: 33.69 dB) and ×4 super-resolution on the luma channel (Set14 zebra: 25.71 dB).
 - :data:`MOM_DENSE`: the dense-prior error of the LIP authors' MOM notebook (PGAN, CelebA-HQ).
+- :data:`OES_SET14`: Optimal Eye Surgeon's (Ghosh et al., ICML 2024) Set14 means at σ = 0.1,
+  parsed from the authors' research logs (the project's shared reference, pruning_at_init.md,
+  sections 3.2 and 3.4): best over iterations and last iteration (40,000), in dB.
 """
 
 from __future__ import annotations
@@ -29,6 +32,19 @@ FIG2 = {
 # m = 1000 with 20 corrupted rows; per-pixel MSE on the [-1, 1] scale (reference section 7.4).
 MOM_DENSE = {"at_1500": 0.012, "minimum": 0.0095, "iterations": 1500,
              "setting": "PGAN celebA-HQ 256 (avgG), in-range target G(z0), m = 980 + 20, b = 20"}
+
+
+# Mean over the 14 Set14 images, σ = 0.1, fits of 40,000 iterations without early stopping, one noise
+# realization per run and no seeds. "hourglass": the OES code's 6-level net without skips (3.0 M
+# parameters, all parameters masked); "skip": the 2.2 M DIP skip net, LIP's (OES only, n = 13).
+OES_SET14 = {
+    "dense": dict(label="dense DIP (Adam 1e-3)", net="hourglass", density=100.0, best=27.29, final=21.68),
+    "oes": dict(label="OES", net="hourglass", density=5.0, best=27.48, final=25.86),
+    "imp": dict(label="IMP, 20 % × 13 rounds", net="hourglass", density=5.49, best=27.06, final=24.76),
+    "deep_decoder": dict(label="deep decoder k = 5 (100,224 parameters)", net="decoder", density=None,
+                         best=26.73, final=25.83),
+    "oes_skip": dict(label="OES on the skip net", net="skip", density=5.0, best=27.47, final=24.15),
+}
 
 
 def dip_denoising_psnr(image: str = "f16") -> float:

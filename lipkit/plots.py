@@ -21,6 +21,20 @@ STOPPING_RULES = {
 }
 
 
+def _axes(ax, figsize: tuple[float, float]):
+    """``(figure, axes, own)``: the given axes and their figure, or a new figure of ``figsize`` (own)."""
+    if ax is None:
+        fig, ax = plt.subplots(figsize=figsize)
+        return fig, ax, True
+    return ax.figure, ax, False
+
+
+def _done(fig, own: bool):
+    if own:  # a figure drawn into someone else's axes is laid out by its owner
+        fig.tight_layout()
+    return fig
+
+
 def psnr_label(key: str = "best_psnr", metric: str = "rgb") -> str:
     """Axis label naming the stopping rule of ``key`` and the metric ("rgb" or "y")."""
     if key not in STOPPING_RULES:
@@ -65,11 +79,7 @@ def plot_psnr_curves(result, *, baseline_psnr: float | None = None, baseline_lab
     """
     if result.psnr_history is None:
         raise ValueError("the fit had no reference image, so there is no PSNR history to plot")
-    own = ax is None
-    if own:
-        fig, ax = plt.subplots(figsize=(6.4, 3.6))
-    else:
-        fig = ax.figure
+    fig, ax, own = _axes(ax, (6.4, 3.6))
     it = np.arange(1, len(result.psnr_history) + 1)
     ax.plot(it, result.psnr_history, lw=0.8, alpha=0.6, label="output")
     if result.psnr_avg_history is not None:
@@ -105,9 +115,7 @@ def plot_psnr_curves(result, *, baseline_psnr: float | None = None, baseline_lab
         ax.set_title(title)
     ax.legend(fontsize=7, loc="lower right")
     ax.grid(alpha=0.3)
-    if own:
-        fig.tight_layout()
-    return fig
+    return _done(fig, own)
 
 
 METHOD_STYLE = {
@@ -145,11 +153,7 @@ def plot_sparsity_curves(run, methods=("imp", "random_global", "random_layerwise
     parameter count of the IMP tickets.
     """
     ylabel = ylabel or psnr_label(key, run.config["task"].get("metric", "rgb"))
-    own = ax is None
-    if own:
-        fig, ax = plt.subplots(figsize=(6.4, 3.8))
-    else:
-        fig = ax.figure
+    fig, ax, own = _axes(ax, (6.4, 3.8))
     imp_curve = run.curve("imp", key)
     dense_mean, dense_std = imp_curve["mean"][0], imp_curve["std"][0]
     ax.axhspan(dense_mean - dense_std, dense_mean + dense_std, color="gray", alpha=0.25)
@@ -169,19 +173,13 @@ def plot_sparsity_curves(run, methods=("imp", "random_global", "random_layerwise
     top.set_xticks(ticks)
     top.set_xticklabels([_short_count(p) for p in imp_curve["unpruned_params"]], fontsize=7)
     top.set_xlabel("parameters (IMP ticket)", fontsize=8)
-    if own:
-        fig.tight_layout()
-    return fig
+    return _done(fig, own)
 
 
 def plot_stopping_rules(run, method: str = "imp", *, title: str | None = None, ax=None):
     """One method of an :class:`lipkit.imp.ImpRun` under the three stopping rules, against sparsity:
     what the oracle reports, what ES-WMV gets without the clean image, and the last iteration."""
-    own = ax is None
-    if own:
-        fig, ax = plt.subplots(figsize=(6.4, 3.8))
-    else:
-        fig = ax.figure
+    fig, ax, own = _axes(ax, (6.4, 3.8))
     # where two rules pick the same iteration their lines coincide: the oracle is drawn wide and
     # underneath, the others thin and dashed on top, so that every line stays visible
     styles = [dict(lw=3.5, alpha=0.6, zorder=1), dict(lw=1.5, ls="--", zorder=2), dict(lw=1.2, ls=":", zorder=3)]
@@ -190,9 +188,7 @@ def plot_stopping_rules(run, method: str = "imp", *, title: str | None = None, a
         _sparsity_band(ax, c, range(len(c["round"])), rule, f"C{i}", "o^s"[i], band_alpha=0.1, **styles[i])
     y_channel = run.config["task"].get("metric") == "y"
     _sparsity_axes(ax, title, f"PSNR{', Y channel' if y_channel else ''} by stopping rule (dB)")
-    if own:
-        fig.tight_layout()
-    return fig
+    return _done(fig, own)
 
 
 def plot_curves(curves: dict, *, dense: tuple[float, float] | None = None, title: str | None = None,
@@ -202,11 +198,7 @@ def plot_curves(curves: dict, *, dense: tuple[float, float] | None = None, title
     A curve is the dict of :meth:`lipkit.imp.ImpRun.curve` or :func:`lipkit.transfer.curve`
     (rounds with sparsity 0 are skipped); ``dense`` = (mean, std) is drawn as a grey band.
     """
-    own = ax is None
-    if own:
-        fig, ax = plt.subplots(figsize=(6.4, 3.8))
-    else:
-        fig = ax.figure
+    fig, ax, own = _axes(ax, (6.4, 3.8))
     if dense is not None:
         ax.axhspan(dense[0] - dense[1], dense[0] + dense[1], color="gray", alpha=0.25)
         ax.axhline(dense[0], color="gray", lw=1, ls="--", label=f"dense DIP ({dense[0]:.2f} dB)")
@@ -217,9 +209,7 @@ def plot_curves(curves: dict, *, dense: tuple[float, float] | None = None, title
             continue
         _sparsity_band(ax, c, keep, label, f"C{i}", markers[i % len(markers)])
     _sparsity_axes(ax, title, ylabel)
-    if own:
-        fig.tight_layout()
-    return fig
+    return _done(fig, own)
 
 
 def plot_psnr_vs_parameters(series: dict, *, dense: tuple[float, float, float] | None = None,
@@ -229,11 +219,7 @@ def plot_psnr_vs_parameters(series: dict, *, dense: tuple[float, float, float] |
 
     ``dense`` = (params, mean, std) marks the dense DIP as a star with an error bar.
     """
-    own = ax is None
-    if own:
-        fig, ax = plt.subplots(figsize=(6.4, 3.8))
-    else:
-        fig = ax.figure
+    fig, ax, own = _axes(ax, (6.4, 3.8))
     markers = "os^vDP*"
     for i, (label, (params, mean, std)) in enumerate(series.items()):
         order = np.argsort(params)
@@ -249,9 +235,7 @@ def plot_psnr_vs_parameters(series: dict, *, dense: tuple[float, float, float] |
         ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7, loc="lower right")
-    if own:
-        fig.tight_layout()
-    return fig
+    return _done(fig, own)
 
 
 def plot_time_vs_psnr(rows: Sequence[dict], *, title: str | None = None, ylabel: str = "PSNR (dB)", ax=None):
@@ -261,11 +245,7 @@ def plot_time_vs_psnr(rows: Sequence[dict], *, title: str | None = None, ylabel:
     PSNRs (no contender is both faster and better)."""
     from lipkit.fast_tickets import pareto_front
 
-    own = ax is None
-    if own:
-        fig, ax = plt.subplots(figsize=(6.4, 3.8))
-    else:
-        fig = ax.figure
+    fig, ax, own = _axes(ax, (6.4, 3.8))
     markers = "*osD^vP"
     for i, r in enumerate(rows):
         color = f"C{i}"
@@ -283,20 +263,44 @@ def plot_time_vs_psnr(rows: Sequence[dict], *, title: str | None = None, ylabel:
     if title:
         ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3, which="both")
-    if own:
-        fig.tight_layout()
-    return fig
+    return _done(fig, own)
+
+
+def plot_psnr_against_iteration(rows: Sequence[dict], *, title: str | None = None,
+                                ylabel: str = "PSNR vs clean image (dB)", ax=None):
+    """PSNR against iteration of several fits: ``rows`` with ``label``, ``psnr_curve`` (pairs of
+    0-based iteration and dB, :meth:`lipkit.fit.FitResult.psnr_curve`), ``best_iteration`` and
+    ``es_iteration``. One line per fit; a star at its best iteration, a triangle at ES-WMV's
+    pick, so that a curve that falls after its peak shows how far."""
+    fig, ax, own = _axes(ax, (7.2, 4.0))
+    lows = []
+    for i, r in enumerate(rows):
+        curve = dict((int(it), db) for it, db in r["psnr_curve"])
+        its = sorted(curve)
+        color = f"C{i % 10}"
+        ax.plot([it + 1 for it in its], [curve[it] for it in its], color=color, lw=1.3, label=r["label"])
+        for key, marker in (("best_iteration", "*"), ("es_iteration", "v")):
+            if r.get(key) is not None and r[key] in curve:
+                ax.plot([r[key] + 1], [curve[r[key]]], marker, color=color, ms=8 if marker == "*" else 6)
+        lows.append(np.percentile([curve[it] for it in its], 10))
+    ax.plot([], [], "k*", ms=8, label="best iteration (oracle)")
+    ax.plot([], [], "kv", ms=6, label="ES-WMV stop")
+    if lows:  # the first iterations are far below the rest: start near the bulk of the curves
+        ax.set_ylim(bottom=min(lows) - 1)
+    ax.set_xlabel("iteration")
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside: curves fill the axes
+    return _done(fig, own)
 
 
 def plot_heatmap(values, rows: Sequence[str], cols: Sequence[str], *, title: str | None = None,
                  label: str = "dB", fmt: str = "{:+.2f}", ax=None):
     """A rows × cols matrix as a diverging heat map centred on 0, with the value in each cell."""
     values = np.asarray(values, dtype=float)
-    own = ax is None
-    if own:
-        fig, ax = plt.subplots(figsize=(1.0 + 0.9 * len(cols), 0.9 + 0.55 * len(rows)))
-    else:
-        fig = ax.figure
+    fig, ax, own = _axes(ax, (1.0 + 0.9 * len(cols), 0.9 + 0.55 * len(rows)))
     lim = float(np.nanmax(np.abs(values))) or 1.0
     im = ax.imshow(values, cmap="RdBu", vmin=-lim, vmax=lim, aspect="auto")
     ax.set_xticks(range(len(cols)), cols, rotation=40, ha="right", fontsize=8)
@@ -307,9 +311,7 @@ def plot_heatmap(values, rows: Sequence[str], cols: Sequence[str], *, title: str
     fig.colorbar(im, ax=ax, label=label, fraction=0.04)
     if title:
         ax.set_title(title, fontsize=10)
-    if own:
-        fig.tight_layout()
-    return fig
+    return _done(fig, own)
 
 
 def _short_count(n: float) -> str:
@@ -318,11 +320,7 @@ def _short_count(n: float) -> str:
 
 def plot_layer_density(densities: dict, *, title: str | None = None, ax=None):
     """Kept fraction per conv layer (in network order) for one or more tickets: {label: [density, ...]}."""
-    own = ax is None
-    if own:
-        fig, ax = plt.subplots(figsize=(6.4, 3.0))
-    else:
-        fig = ax.figure
+    fig, ax, own = _axes(ax, (6.4, 3.0))
     for label, dens in densities.items():
         ax.plot(np.arange(1, len(dens) + 1), np.array(dens) * 100, marker=".", lw=1, label=label)
     ax.set_xlabel("conv layer (network order: encoder, skips, decoder, output)")
@@ -332,9 +330,7 @@ def plot_layer_density(densities: dict, *, title: str | None = None, ax=None):
     if title:
         ax.set_title(title, fontsize=10)
     ax.legend(fontsize=7)
-    if own:
-        fig.tight_layout()
-    return fig
+    return _done(fig, own)
 
 
 def figure_png(fig, dpi: int = 80) -> bytes:

@@ -107,7 +107,8 @@ def transfer(ticket: Ticket, task: Task, *, variant: str = "ticket", seed: int |
     ticket's network (e.g. smaller than 2·2^levels px or not a multiple of 2^levels).
 
     Record keys: ``variant``, ``label``, ``source`` (task, image, round, seed, sparsity of the
-    ticket's search; ``method`` and ``density`` for a mask found at initialization), ``target`` (kind, image, params, size, metric), ``seed``, ``best_psnr``,
+    ticket's search; ``method`` and ``density`` for a mask found at initialization), ``target``
+    (kind, image, params, size, metric), ``seed``, ``best_psnr``,
     ``es_psnr``, ``es_iteration`` (ES-WMV's pick, see :mod:`lipkit.early_stopping`),
     ``final_psnr``, ``best_iteration``, ``conv_sparsity``, ``conv_nonzero``,
     ``unpruned_params``, ``layer_density``, ``seconds``, ``psnr_curve`` (:meth:`FitResult.psnr_curve`).

@@ -396,6 +396,49 @@ def test_chapter7_numbers(executed, monkeypatch):
     assert g["n_taken"] == 12 and g["n_records"] == 36
 
 
+@pytest.mark.chapter
+def test_chapter8_numbers(executed, monkeypatch):
+    import numpy as np
+
+    from lipkit import deep_decoder_runs, init_tickets, init_vs_imp, paper, transfer
+    from lipkit.experiments import Experiments
+
+    g = glued(executed("08_lip_against_its_rivals"))
+    params = yaml.safe_load((ROOT / "book" / "profiles.yml").read_text())["quick"]["08_lip_against_its_rivals"]
+    ex = Experiments.from_parameters(params, runs_root=RUNS, progress=False)
+    for module, name in ((transfer, "_run_job"), (init_tickets, "init_ticket"), (deep_decoder_runs, "_fit_job")):
+        monkeypatch.setattr(module, name, lambda *a, n=name: pytest.fail(f"the chapter's {n} was not cached"))
+    protocol = init_vs_imp.Protocol(densities=params["densities"], eval_iters=params["eval_iters"],
+                                    oes_steps=params["oes_iters"], synflow_rounds=params["synflow_rounds"])
+    rows = init_vs_imp.compare(ex, "denoise", params["set14_images"][0], protocol)  # the chapter's, from the caches
+    assert g["n_fits"] == len(rows) == 2 + 3 * 2 * 7  # dense; 3 levels x 2 seeds x (IMP, 5 masks, deep decoder)
+    assert g["densities_used"] == "40.0 %, 16.0 %, 6.4 %"  # IMP's levels at rate 0.6, measured
+    summary = {(r["contender"], r["level"]): r for r in init_vs_imp.summarize(rows)}
+    assert g["imp_best"] == pytest.approx(summary["imp", 3]["best_psnr"])
+    assert g["oes_final"] == pytest.approx(summary["oes", 3]["final_psnr"])
+    assert g["dense_drop"] == pytest.approx(summary["dense", None]["best_psnr"] - summary["dense", None]["final_psnr"])
+    assert g["oes_minus_imp_final"] == pytest.approx(g["oes_final"] - g["imp_final"])
+    assert g["oes_vs_imp_final"] == ("above" if g["oes_minus_imp_final"] > 0 else "below")
+    assert g["oes_passes"] == params["oes_iters"] and g["imp_passes"] == 3 * params["denoise_iters"]
+    at_sparsest = [r for (c, k), r in summary.items() if k == 3]
+    assert g["best_final_psnr"] == max(r["final_psnr"] for r in at_sparsest)
+    assert g["n_beat_random"] == sum(r["best_psnr"] > summary["random", 3]["best_psnr"] for r in at_sparsest
+                                     if r["contender"] in ("imp", "oes", "snip", "grasp", "synflow"))
+    assert g["n_collapsed"] == sum(r["empty_layers"] > 0 for r in summary.values())
+    for r in rows:  # every mask keeps exactly the IMP ticket's number of weights; the three PSNRs are ordered
+        assert r["best_psnr"] >= max(r["es_psnr"], r["final_psnr"]) - 1e-9
+        if r["contender"] in init_vs_imp.METHODS:
+            assert r["density"] == pytest.approx(summary["imp", r["level"]]["density"], abs=1e-4)
+    assert paper.OES_SET14["oes"]["final"] == 25.86 and paper.OES_SET14["imp"]["density"] == 5.49
+    moved = init_vs_imp.summarize(init_vs_imp.transfer_rows(ex, "denoise", params["transfer_from"],
+                                                            params["transfer_images"][0], protocol),
+                                  by=("contender", "origin"))
+    by_origin = {(r["contender"], r["origin"]): r for r in moved}
+    assert g["oes_moved_minus_own"] == pytest.approx(by_origin["oes", "transferred"]["final_psnr"]
+                                                     - by_origin["oes", "own"]["final_psnr"])
+    assert np.isfinite(g["book_density"]) and g["book_density"] == pytest.approx(g["sparsest_density"], abs=0.1)
+
+
 def folders_paper() -> list[str]:
     """The run folders of Fig. 2's four runs in the paper profile (searched on the observation)."""
     return ["imp_inpaint_dip-kate_kate_mask", "imp_sr4_set14-zebra", "imp_sr8_set14-pepper", "imp_denoise_set5-baby"]
