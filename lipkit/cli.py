@@ -1,4 +1,4 @@
-"""Command line: ``python -m lipkit imp|ticket|prune-init|transfer ...`` for long runs outside notebooks.
+"""Command line: ``python -m lipkit imp|ticket|prune-init|transfer|sweep ...`` for long runs outside notebooks.
 
 Example (the paper's denoising protocol on Set5 baby, 3 seeds; then round 8's ticket of seed 0,
 fitted to ×4 super-resolution of another image, beside random masks of its layer counts):
@@ -13,6 +13,13 @@ random), 5 % of the conv weights kept, from seed 0's θ0 (IMP's seed 0 starts fr
 
     python -m lipkit prune-init --method oes --density 0.05 --task denoise --image set14/pepper \
         --sigma 25.5 --out tickets/pepper_oes_5
+
+A grid of IMP runs (a sweep file, ``sweeps/*.yml``) on this machine's cores, or on a Ray cluster,
+then where it stands:
+
+    python -m lipkit sweep sweeps/paper_ch2.yml --out runs/paper
+    python -m lipkit sweep sweeps/paper_ch2.yml --out /shared/runs --engine ray --address auto
+    python -m lipkit sweep sweeps/paper_ch2.yml --out runs/paper --status
 
 Small runs: ``--crop 64 --iters 200 --width 32``. Running the same command again resumes after
 the last completed round (or transfer); ``summary.json`` in an IMP run folder holds every round's
@@ -151,6 +158,29 @@ def _transfer(a: argparse.Namespace) -> int:
     return 0
 
 
+def _sweep(a: argparse.Namespace) -> int:
+    from lipkit import sweep
+    from lipkit.sweep_engines import run_sweep
+
+    plan = sweep.load(a.file)
+    if a.workers is not None and a.workers < 1:
+        raise UsageError(f"--workers must be >= 1, got {a.workers}")
+    if not a.status:
+        try:
+            run_sweep(plan, a.out, engine=a.engine, address=a.address, workers=a.workers, progress=not a.quiet)
+        except ImportError as err:
+            raise UsageError(str(err)) from None
+    rows = sweep.status(plan, a.out)
+    width = max(len(r["id"]) for r in rows)
+    print(f"{'job':<{width}}  {'state':<8} levels    attempts  error")
+    for r in rows:
+        print(f"{r['id']:<{width}}  {r['state']:<8} {r['levels']:>3}/{r['expected']:<5} {r['attempts']:>8}  "
+              f"{r['error'] or ''}")
+    counts = {s: sum(r["state"] == s for r in rows) for s in dict.fromkeys(r["state"] for r in rows)}
+    print(f"{plan.name}: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+    return 1 if any(r["state"] in ("failed", "crashed") for r in rows) else 0
+
+
 def add_task_options(p: argparse.ArgumentParser) -> None:
     """The options that make a task (image, degradation, observation seed, crop, iterations)."""
     p.add_argument("--task", required=True, choices=["denoise", "sr", "inpaint"])
@@ -238,6 +268,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="folder of the records (a rerun skips the fits already there)")
     add_run_options(p, "the fit's z and step noise; default: the ticket's seed")
     p.set_defaults(handler=_transfer)
+    p = sub.add_parser("sweep", help="a grid of IMP runs on this machine or a Ray cluster (resumable)")
+    p.add_argument("file", help="a sweep file (YAML): settings, jobs, resources, retries; see sweeps/")
+    p.add_argument("--out", required=True, help="the runs folder, one run folder per job (on a cluster: storage "
+                                                "every node sees)")
+    p.add_argument("--engine", default="local", choices=["local", "ray"], help="worker processes here, or Ray tasks")
+    p.add_argument("--address", default=None, help="ray: 'auto' or host:port of a running cluster (default: a "
+                                                   "private local Ray instance)")
+    p.add_argument("--workers", type=int, default=None, help="local: jobs at once (default: cores / resources.cpus)")
+    p.add_argument("--status", action="store_true", help="print where each job stands and run nothing")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--debug", action="store_true", help="show the traceback of an error (or LIPKIT_DEBUG=1)")
+    p.set_defaults(handler=_sweep)
     a = ap.parse_args(argv)
     try:
         return a.handler(a)

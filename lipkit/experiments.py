@@ -138,10 +138,10 @@ class Experiments:
 
     # --- runs ---------------------------------------------------------------------------------
     def run_name(self, kind: str, image: str, *, factor: int = 4, mask: str = "bernoulli",
-                 structure: str = "unstructured", rate: float | None = None) -> str:
+                 structure: str = "unstructured", rate: float | None = None, method: str = "magnitude") -> str:
         """Folder name of a single-image IMP run under ``runs_root``: the task, then whatever this
-        run's settings change from the paper's (crop, width, channel pruning, rate), so that
-        chapters with different settings never meet in one folder."""
+        run's settings change from the paper's (noise, crop, width, channel pruning, rate, random
+        pruning), so that chapters with different settings never meet in one folder."""
         rate = self.rate if rate is None else rate
         name = f"imp_{kind}{factor if kind == 'sr' else ''}_{image.replace('/', '-')}"
         if kind == "inpaint":
@@ -151,21 +151,23 @@ class Experiments:
         name += f"_w{self.width}" if self.width != 128 else ""
         name += "_channel" if structure == "channel" else ""
         name += f"_p{100 * rate:g}" if rate != 0.2 else ""
+        name += "_random" if method == "random" else ""
         return name + ("_clean_search" if self.search_on == "clean" else "")
 
     def imp(self, kind: str, image: str, *, factor: int = 4, mask: str = "bernoulli",
             baselines: Iterable[str] | None = None, structure: str = "unstructured", rate: float | None = None,
-            rounds: int | None = None) -> ImpRun:
+            rounds: int | None = None, method: str = "magnitude") -> ImpRun:
         """Single-image IMP of this profile on ``image`` (run or resumed in its folder); ``structure``,
-        ``rate`` and ``rounds`` replace the profile's (channel pruning has no branch baselines)."""
+        ``rate`` and ``rounds`` replace the profile's (channel pruning has no branch baselines);
+        ``method="random"`` ranks by random scores instead of magnitude (random pruning's chain)."""
         task = self.task(kind, image, factor=factor, mask=mask)
         rate = self.rate if rate is None else rate
         if baselines is None:
             baselines = self.baselines if structure == "unstructured" else ()
         return imp(task, rounds=self.rounds_for(kind) if rounds is None else rounds, rate=rate, seeds=range(self.seeds),
-                   arch=self.arch, search_on=self.search_on, baselines=baselines, structure=structure,
+                   arch=self.arch, search_on=self.search_on, baselines=baselines, structure=structure, method=method,
                    run_dir=self.runs_root / self.run_name(kind, image, factor=factor, mask=mask, structure=structure,
-                                                          rate=rate),
+                                                          rate=rate, method=method),
                    workers=self.workers, progress=self.progress)
 
     def paper_imp(self, name: str, baselines: Iterable[str] | None = None, **settings) -> ImpRun:

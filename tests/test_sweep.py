@@ -1,0 +1,174 @@
+"""Sweeps: a grid of IMP runs on a local process pool and on a real local Ray instance gives the
+folders `python -m lipkit imp` gives; a rerun computes nothing; a killed worker's job resumes;
+a job that cannot work is reported once; a busy folder is left alone; the shipped sweep files
+make exactly the folders the book's paper profile opens."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import ROOT
+from lipkit import sweep
+from lipkit.cli import main
+from lipkit.experiments import PAPER_TASKS, Experiments
+from lipkit.store.folder import RunLock
+from lipkit.sweep_engines import run_sweep
+
+TINY = dict(crop=64, width=8, rounds=1, seeds=1, denoise_iters=3, sr_iters=3, inpaint_iters=3, baselines=[])
+TIMING = {"seconds", "batched"}  # how long a fit took and how it ran are not results
+
+
+def tiny_sweep(tmp_path, **extra) -> Path:
+    spec = dict(name="tiny", settings=TINY, jobs=[dict(kind="denoise", image=["set5/baby", "set5/woman"],
+                                                       method=["magnitude", "random"])],
+                resources=dict(cpus=1), retries=2)
+    spec.update(extra)
+    path = tmp_path / "tiny.yml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def records(root: Path) -> dict:
+    return {(r["run"], r["seed"], r["round"], r["method"]): {k: v for k, v in r.items() if k not in TIMING}
+            for r in sweep.collect(root)}
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, one_thread):
+    """The four folders made one by one by `python -m lipkit imp`, with one thread as the sweep's
+    jobs (resources.cpus = 1): another thread count sums in another order."""
+    root = tmp_path_factory.mktemp("by_cli")
+    for image in ("set5/baby", "set5/woman"):
+        for method in ("magnitude", "random"):
+            name = Experiments(root, **TINY).run_name("denoise", image, method=method)
+            assert main(["imp", "--task", "denoise", "--image", image, "--crop", "64", "--iters", "3", "--width", "8",
+                         "--rounds", "1", "--method", method, "--workers", "1", "--quiet", "--out",
+                         str(root / name)]) == 0
+    return records(root)
+
+
+def test_the_grid_expands_to_one_folder_per_job(tmp_path):
+    plan = sweep.load(tiny_sweep(tmp_path))
+    assert [j.id for j in plan.jobs] == ["imp_denoise_set5-baby_64px_w8", "imp_denoise_set5-baby_64px_w8_random",
+                                         "imp_denoise_set5-woman_64px_w8", "imp_denoise_set5-woman_64px_w8_random"]
+    assert {sweep.levels_expected(j) for j in plan.jobs} == {2}
+
+
+def test_a_local_sweep_equals_the_cli_runs_and_a_rerun_computes_nothing(tmp_path, reference, capsys):
+    root = tmp_path / "runs"
+    results = run_sweep(sweep.load(tiny_sweep(tmp_path)), root, workers=2, progress=False)
+    assert sorted(r["state"] for r in results) == ["done"] * 4
+    assert records(root) == reference
+    start = time.perf_counter()
+    assert run_sweep(sweep.load(tiny_sweep(tmp_path)), root, workers=2, progress=False) == []  # nothing to do
+    assert time.perf_counter() - start < 5
+    assert main(["sweep", str(tiny_sweep(tmp_path)), "--out", str(root), "--status"]) == 0
+    out = capsys.readouterr().out
+    assert "tiny: 4 done" in out and out.count(" done ") == 4
+
+
+def test_a_job_that_cannot_work_is_reported_once_and_the_others_go_on(tmp_path, capsys):
+    path = tiny_sweep(tmp_path, jobs=[dict(kind="denoise", image=["set5/baby", "set5/nosuchimage"])])
+    root = tmp_path / "runs"
+    results = {r["id"]: r for r in run_sweep(sweep.load(path), root, workers=1, progress=False)}
+    assert results["imp_denoise_set5-baby_64px_w8"]["state"] == "done"
+    bad = results["imp_denoise_set5-nosuchimage_64px_w8"]
+    assert bad["state"] == "failed" and "nosuchimage" in bad["error"]
+    assert main(["sweep", str(path), "--out", str(root), "--status"]) == 1  # reported, not retried forever
+    out = capsys.readouterr().out
+    assert "failed" in out and "nosuchimage" in out
+    state = yaml.safe_load(sweep.state_file(root, bad["id"]).read_text())
+    assert state["attempts"] == 1  # run once in this sweep; a rerun of the command tries it once more
+
+
+def test_a_folder_another_process_holds_is_left_alone_and_said_so(tmp_path):
+    path = tiny_sweep(tmp_path, jobs=[dict(kind="denoise", image=["set5/baby", "set5/woman"])])
+    root = tmp_path / "runs"
+    busy = root / "imp_denoise_set5-woman_64px_w8"
+    busy.mkdir(parents=True)
+    with RunLock(busy):
+        results = {r["id"]: r for r in run_sweep(sweep.load(path), root, workers=1, progress=False)}
+    assert results["imp_denoise_set5-baby_64px_w8"]["state"] == "done"
+    assert results[busy.name]["state"] == "busy" and "another process" in results[busy.name]["error"]
+    assert not sweep.state_file(root, busy.name).exists()  # the other sweep's state is not touched
+    assert {r["id"]: r["state"] for r in sweep.status(sweep.load(path), root)}[busy.name] == "pending"
+
+
+def test_a_sweep_file_that_cannot_work_is_refused_before_anything_runs(tmp_path):
+    with pytest.raises(sweep.SweepError, match="unknown task 'denoize'"):
+        sweep.load(tiny_sweep(tmp_path, jobs=[dict(task="denoize")]))
+    with pytest.raises(sweep.SweepError, match="not Experiments settings"):
+        sweep.load(tiny_sweep(tmp_path, settings=dict(TINY, widht=8)))
+    with pytest.raises(sweep.SweepError, match="two jobs write the folder"):
+        sweep.load(tiny_sweep(tmp_path, jobs=[dict(kind="denoise", image="set5/baby", rounds=[1, 2])]))
+
+
+@pytest.mark.parametrize("chapter,file", [("02_single_image_imp", "paper_ch2.yml"),
+                                          ("08_lip_against_its_rivals", "paper_book.yml")])
+def test_the_shipped_sweeps_make_the_folders_the_paper_profile_opens(chapter, file):
+    """Same folder names and the same Experiments settings, so the chapters resume them as finished."""
+    from dataclasses import asdict
+
+    params = yaml.safe_load((ROOT / "book" / "profiles.yml").read_text())["paper"][chapter]
+    jobs = {j.id: j for j in sweep.load(ROOT / "sweeps" / file).jobs}
+    ex = Experiments.from_parameters(params, runs_root="x", progress=False)
+    if chapter == "02_single_image_imp":
+        wanted = {ex.run_name(**{k: v for k, v in PAPER_TASKS[n].items() if k != "title"}) for n in PAPER_TASKS}
+    else:
+        wanted = {ex.run_name("denoise", image) for image in params["set14_images"]}
+    assert wanted <= set(jobs)
+    for name in wanted:
+        mine = asdict(jobs[name].experiments("x", progress=False))
+        assert mine == asdict(ex), name
+
+
+ray = pytest.importorskip("ray", reason="the lipkit[ray] extra is not installed")
+
+
+@pytest.fixture(scope="module")
+def ray_instance():
+    os.environ.update(RAY_USAGE_STATS_ENABLED="0", RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0", RAY_AUTH_MODE="disabled")
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+             object_store_memory=100 * 2**20)
+    yield
+    ray.shutdown()
+
+
+def test_a_ray_sweep_equals_the_cli_runs(tmp_path, reference, ray_instance):
+    root = tmp_path / "runs"
+    results = run_sweep(sweep.load(tiny_sweep(tmp_path)), root, engine="ray", progress=False)
+    assert sorted(r["state"] for r in results) == ["done"] * 4
+    assert records(root) == reference
+
+
+def test_a_killed_ray_worker_s_job_resumes_where_it_was(tmp_path, ray_instance):
+    spec = dict(jobs=[dict(kind="denoise", image="set5/baby", rounds=4)],
+                settings=dict(TINY, denoise_iters=40))
+    root, alone = tmp_path / "runs", tmp_path / "alone"
+    plan = sweep.load(tiny_sweep(tmp_path, **spec))
+    job = plan.jobs[0]
+    done = {}
+    thread = threading.Thread(target=lambda: done.update(r=run_sweep(plan, root, engine="ray", progress=False)))
+    thread.start()
+    first = root / job.id / "seed_0" / "round_01.json"
+    deadline = time.time() + 60
+    while not first.exists() and time.time() < deadline:
+        time.sleep(0.05)
+    assert first.exists()
+    pid = yaml.safe_load(sweep.state_file(root, job.id).read_text())["pid"]
+    os.kill(pid, signal.SIGKILL)  # mid-job: round 1 written, rounds 2-4 to go
+    written = first.stat().st_mtime_ns
+    thread.join(timeout=120)
+    assert first.stat().st_mtime_ns == written  # resumed after round 1, not started over
+    assert [r["state"] for r in done["r"]] == ["done"]
+    state = yaml.safe_load(sweep.state_file(root, job.id).read_text())
+    assert state["attempts"] == 2 and state["pid"] != pid  # retried in another worker
+    run_sweep(plan, alone, workers=1, progress=False)  # the same job, never interrupted
+    assert records(root) == records(alone)
