@@ -66,3 +66,15 @@ def test_a_job_that_cannot_work_is_refused_with_its_reason(task):
         it.InitTicketJob(task, "snip", 1.5)
     with pytest.raises(ValueError, match="unknown method"):
         it.InitTicketJob(task, "magic", 0.1)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("method", METHODS)
+def test_every_strategy_searches_on_the_gpu(task, method):
+    job = it.InitTicketJob(task, method, 0.2, seed=0, width=16, oes_steps=5, synflow_rounds=3)
+    ticket = it.init_ticket(job, device="cuda")
+    assert ticket.meta["cost"]["device"].startswith("cuda")
+    assert ticket.meta["measured_density"] == pytest.approx(0.2, abs=1e-4)
+    assert all(m.device.type == "cpu" for m in ticket.masks.values())  # a ticket is stored from the CPU
+    assert transfer(ticket, task, device="cuda", progress=False)["iterations"] == 3

@@ -74,6 +74,30 @@ def test_a_local_sweep_equals_the_cli_runs_and_a_rerun_computes_nothing(tmp_path
     assert "tiny: 4 done" in out and out.count(" done ") == 4
 
 
+def test_a_killed_driver_s_sweep_finishes_only_what_is_missing_when_run_again(tmp_path):
+    import subprocess
+    import sys
+
+    spec = dict(jobs=[dict(kind="denoise", image=["set5/baby", "set5/woman"], rounds=3)],
+                settings=dict(TINY, denoise_iters=40))
+    path, root, alone = tiny_sweep(tmp_path, **spec), tmp_path / "runs", tmp_path / "alone"
+    driver = subprocess.Popen([sys.executable, "-m", "lipkit", "sweep", str(path), "--out", str(root),
+                               "--workers", "1", "--quiet"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first = root / "imp_denoise_set5-baby_64px_w8" / "seed_0" / "round_01.json"
+    deadline = time.time() + 60
+    while not first.exists() and time.time() < deadline:
+        time.sleep(0.05)
+    driver.kill()  # the driver, mid-sweep: its worker dies with it and the folder's lock goes
+    driver.wait()
+    assert first.exists()
+    written = first.stat().st_mtime_ns
+    results = run_sweep(sweep.load(path), root, workers=1, progress=False)
+    assert sorted(r["state"] for r in results) == ["done", "done"]  # both unfinished, neither started over
+    assert first.stat().st_mtime_ns == written
+    run_sweep(sweep.load(path), alone, workers=1, progress=False)
+    assert records(root) == records(alone)
+
+
 def test_a_job_that_cannot_work_is_reported_once_and_the_others_go_on(tmp_path, capsys):
     path = tiny_sweep(tmp_path, jobs=[dict(kind="denoise", image=["set5/baby", "set5/nosuchimage"])])
     root = tmp_path / "runs"
