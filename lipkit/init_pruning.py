@@ -237,7 +237,8 @@ def find_masks(method: str, net, operator, observation, net_input, *, density: f
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose from {METHODS}")
     start = time.perf_counter()
-    net = copy.deepcopy(net).to(net_input.device)  # the caller's θ0 stays where it is, untouched
+    net = copy.deepcopy(net).to(net_input.device)  # the caller's θ0 and operator stay where they are
+    operator = copy.deepcopy(operator).to(net_input.device)
     if method == "oes":
         masks, _ = oes(net, operator, observation, net_input, density=density, steps=oes_steps, seed=seed)
         passes = oes_steps
