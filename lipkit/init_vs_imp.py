@@ -163,7 +163,7 @@ def transfer_rows(ex: Experiments, kind: str, source: str, target: str, protocol
 def summarize(rows: Sequence[dict], by: Sequence[str] = ("contender", "level")) -> list[dict]:
     """Mean and std over seeds of each group of ``rows`` (default: contender and level): the three
     PSNRs and the drop from the best to the last, the measured density, parameters, mask cost and
-    ``empty_layers`` (conv layers the mask removed entirely: the network's output is then constant)."""
+    ``empty_layers`` (conv layers the mask removed entirely)."""
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
         groups.setdefault(tuple(r.get(k) for k in by), []).append(r)
