@@ -33,7 +33,6 @@ import argparse
 import json
 import os
 import sys
-from pathlib import Path
 
 
 class UsageError(ValueError):
@@ -123,9 +122,11 @@ def _ticket(a: argparse.Namespace) -> int:
 
 
 def _refuse_existing(out: str) -> None:
-    for suffix in (".json", ".safetensors"):  # a ticket someone made is never overwritten
-        if Path(out).with_suffix(suffix).exists():
-            raise UsageError(f"{Path(out).with_suffix(suffix)} exists; give another --out or delete it")
+    from lipkit.tickets import ticket_files
+
+    for path in ticket_files(out):  # a ticket someone made is never overwritten
+        if path.exists():
+            raise UsageError(f"{path} exists; give another --out or delete it")
 
 
 def _prune_init(a: argparse.Namespace) -> int:

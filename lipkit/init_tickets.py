@@ -38,7 +38,7 @@ from lipkit.pruning import mask_sparsity
 from lipkit.seeding import seeded
 from lipkit.store.cache import NUMERIC_MODULES, RecordCache
 from lipkit.tasks import Task, check_task_fits
-from lipkit.tickets import Ticket
+from lipkit.tickets import Ticket, TicketMismatchError, ticket_files
 
 OES_PAPER_STEPS = 60000  # the OES code's default (its Set14 logs ran 80,000)
 
@@ -82,8 +82,8 @@ class InitTicketJob:
 
     def name(self, key: str) -> str:
         """File stem: method, image, density, seed and the first characters of the job's key."""
-        return (f"{self.method}_{self.task.kind}_{self.task.image.replace('/', '-')}_d{100 * self.density:.4g}"
-                f"_s{self.seed}_{key[:12]}")
+        percent = f"{100 * self.density:.4g}".replace(".", "p")  # no dot in a file stem: d6p4 is 6.4 %
+        return f"{self.method}_{self.task.kind}_{self.task.image.replace('/', '-')}_d{percent}_s{self.seed}_{key[:12]}"
 
 
 def theta0(arch: dict, seed: int) -> torch.nn.Module:
@@ -110,6 +110,17 @@ def init_ticket(job: InitTicketJob, device=None) -> Ticket:
     return ticket
 
 
+def _load(stem: Path, job: InitTicketJob) -> Ticket:
+    """The ticket at ``stem``, refused unless it was made by ``job`` (method, density, seed, task)."""
+    ticket = Ticket.load(stem)
+    m = ticket.meta
+    if (m.get("method"), m.get("density"), m.get("seed"), m.get("search_image")) != (
+            job.method, float(job.density), job.seed, job.task.image):
+        raise TicketMismatchError(f"{stem} holds another job's ticket ({m.get('method')}, density {m.get('density')}, "
+                                  f"seed {m.get('seed')}, {m.get('search_image')}); delete it to find this one again")
+    return ticket
+
+
 def init_tickets(jobs: Sequence[InitTicketJob], folder: str | os.PathLike, *, workers: int | None = None,
                  device=None, progress: bool = True) -> list[Ticket]:
     """The ticket of every job, in order: loaded from ``folder`` when it holds one made by the same
@@ -119,7 +130,7 @@ def init_tickets(jobs: Sequence[InitTicketJob], folder: str | os.PathLike, *, wo
     folder = Path(folder)
     cache = RecordCache(folder, modules=NUMERIC_MODULES + ("init_pruning", "init_tickets"))
     stems = [folder / job.name(cache.key(job.describe())) for job in jobs]
-    out: list[Ticket | None] = [Ticket.load(s) if s.with_suffix(".json").exists() else None for s in stems]
+    out: list[Ticket | None] = [_load(s, job) if ticket_files(s)[1].exists() else None for s, job in zip(stems, jobs)]
     todo = [i for i, t in enumerate(out) if t is None]
     dev = str(resolve_device(device))
     bar = tqdm(total=len(todo), desc="masks at initialization", disable=not progress or not todo)

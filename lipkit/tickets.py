@@ -33,6 +33,13 @@ def _stem(path: str | os.PathLike) -> Path:
     return p.with_suffix("") if p.suffix in (".json", ".safetensors") else p
 
 
+def ticket_files(path: str | os.PathLike) -> tuple[Path, Path]:
+    """``(<stem>.safetensors, <stem>.json)`` of a ticket's path, with or without a suffix. The
+    suffix is appended, never swapped: a stem with a dot (``pepper_oes_0.05``) keeps its name."""
+    stem = _stem(path)
+    return stem.with_name(stem.name + ".safetensors"), stem.with_name(stem.name + ".json")
+
+
 @dataclass
 class Ticket:
     masks: "OrderedDict[str, torch.Tensor]"          # conv weight name -> {0,1} float tensor
@@ -131,20 +138,20 @@ class Ticket:
         tensors.update({f"rewind/{k}": v.contiguous() for k, v in self.rewind.items()})
         tmp = stem.with_name(stem.name + ".tmp.safetensors")
         save_file(tensors, str(tmp), metadata={"format": "lipkit-ticket", "version": "1"})
-        tmp.replace(stem.with_suffix(".safetensors"))
-        meta = dict(self.meta, masks=list(self.masks), rewind=list(self.rewind),
-                    tensors_sha256=sha256_of(stem.with_suffix(".safetensors")),
+        tfile, jfile = ticket_files(stem)
+        tmp.replace(tfile)
+        meta = dict(self.meta, masks=list(self.masks), rewind=list(self.rewind), tensors_sha256=sha256_of(tfile),
                     mask_sparsity=mask_sparsity(self.masks) if self.masks else None)
         tmpj = stem.with_name(stem.name + ".tmp.json")
         tmpj.write_text(json.dumps(meta, indent=1))
-        tmpj.replace(stem.with_suffix(".json"))
+        tmpj.replace(jfile)
         return stem
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Ticket":
         """Read a ticket written by :meth:`save`, checking that its two files agree."""
         stem = _stem(path)
-        tfile, jfile = stem.with_suffix(".safetensors"), stem.with_suffix(".json")
+        tfile, jfile = ticket_files(stem)
         for f in (tfile, jfile):
             if not f.is_file():
                 raise FileNotFoundError(f"ticket file {f} is missing (a ticket is a .safetensors and a .json)")

@@ -337,8 +337,11 @@ def test_chapter5_numbers(executed):
     assert g["lip_wins"] == sum(g[f"{n}_lip"] > g[f"{n}_dd"] for n in folders)
     for rule in ("es", "final"):
         assert g[f"lip_wins_{rule}"] == sum(g[f"{n}_lip_{rule}"] > g[f"{n}_dd_{rule}"] for n in folders)
-    # the page says the inpainting comparison is within about a standard deviation
-    assert abs(g["inpaint_kate_lip_minus_dd"]) < max(g["inpaint_kate_lip_std"], g["inpaint_kate_dd_std"])
+    # the page's words on the inpainting comparison follow the numbers (fits differ between CPUs)
+    gap, spread = g["inpaint_kate_lip_minus_dd"], max(g["inpaint_kate_lip_std"], g["inpaint_kate_dd_std"])
+    assert g["inpaint_kate_comparison"] == ("within about a standard deviation of each other" if abs(gap) < spread else
+                                            "more than a standard deviation apart, the "
+                                            + ("ticket" if gap > 0 else "deep decoder") + " ahead")
 
 
 @pytest.mark.chapter
@@ -405,7 +408,7 @@ def test_chapter8_numbers(executed, monkeypatch):
 
     g = glued(executed("08_lip_against_its_rivals"))
     params = yaml.safe_load((ROOT / "book" / "profiles.yml").read_text())["quick"]["08_lip_against_its_rivals"]
-    ex = Experiments.from_parameters(params, runs_root=RUNS, progress=False)
+    ex = Experiments.from_parameters(params, runs_root=RUNS, progress=False, workers=1)  # a fit would run here
     for module, name in ((transfer, "_run_job"), (init_tickets, "init_ticket"), (deep_decoder_runs, "_fit_job")):
         monkeypatch.setattr(module, name, lambda *a, n=name: pytest.fail(f"the chapter's {n} was not cached"))
     protocol = init_vs_imp.Protocol(densities=params["densities"], eval_iters=params["eval_iters"],

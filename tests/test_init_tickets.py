@@ -61,6 +61,14 @@ def test_init_tickets_are_kept_and_found_again(tmp_path, task, monkeypatch):
         it.init_tickets(other, tmp_path, workers=1, device="cpu", progress=False)
 
 
+def test_tickets_of_two_seeds_at_a_fractional_percent_do_not_share_a_file(tmp_path, task):
+    jobs = [it.InitTicketJob(task, "random", 0.064, seed=s, width=8) for s in (0, 1)]  # 6.4 %: a dot in 100·d
+    it.init_tickets(jobs, tmp_path, workers=1, device="cpu", progress=False)
+    again = it.init_tickets(jobs, tmp_path, workers=1, device="cpu", progress=False)  # from the files
+    assert [t.meta["seed"] for t in again] == [0, 1] and len(list(tmp_path.glob("*.json"))) == 2
+    assert any(not torch.equal(again[0].masks[k], again[1].masks[k]) for k in again[0].masks)
+
+
 def test_a_job_that_cannot_work_is_refused_with_its_reason(task):
     with pytest.raises(ValueError, match="fraction of conv weights kept"):
         it.InitTicketJob(task, "snip", 1.5)

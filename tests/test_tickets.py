@@ -40,6 +40,17 @@ def test_save_load_roundtrip(tmp_path):
     assert all(torch.all(params[n][m == 0] == 0) for n, m in masks.items())
 
 
+def test_a_stem_with_a_dot_keeps_its_name_and_two_such_tickets_do_not_collide(tmp_path):
+    net, a = make_ticket()
+    b = Ticket.from_net(net, {k: 1 - v for k, v in a.masks.items()}, round=2, seed=1)
+    a.save(tmp_path / "pepper_d6.4_s0")
+    b.save(tmp_path / "pepper_d6.4_s1.json")  # with a suffix: the same stem rule
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pepper_d6.4_s0.json", "pepper_d6.4_s0.safetensors",
+                                                          "pepper_d6.4_s1.json", "pepper_d6.4_s1.safetensors"]
+    assert Ticket.load(tmp_path / "pepper_d6.4_s0").meta["seed"] == 0
+    assert Ticket.load(tmp_path / "pepper_d6.4_s1.safetensors").meta["seed"] == 1
+
+
 def test_architecture_mismatch_says_what_differs(tmp_path):
     _, t = make_ticket()
     with pytest.raises(TicketMismatchError, match="num_channels_down: ticket \\[8, 8, 8, 8, 8\\], network \\[128"):
