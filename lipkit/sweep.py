@@ -144,20 +144,27 @@ def _set_state(root, job: SweepJob, **state) -> dict:
     return new
 
 
+def _locked(folder: Path) -> bool:
+    """Whether another process holds ``folder``'s run lock (a job of another sweep is writing it)."""
+    from lipkit.store.folder import RunLock
+
+    if not folder.is_dir():
+        return False
+    try:
+        with RunLock(folder):
+            return False
+    except RunInUseError:
+        return True
+
+
 def run_job(job: SweepJob, root: str, threads: int) -> dict:
     """Run (or resume) ``job``'s folder under ``root`` with ``threads`` CPU threads; never raises
     for a job that fails: returns ``{"id", "state", "error", "seconds"}`` and records the state."""
     import torch
 
-    from lipkit.store.folder import RunLock
-
-    folder = Path(root) / job.id
-    if folder.is_dir():  # another sweep's job on this folder: leave it, and its state file, alone
-        try:
-            with RunLock(folder):
-                pass
-        except RunInUseError as err:
-            return dict(id=job.id, state="busy", error=str(err), seconds=0.0)
+    if _locked(Path(root) / job.id):  # another sweep's job on this folder: leave it, and its state file, alone
+        return dict(id=job.id, state="busy", seconds=0.0,
+                    error="another process is writing this folder; run the sweep again when it is done")
     torch.set_num_threads(max(1, threads))
     attempts = (read_json(state_file(root, job.id)).get("attempts", 0) if state_file(root, job.id).exists() else 0)
     _set_state(root, job, state="running", pid=os.getpid(), host=socket.gethostname(), attempts=attempts + 1,
@@ -205,18 +212,6 @@ def status(sweep: Sweep, root) -> list[dict]:
         rows.append(dict(id=job.id, state=state, levels=done, expected=expected, attempts=st.get("attempts", 0),
                          error=st.get("error") if state in ("failed", "busy") else None))
     return rows
-
-
-def _locked(folder: Path) -> bool:
-    from lipkit.store.folder import RunLock
-
-    if not folder.is_dir():
-        return False
-    try:
-        with RunLock(folder):
-            return False
-    except RunInUseError:
-        return True
 
 
 def collect(root) -> list[dict]:

@@ -120,7 +120,7 @@ def test_a_folder_another_process_holds_is_left_alone_and_said_so(tmp_path):
     with RunLock(busy):
         results = {r["id"]: r for r in run_sweep(sweep.load(path), root, workers=1, progress=False)}
     assert results["imp_denoise_set5-baby_64px_w8"]["state"] == "done"
-    assert results[busy.name]["state"] == "busy" and "another process" in results[busy.name]["error"]
+    assert results[busy.name]["state"] == "busy" and "another process is writing" in results[busy.name]["error"]
     assert not sweep.state_file(root, busy.name).exists()  # the other sweep's state is not touched
     assert {r["id"]: r["state"] for r in sweep.status(sweep.load(path), root)}[busy.name] == "pending"
 
