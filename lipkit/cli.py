@@ -247,6 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(handler=_ticket)
 
     from lipkit.init_pruning import METHODS as INIT_METHODS
+    from lipkit.init_tickets import OES_PAPER_STEPS
 
     p = sub.add_parser("prune-init", help="a ticket from a mask chosen at initialization (.safetensors + .json)")
     add_task_options(p)
@@ -254,7 +255,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--density", type=float, required=True, help="fraction of the conv weights kept, in (0, 1)")
     p.add_argument("--seed", type=int, default=0, help="θ0 and z of this seed (as IMP's chain of this seed)")
     p.add_argument("--width", type=int, default=None, help="channels per level (default 128, the LIP backbone)")
-    p.add_argument("--oes-steps", type=int, default=60000, help="OES: Adam steps on the keep-logits (its code: 60000)")
+    p.add_argument("--oes-steps", type=int, default=OES_PAPER_STEPS,
+                   help=f"OES: Adam steps on the keep-logits (its code: {OES_PAPER_STEPS})")
     p.add_argument("--synflow-rounds", type=int, default=100, help="SynFlow: pruning rounds (its paper: 100)")
     p.add_argument("--out", required=True, help="the ticket's path without suffix")
     p.add_argument("--device", default=None, help="cpu or cuda (default: CUDA when available)")

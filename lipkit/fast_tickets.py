@@ -170,11 +170,9 @@ def contenders(task: Task, channel_ticket: Ticket, unstructured_ticket: Ticket, 
 
     same_fits = (imp_run is not None and imp_run.config["task"] == json.loads(json.dumps(task.describe()))
                  and seed == int(unstructured_ticket.meta.get("seed", -1)))
-    fitted = imp_run.records("imp") if same_fits else []  # a record is always the fit on the observation
 
-    def imp_fit(level: int) -> dict | None:
-        return next((r for r in fitted if r["round"] == level and r["seed"] == seed and r.get("batched") is False),
-                    None)
+    def imp_fit(level: int) -> dict | None:  # a record is always the fit on the observation
+        return imp_run.fit_alone(seed, level) if same_fits else None
 
     return [SpeedJob("dense", task, channel_ticket, seed, fitted=imp_fit(0)),
             SpeedJob("unstructured", task, unstructured_ticket, seed,

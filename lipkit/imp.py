@@ -210,6 +210,13 @@ class ImpRun:
                     mean=[float(v.mean()) for v in vals], std=[float(v.std()) for v in vals],
                     n=[len(v) for v in vals])
 
+    def fit_alone(self, seed: int, round: int) -> dict | None:
+        """The record of ``seed``'s level ``round`` if that fit ran alone (not batched with other
+        seeds, whose results agree only to float tolerance): then fitting the level's ticket to
+        this run's observation with fit seed ``seed`` repeats it bit for bit. None otherwise."""
+        return next((r for r in self.records("imp") if r["seed"] == seed and r["round"] == round
+                     and r.get("batched") is False), None)
+
     def round_for_parameters(self, n_params: float, method: str = "imp") -> dict:
         """The round whose tickets have about ``n_params`` parameters left (closest in ratio).
 

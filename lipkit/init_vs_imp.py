@@ -111,11 +111,11 @@ def compare(ex: Experiments, kind: str, image: str, protocol: Protocol, *, facto
     imp_plan += [("imp", k, TransferJob(imp_tickets[k, s], eval_task, "ticket", s), _imp_cost(run, s, k))
                  for k in levels for s in seeds]
     init_plan = [(m, k, TransferJob(t, eval_task, "ticket", s), t.meta["cost"]) for (k, s, m), t in zip(keys, found)]
-    if protocol.eval_iters is None and not any(r.get("batched") for r in run.records("imp")):
+    own = [run.fit_alone(job.seed, k or 0) for _, k, job, _ in imp_plan] if protocol.eval_iters is None else [None]
+    if all(r is not None for r in own):
         # the same θ0, masks, observation, seed and length, fitted alone: IMP's own fits are these fits
-        own = {(r["seed"], r["round"]): r for r in run.records("imp")}
-        records = [dict(own[job.seed, k or 0], target=_target(eval_task), psnr_curve=None)
-                   for _, k, job, _ in imp_plan] + ex.transfer([job for _, _, job, _ in init_plan])
+        records = ([dict(r, target=_target(eval_task), psnr_curve=None) for r in own]
+                   + ex.transfer([job for _, _, job, _ in init_plan]))
     else:
         records = ex.transfer([job for _, _, job, _ in imp_plan + init_plan])
     plan = imp_plan + init_plan
