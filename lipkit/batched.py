@@ -31,7 +31,8 @@ from torch import nn
 
 from lipkit.device import resolve_device
 from lipkit.early_stopping import ESWMV
-from lipkit.fit import FitDivergedError, FitResult, default_input, fit, step_noise_generator
+from lipkit.fit import FitDivergedError, FitResult, collapses, default_input, fit, step_noise_generator
+from lipkit.models import exact_constant_channels
 from lipkit.metrics import psnr_tensor
 from lipkit.operators.base import Operator, image_size
 from lipkit.pruning import check_masks
@@ -120,7 +121,7 @@ def fit_seeds(
     if settings.backtrack:
         raise ValueError("the batched method does not backtrack (it is per seed); use method='sequential' "
                          "or 'processes'")
-    with tf32_allowed(speed.allow_tf32):
+    with tf32_allowed(speed.allow_tf32), exact_constant_channels(nets[0], enabled=any(map(collapses, masks))):
         return _fit_batched(nets, operator, observation, seeds=seeds, masks=masks, net_inputs=net_inputs,
                             progress=progress, desc=desc, **options)
 

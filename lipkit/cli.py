@@ -102,7 +102,8 @@ def _imp(a: argparse.Namespace) -> int:
     curve = run.curve("imp")
     print(json.dumps({"summary": str(path), "sparsity": curve["sparsity"], "best_psnr_mean": curve["mean"],
                       "es_psnr_mean": run.curve("imp", "es_psnr")["mean"],
-                      "final_psnr_mean": run.curve("imp", "final_psnr")["mean"]}, indent=1))
+                      "final_psnr_mean": run.curve("imp", "final_psnr")["mean"],
+                      "empty_layers": run.empty_layers()}, indent=1))
     return 0
 
 

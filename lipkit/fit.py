@@ -34,7 +34,8 @@ from lipkit.early_stopping import ESWMV
 from lipkit.fit_records import Callback, FitResult, FitState, Snapshots
 from lipkit.metrics import psnr_tensor
 from lipkit.operators.base import Operator, image_size
-from lipkit.pruning import check_masks
+from lipkit.models import exact_constant_channels
+from lipkit.pruning import check_masks, empty_filters
 from lipkit.runtime import SpeedOptions, keep_freed_memory, make_adam, tf32_allowed
 from lipkit.seeding import generator as stream_generator
 from lipkit.settings import PRESETS, FitSettings, resolve_settings
@@ -80,7 +81,9 @@ def fit(
         net_input: z; by default the network's standard input, drawn from ``seed``'s
             ``"network_input"`` stream.
         reference: the clean image x (C, H, W), to track PSNR. Never used in the loss.
-        masks: parameter name -> {0,1} tensor; those entries start at and stay exactly zero.
+        masks: parameter name -> {0,1} tensor; those entries start at and stay exactly zero. A
+            mask that empties a filter or a whole layer (layer collapse) is fitted as exact
+            arithmetic would fit it (:func:`lipkit.models.exact_constant_channels`).
         metric: ``metric(output, reference)`` -> 0-dim tensor in dB, for the PSNR histories;
             default RGB :func:`lipkit.metrics.psnr_tensor` (``psnr_y_tensor`` for DIP's SR protocol).
         callbacks: called after every step with a :class:`FitState`; returning True stops. An
@@ -95,10 +98,16 @@ def fit(
             Adam); all off by default, so that a seed reproduces the FP32 result.
     """
     speed, overrides = SpeedOptions.split(speed, overrides)
-    with tf32_allowed(speed.allow_tf32):
+    with tf32_allowed(speed.allow_tf32), exact_constant_channels(net, enabled=collapses(masks)):
         return _fit(net, operator, observation, settings=settings, net_input=net_input, reference=reference,
                     masks=masks, loss_fn=loss_fn, metric=metric, callbacks=callbacks, seed=seed, device=device,
                     progress=progress, desc=desc, speed=speed, **overrides)
+
+
+def collapses(masks: dict[str, torch.Tensor] | None) -> bool:
+    """Whether ``masks`` empty a conv filter, so that a fit needs
+    :func:`lipkit.models.exact_constant_channels` to stay finite (layer collapse)."""
+    return bool(masks) and any(empty_filters(masks).values())
 
 
 def step_noise_generator(seed: int, device) -> torch.Generator:

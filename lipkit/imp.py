@@ -76,7 +76,7 @@ def _record(result: FitResult, report: dict, **extra) -> dict:
                 iterations=result.iterations,
                 seconds=round(result.seconds, 3), conv_sparsity=report["conv_sparsity"],
                 conv_nonzero=report["conv_nonzero"], unpruned_params=report["unpruned_params"],
-                layer_density=list(report["layer_density"].values()))
+                layer_density=list(report["layer_density"].values()), empty_layers=report["empty_layers"])
 
 
 def _fresh_net(arch: dict, rewind_state, device) -> torch.nn.Module:
@@ -209,6 +209,16 @@ class ImpRun:
                     unpruned_params=[float(np.mean([r["unpruned_params"] for r in by_round[k]])) for k in rounds],
                     mean=[float(v.mean()) for v in vals], std=[float(v.std()) for v in vals],
                     n=[len(v) for v in vals])
+
+    def empty_layers(self, method: str = "imp") -> "dict[int, list[str]]":
+        """Round -> the conv layers that its masks left without a weight in some seed (layer
+        collapse; the fits go on, see :func:`lipkit.models.exact_constant_channels`), for the
+        rounds that have any."""
+        out: dict[int, set] = {}
+        for r in self.records(method):
+            if r.get("empty_layers"):
+                out.setdefault(r["round"], set()).update(r["empty_layers"])
+        return {k: sorted(v) for k, v in sorted(out.items())}
 
     def fit_alone(self, seed: int, round: int) -> dict | None:
         """The record of ``seed``'s level ``round`` if that fit ran alone (not batched with other

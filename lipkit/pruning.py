@@ -190,6 +190,22 @@ def layer_densities(masks: Mapping[str, torch.Tensor]) -> "OrderedDict[str, floa
     return OrderedDict((n, float(m.float().mean())) for n, m in masks.items())
 
 
+def empty_filters(masks: Mapping[str, torch.Tensor]) -> "OrderedDict[str, int]":
+    """Name -> number of output filters (slices along dim 0) of each conv mask that keep no weight.
+
+    Such a filter outputs its bias alone, a constant map: with a whole layer emptied, *layer
+    collapse*. :func:`lipkit.fit.fit` then fits with
+    :func:`lipkit.models.exact_constant_channels`. Masks that are not 4-D (a channel ticket's
+    biases and BatchNorms) are skipped.
+    """
+    return OrderedDict((n, int((m.detach().flatten(1) == 0).all(1).sum())) for n, m in masks.items() if m.dim() == 4)
+
+
+def empty_layers(masks: Mapping[str, torch.Tensor]) -> list[str]:
+    """Names of the conv weights whose mask keeps no weight at all (layer collapse), in order."""
+    return [n for n, m in masks.items() if m.dim() == 4 and not bool(m.detach().any())]
+
+
 def mask_overlap(a: Mapping[str, torch.Tensor], b: Mapping[str, torch.Tensor]) -> dict:
     """Overlap of the kept weights of two mask sets: global and per-layer intersection over union."""
     if list(a) != list(b):
@@ -209,8 +225,9 @@ def sparsity_report(net: nn.Module, masks: Mapping[str, torch.Tensor] | None = N
 
     Returns conv-weight nonzeros and total, conv sparsity, the unpruned parameters of the whole
     net (kept conv weights plus every bias and BatchNorm parameter: the model size that compares
-    with a dense network's parameter count), the parameters that are actually nonzero, and the
-    density of each conv layer.
+    with a dense network's parameter count), the parameters that are actually nonzero, the
+    density of each conv layer, and the conv layers left without a weight (``empty_layers``:
+    layer collapse).
     """
     params = dict(net.named_parameters())
     names = list(prunable_weights(net))
@@ -236,6 +253,7 @@ def sparsity_report(net: nn.Module, masks: Mapping[str, torch.Tensor] | None = N
         "nonzero_params": conv_nonzero + other_nonzero,
         "total_params": sum(p.numel() for p in params.values()),
         "layer_density": OrderedDict((n, float(k.float().mean())) for n, k in kept.items()),
+        "empty_layers": [n for n, k in kept.items() if not bool(k.any())],
     }
 
 

@@ -137,7 +137,8 @@ def _run_job(job: TransferJob, device, progress):
                   best_iteration=result.best_iteration, es_iteration=result.es_iteration,
                   iterations=result.iterations, conv_sparsity=report["conv_sparsity"],
                   conv_nonzero=report["conv_nonzero"], unpruned_params=report["unpruned_params"],
-                  layer_density=list(report["layer_density"].values()), seconds=round(result.seconds, 3),
+                  layer_density=list(report["layer_density"].values()), empty_layers=report["empty_layers"],
+                  seconds=round(result.seconds, 3),
                   psnr_curve=result.psnr_curve())
     return record, result.best_output
 

@@ -171,7 +171,8 @@ class SharedTrainer:
                           iterations=result.iterations, seconds=round(result.seconds, 3),
                           conv_sparsity=report["conv_sparsity"], conv_nonzero=report["conv_nonzero"],
                           unpruned_params=report["unpruned_params"],
-                          layer_density=list(report["layer_density"].values()))
+                          layer_density=list(report["layer_density"].values()),
+                          empty_layers=report["empty_layers"])
             out.append(Trained(record, conv_weights_of(net), images=list(images), per_image=True))
         return out
 

@@ -10,7 +10,7 @@ from lipkit.models.skip import SkipNet, dip_input, size_problem, skip_net
 __all__ = [
     "SkipNet", "skip_net", "dip_input", "size_problem",
     "DeepDecoder", "decodernw", "deep_decoder", "deep_decoder_input", "deep_decoder_parameters", "deep_decoder_for",
-    "count_parameters", "network_input", "per_image_statistics",
+    "count_parameters", "network_input", "per_image_statistics", "exact_constant_channels",
 ]
 
 
@@ -31,6 +31,28 @@ def per_image_statistics(net):
     finally:
         for m, s in zip(norms, saved):
             m.per_image = s
+
+
+@contextmanager
+def exact_constant_channels(net, enabled: bool = True):
+    """Within the block, every lipkit BatchNorm of ``net`` outputs exactly its bias β for an input
+    channel that is constant, and passes no gradient back into it (for ``enabled``).
+
+    What a fit needs once a mask empties a conv filter or a whole layer (layer collapse): without
+    it, the BatchNorms after the emptied layer blow its rounding noise up to NaN gradients (see
+    :func:`lipkit.models.common.live_channels`). Channels that vary are computed as before, bit
+    for bit. :func:`lipkit.fit.fit` turns it on when its masks empty a filter
+    (:func:`lipkit.pruning.empty_filters`).
+    """
+    norms = [m for m in net.modules() if isinstance(m, BatchNorm2d)] if enabled else []
+    saved = [m.exact_constant_channels for m in norms]
+    for m in norms:
+        m.exact_constant_channels = True
+    try:
+        yield net
+    finally:
+        for m, s in zip(norms, saved):
+            m.exact_constant_channels = s
 
 
 def network_input(net, height: int, width: int, *, generator=None, device=None):

@@ -86,12 +86,47 @@ class BatchNorm2d(nn.BatchNorm2d):
     """
 
     per_image: bool = False
+    exact_constant_channels: bool = False  # set by lipkit.models.exact_constant_channels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.per_image and x.shape[0] > 1 and self.training:
-            return nn.functional.instance_norm(x, None, None, self.weight, self.bias, use_input_stats=True,
+        per_image = self.per_image and x.shape[0] > 1 and self.training
+        weight = self.weight
+        if self.exact_constant_channels and self.training and weight is not None:
+            weight = weight * live_channels(x, self.eps, per_image).to(weight.dtype)
+        if per_image:
+            return nn.functional.instance_norm(x, None, None, weight, self.bias, use_input_stats=True,
                                                eps=self.eps)
-        return super().forward(x)
+        if weight is self.weight:
+            return super().forward(x)
+        momentum = self.momentum  # the running statistics move as nn.BatchNorm2d moves them
+        if self.track_running_stats and self.num_batches_tracked is not None:
+            self.num_batches_tracked.add_(1)
+            momentum = 1.0 / float(self.num_batches_tracked) if momentum is None else momentum
+        return nn.functional.batch_norm(x, self.running_mean, self.running_var, weight, self.bias, True,
+                                        momentum or 0.0, self.eps)
+
+
+def live_channels(x: torch.Tensor, eps: float, per_image: bool = False) -> torch.Tensor:
+    """(C,) bool: which channels of ``x`` (N, C, H, W) vary over the image (over the batch too,
+    unless ``per_image``, where a channel must be constant in every image to count as constant).
+
+    A conv whose mask keeps no weight of a filter (layer collapse) outputs its bias: a constant
+    map, and so does everything that reads only such maps. Train-mode BatchNorm then sees a
+    variance of 0 plus rounding noise and scales it by 1/sqrt(eps) ≈ 316 forward and back;
+    through the BatchNorms of a collapsed branch the gradients overflow to inf and NaN at the
+    first step. In exact arithmetic the branch gets no gradient and each BatchNorm outputs its
+    bias β. A BatchNorm whose gain is 0 on the constant channels computes exactly that, and β
+    keeps its gradient. A channel counts as constant when its variance is below
+    eps·1e-4 + (1e-5·mean)²: rounding noise of a constant is below it, and a live channel of a
+    DIP net is orders of magnitude above (its BatchNorm would scale it to less than 1 % anyway).
+    The statistics are taken on a grid of every k-th pixel (at least 16 per side), which a
+    constant map passes and a live one does not.
+    """
+    step = max(1, min(x.shape[-2], x.shape[-1]) // 16)
+    sample = x.detach()[..., ::step, ::step]
+    var, mean = torch.var_mean(sample, dim=(2, 3) if per_image else (0, 2, 3), correction=0)
+    constant = var <= eps * 1e-4 + (1e-5 * mean) ** 2
+    return ~(constant.all(0) if per_image else constant)
 
 
 def bn(num_features: int) -> BatchNorm2d:
