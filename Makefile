@@ -30,14 +30,21 @@ chapters: install vendor
 	$(BIN)/python scripts/run_chapters.py --profile $(PROFILE)
 
 # The static site: _build/html/index.html
-book: install vendor
+book:
+	@$(PYTHON) scripts/timings.py reset
+	@$(PYTHON) scripts/timings.py run setup:install -- $(MAKE) --no-print-directory install vendor
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python scripts/run_chapters.py --profile $(PROFILE) --build
+	@$(PYTHON) scripts/timings.py report
 
 # The whole test suite. Chapters run once, with the quick profile; the chapter tests and the
-# browser test reuse those executed copies and the site built from them.
-test: install vendor
+# browser test reuse those executed copies and the site built from them. The seconds of every
+# phase go to _build/timings.json, summarised at the end (scripts/timings.py).
+test:
+	@$(PYTHON) scripts/timings.py reset
+	@$(PYTHON) scripts/timings.py run setup:install -- $(MAKE) --no-print-directory install vendor
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python scripts/run_chapters.py --profile quick --build
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -p no:cacheprovider -ra
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -p no:cacheprovider -ra; \
+	  status=$$?; $(PYTHON) scripts/timings.py report; exit $$status
 
 # Unit tests only (no chapters, no site).
 unit: install

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import ast
 import hashlib
+import importlib.util
 import json
 import re
 import shutil
@@ -36,6 +37,16 @@ BOOK = ROOT / "book"
 STAGE = ROOT / "_build" / "stage"
 SMOKE_STAGE = ROOT / "_build" / "stage_smoke"
 COPY = ["_config.yml", "_toc.yml", "_vendor"]
+
+
+def _load_timings():
+    spec = importlib.util.spec_from_file_location("timings", Path(__file__).with_name("timings.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+timings = _load_timings()  # where the build's time goes: _build/timings.json
 
 
 def chapters() -> list[Path]:
@@ -146,6 +157,7 @@ def run(profile: str = "quick", only: list[str] | None = None, stage: Path = STA
             continue
         print(f"run_chapters: {stem}: executing with profile {profile} ...", flush=True)
         seconds = execute(nb, dest, profile, params.get(stem, {}), kernel)
+        timings.record(f"{'smoke' if profile == 'smoke' else 'chapter'}:{stem}", seconds)
         print(f"run_chapters: {stem}: done in {seconds:.0f} s", flush=True)
     return stage
 
@@ -197,7 +209,9 @@ def build(stage: Path = STAGE) -> None:
     if missing:
         raise SystemExit(f"refusing to build: chapters not executed: {missing}")
     cmd = ["jupyter-book", "build", str(stage), "--path-output", str(ROOT), "-W", "--keep-going"]
+    t0 = time.perf_counter()
     subprocess.run(cmd, check=True)
+    timings.record("site:build", time.perf_counter() - t0)
     print(f"run_chapters: site built at {ROOT / '_build' / 'html' / 'index.html'}")
 
 

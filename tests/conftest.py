@@ -56,3 +56,17 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+_module_seconds: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report):
+    """Sum each test module's seconds (set-up, call and tear-down) for ``_build/timings.json``."""
+    module = report.nodeid.split("::")[0]
+    _module_seconds[module] = _module_seconds.get(module, 0.0) + report.duration
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if run_chapters is not None and _module_seconds:
+        run_chapters.timings.merge({f"tests:{m}": s for m, s in _module_seconds.items()})
