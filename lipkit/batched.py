@@ -31,7 +31,8 @@ from torch import nn
 
 from lipkit.device import resolve_device
 from lipkit.early_stopping import ESWMV
-from lipkit.fit import FitDivergedError, FitResult, collapses, default_input, fit, step_noise_generator
+from lipkit.fit import (FitDivergedError, FitResult, check_finite, collapses, default_input, fit,
+                        step_noise_generator)
 from lipkit.models import exact_constant_channels
 from lipkit.metrics import psnr_tensor
 from lipkit.operators.base import Operator, image_size
@@ -148,6 +149,7 @@ def _fit_batched(nets, operator, observation, *, seeds, masks, net_inputs, setti
         ref = (reference if reference.dim() == 4 else reference[None]).to(dev)
         if tuple(ref.shape[-2:]) != (height, width):
             raise ValueError(f"reference is {tuple(ref.shape[-2:])} but the operator's image size is {(height, width)}")
+    check_finite(y, ref)
     operator.to(dev)
     shapes = [[(k, tuple(v.shape)) for k, v in net.state_dict().items()] for net in nets]
     if any(s != shapes[0] for s in shapes[1:]):

@@ -10,8 +10,70 @@ parameters cell.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Mapping
 
 BOOK_TO_REPOSITORY = Path("..")  # the chapters run in book/
+PROFILES = BOOK_TO_REPOSITORY / "book" / "profiles.yml"
+
+
+def check_parameters(namespace: Mapping[str, Any], chapter: str, profiles: str | Path | None = None) -> None:
+    """Refuse, in one line, a chapter parameter (papermill's ``-p``, or an edited cell) whose type
+    differs from the one it has in every profile of ``book/profiles.yml``, or that breaks a rule
+    of :mod:`lipkit.checks`; every problem is named at once, with the value and what is expected.
+    Each chapter calls it first, so that ``-p crop abc`` fails before anything runs."""
+    import yaml
+
+    from lipkit.checks import problems
+    from lipkit.errors import UsageError
+
+    examples: dict[str, list] = {}
+    for profile in yaml.safe_load(Path(profiles or PROFILES).read_text()).values():
+        for name, value in (profile.get(chapter) or {}).items():
+            examples.setdefault(name, []).append(value)
+    given = {name: namespace[name] for name in examples if name in namespace}
+    found = [f"{name} = {value!r}: expected {_kind(examples[name])}" for name, value in given.items()
+             if not _fits(value, examples[name])]
+    bad_type = {message.split(" = ")[0] for message in found}
+    found += problems({n: v for n, v in given.items() if n not in bad_type})
+    if found:
+        raise UsageError(f"chapter {chapter}: " + "; ".join(found))
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _fits(value, examples: list) -> bool:
+    """Whether ``value`` has a type one of ``examples`` (the profiles' values) has."""
+    for example in examples:
+        if example is None and value is None:
+            return True
+        if isinstance(example, bool) or isinstance(value, bool):
+            if isinstance(example, bool) and isinstance(value, bool):
+                return True
+        elif isinstance(example, int) and isinstance(value, int):
+            return True
+        elif isinstance(example, float) and _number(value):
+            return True
+        elif isinstance(example, str) and isinstance(value, str):
+            return True
+        elif isinstance(example, list) and isinstance(value, (list, tuple)):
+            items = [x for e in examples if isinstance(e, list) for x in e]
+            return not items or all(_fits(v, items) for v in value)
+    return False
+
+
+def _kind(examples: list) -> str:
+    kinds = []
+    for e in examples:
+        kind = ("null" if e is None else "true or false" if isinstance(e, bool) else "a whole number"
+                if isinstance(e, int) else "a number" if isinstance(e, float) else "a string"
+                if isinstance(e, str) else "a list like " + repr(e) if isinstance(e, list) else type(e).__name__)
+        if kind not in kinds and not (kind == "a whole number" and "a number" in kinds):
+            kinds.append(kind)
+    if "a number" in kinds and "a whole number" in kinds:
+        kinds.remove("a whole number")
+    return " or ".join(kinds)
 
 
 def glue_numbers(**values) -> None:

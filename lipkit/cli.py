@@ -31,49 +31,42 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import sys
 
-
-class UsageError(ValueError):
-    """A command-line option that cannot work; the message names it and what it must be."""
+from lipkit.errors import UsageError, reported
 
 
 def check_options(a: argparse.Namespace) -> None:
-    """Every numeric option of the command, checked before anything is loaded or written."""
-    rules = [
-        (0 < a.sigma <= 255, f"--sigma is in 0-255 units and must be in (0, 255], got {a.sigma}"),
-        (0 < a.zero_fraction < 1, f"--zero-fraction must be in (0, 1), got {a.zero_fraction}"),
-        (a.crop is None or (a.crop >= 64 and a.crop % 32 == 0),
-         f"--crop must be a multiple of 32 and at least 64 px (the skip net has 5 levels), got {a.crop}"),
-        (a.iters is None or a.iters >= 1, f"--iters must be >= 1, got {a.iters}"),
-        (a.workers is None or a.workers >= 1, f"--workers must be >= 1, got {a.workers}"),
-        (a.task != "sr" or 2 <= a.factor <= 16, f"--factor must be an integer from 2 to 16, got {a.factor}"),
-        (a.seeds is None or a.seeds >= 1, f"--seeds must be >= 1, got {a.seeds}"),
-        (a.seed_list is None or all(s >= 0 for s in a.seed_list), f"--seed-list takes seeds >= 0, got {a.seed_list}"),
-        (a.seed_list is None or len(set(a.seed_list)) == len(a.seed_list),
-         f"--seed-list names a seed twice: {a.seed_list}"),
-    ]
+    """Every numeric option of the command (the rules of :mod:`lipkit.checks`) and the device,
+    checked before anything is loaded or written; every problem is named at once."""
+    from lipkit.checks import problems
+    from lipkit.device import resolve_device
+
+    resolve_device(a.device)  # a device that is not one, or CUDA on a machine without it: one line
+    values = dict(sigma=a.sigma, zero_fraction=a.zero_fraction, crop=a.crop, iters=a.iters, workers=a.workers)
+    if a.task == "sr":
+        values["factor"] = a.factor
+    if a.seeds is not None:
+        values["seeds"] = a.seeds
+    if a.command in ("imp", "prune-init") and a.width is not None:
+        values["width"] = a.width
     if a.command == "imp":
-        rules += [
-            (a.rounds >= 0, f"--rounds must be >= 0, got {a.rounds}"),
-            (0 < a.rate < 1, f"--rate must be in (0, 1), the fraction of the remaining weights pruned per round; "
-                             f"got {a.rate}"),
-            (a.width is None or a.width >= 1, f"--width must be >= 1 channel per level, got {a.width}"),
-            (a.rewind_iter >= 0, f"--rewind-iter must be >= 0, got {a.rewind_iter}"),
-        ]
+        values.update(rounds=a.rounds, rate=a.rate, rewind_iter=a.rewind_iter)
+    found = problems(values, flag=True)
+    if a.seed_list is not None and any(s < 0 for s in a.seed_list):
+        found.append(f"--seed-list takes seeds >= 0, got {a.seed_list}")
+    if a.seed_list is not None and len(set(a.seed_list)) != len(a.seed_list):
+        found.append(f"--seed-list names a seed twice: {a.seed_list}")
     if a.command == "prune-init":
-        rules += [
+        rules = [
             (0 < a.density < 1,
              f"--density is the fraction of conv weights kept and must be in (0, 1), got {a.density}"),
             (a.seed >= 0, f"--seed must be >= 0, got {a.seed}"),
-            (a.width is None or a.width >= 1, f"--width must be >= 1 channel per level, got {a.width}"),
             (a.oes_steps >= 1, f"--oes-steps must be >= 1, got {a.oes_steps}"),
             (a.synflow_rounds >= 1, f"--synflow-rounds must be >= 1, got {a.synflow_rounds}"),
         ]
-    for ok, message in rules:
-        if not ok:
-            raise UsageError(message)
+        found += [message for ok, message in rules if not ok]
+    if found:
+        raise UsageError("; ".join(found))
 
 
 def _task(a: argparse.Namespace):
@@ -98,9 +91,11 @@ def _imp(a: argparse.Namespace) -> int:
               method=a.method, arch=arch, baselines=a.baselines, run_dir=a.out,
               workers=a.workers, device=a.device, batch_seeds=a.batch_seeds, progress=not a.quiet,
               structure=a.structure)
-    path = run.write_summary()
+    # imp() wrote the summary of every finished level; these numbers are the levels asked for
     curve = run.curve("imp")
-    print(json.dumps({"summary": str(path), "sparsity": curve["sparsity"], "best_psnr_mean": curve["mean"],
+    shown = {"rounds_in_folder": run.config["rounds"]} if run.config["rounds"] > a.rounds else {}
+    print(json.dumps({"summary": str(run.folder.summary), **shown, "sparsity": curve["sparsity"],
+                      "best_psnr_mean": curve["mean"],
                       "es_psnr_mean": run.curve("imp", "es_psnr")["mean"],
                       "final_psnr_mean": run.curve("imp", "final_psnr")["mean"],
                       "empty_layers": run.empty_layers()}, indent=1))
@@ -207,16 +202,6 @@ def add_run_options(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("--debug", action="store_true", help="show the traceback of an error (or LIPKIT_DEBUG=1)")
 
 
-def user_errors() -> tuple[type[Exception], ...]:
-    """What a user's input can cause: reported in one line, without a traceback."""
-    from lipkit.fit import FitDivergedError
-    from lipkit.store.folder import RunConfigError, RunInUseError
-    from lipkit.tickets import TicketMismatchError
-
-    return (UsageError, ValueError, KeyError, MemoryError, RunConfigError, RunInUseError, TicketMismatchError,
-            FitDivergedError, FileNotFoundError, IsADirectoryError, PermissionError)
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m lipkit", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -285,15 +270,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--debug", action="store_true", help="show the traceback of an error (or LIPKIT_DEBUG=1)")
     p.set_defaults(handler=_sweep)
     a = ap.parse_args(argv)
-    try:
-        return a.handler(a)
-    except user_errors() as err:
-        if a.debug or os.environ.get("LIPKIT_DEBUG"):
-            raise
-        text = err.args[0] if isinstance(err, KeyError) and err.args else str(err)  # str() quotes a KeyError
-        message = str(text).strip().replace("\n", " ") or type(err).__name__
-        print(f"lipkit: error: {message}", file=sys.stderr)
-        return 2
+    return reported(lambda: a.handler(a), debug=a.debug, interrupted=lambda: _interrupted(a))
+
+
+def _interrupted(a: argparse.Namespace) -> str:
+    """After Ctrl-C: what the run folder holds, and what the same command will do."""
+    from lipkit.errors import RESUME
+    from lipkit.store.paths import ImpFolder
+
+    if a.command != "imp":
+        return RESUME
+    folder = ImpFolder(a.out)
+    done = {s: folder.finished_levels(s) for s in folder.seeds()}
+    if not any(done.values()):
+        return f"no level was finished in {a.out}: the same command starts it again"
+    said = ", ".join(f"seed {s}: levels 0-{n - 1}" if n else f"seed {s}: none" for s, n in done.items())
+    return f"finished in {a.out}: {said}; run the same command to resume after them"
 
 
 if __name__ == "__main__":

@@ -163,7 +163,48 @@ def open_image_file(path: str | os.PathLike) -> Image.Image:
                          "would not fit in memory either: downscale or crop it first") from err
     except OSError as err:
         raise ValueError(f"{path} could not be read as an image: {err}") from err
+    if img.format == "PNG":
+        short = _png_bytes_short(Path(path))
+        if short:  # PIL fills the missing rows with black and says nothing
+            raise ValueError(f"{path} is damaged: its image data ends {short[0]:,} bytes short of the {short[1]:,} "
+                             "its header declares (rows are missing); get the file again")
     return img
+
+
+def _png_bytes_short(path: Path) -> tuple[int, int] | None:
+    """(missing, expected) bytes of a PNG's decompressed image data, or None when it is whole."""
+    import math
+    import struct
+    import zlib
+
+    data = path.read_bytes()
+    pos, header, chunks = 8, None, []
+    while pos + 8 <= len(data):
+        size, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        if kind == b"IHDR":
+            header = struct.unpack(">IIBBBBB", data[pos + 8:pos + 21])
+        elif kind == b"IDAT":
+            chunks.append(data[pos + 8:pos + 8 + size])
+        elif kind == b"IEND":
+            break
+        pos += 12 + size
+    if header is None:
+        return None
+    width, height, depth, colour, _, _, interlaced = header
+    samples = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}.get(colour, 1)
+
+    def pass_bytes(w: int, h: int) -> int:  # each row: a filter byte and its packed samples
+        return h * (1 + (w * samples * depth + 7) // 8) if w and h else 0
+
+    passes = ([(0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2)]
+              if interlaced else [(0, 0, 1, 1)])
+    expected = sum(pass_bytes(math.ceil(max(0, width - x0) / dx), math.ceil(max(0, height - y0) / dy))
+                   for x0, y0, dx, dy in passes)
+    try:
+        got = len(zlib.decompressobj().decompress(b"".join(chunks)))
+    except zlib.error:
+        return None  # a damaged stream: PIL reports it itself
+    return (expected - got, expected) if got < expected else None
 
 
 def to_tensor(img: Image.Image) -> torch.Tensor:

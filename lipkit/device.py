@@ -15,15 +15,24 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+class DeviceError(ValueError):
+    """A device that does not exist, or that this machine does not have."""
+
+
 def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``None`` means :func:`default_device`; asking for CUDA without one is a clear error."""
+    """``None`` means :func:`default_device`; a device that is not one, or CUDA without one, is a
+    :class:`DeviceError` that says what to pass instead."""
     if device is None:
         return default_device()
-    device = torch.device(device)
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise DeviceError(f"device={device!r} is not a device: use 'cpu', 'cuda' or 'cuda:N', or leave it unset "
+                          "(CUDA when available)") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(
-            "device='cuda' was requested but this machine has no usable CUDA device; "
-            "pass device=None to pick automatically, or device='cpu'."
+        raise DeviceError(
+            f"device={str(device)!r} was requested but this machine has no usable CUDA device; "
+            "leave it unset to pick automatically, or use 'cpu'"
         )
     return device
 

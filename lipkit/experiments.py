@@ -69,6 +69,13 @@ class Experiments:
     progress: bool = True
 
     def __post_init__(self):
+        """Every setting checked by :mod:`lipkit.checks`'s rules, all problems named at once."""
+        from lipkit.checks import problems
+        from lipkit.errors import UsageError
+
+        found = problems({f.name: getattr(self, f.name) for f in fields(self)})
+        if found:
+            raise UsageError("; ".join(found))
         self.runs_root = Path(self.runs_root)
 
     @classmethod

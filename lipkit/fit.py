@@ -104,6 +104,16 @@ def fit(
                     progress=progress, desc=desc, speed=speed, **overrides)
 
 
+def check_finite(observation: torch.Tensor, reference: torch.Tensor | None) -> None:
+    """Refuse an observation or a clean reference holding NaN or inf: the fit or its PSNRs would
+    be NaN, and records would hold them without an error."""
+    for what, x in (("observation", observation), ("reference (clean) image", reference)):
+        if x is not None and not bool(torch.isfinite(x).all()):
+            bad = int((~torch.isfinite(x)).sum())
+            raise ValueError(f"the {what} holds {bad} NaN or inf values of {x.numel()}; check how it was made "
+                             "(images in [0, 1], no division by zero)")
+
+
 def collapses(masks: dict[str, torch.Tensor] | None) -> bool:
     """Whether ``masks`` empty a conv filter, so that a fit needs
     :func:`lipkit.models.exact_constant_channels` to stay finite (layer collapse)."""
@@ -139,6 +149,7 @@ def _fit(net, operator, observation, *, settings, net_input, reference, masks, l
         ref = (reference if reference.dim() == 4 else reference[None]).to(dev)
         if tuple(ref.shape[-2:]) != (height, width):
             raise ValueError(f"reference is {tuple(ref.shape[-2:])} but the operator's image size is {(height, width)}")
+    check_finite(y, ref)
     net.to(dev)
     operator.to(dev)
     net.train()

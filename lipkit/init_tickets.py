@@ -36,7 +36,7 @@ from lipkit.models import skip_net
 from lipkit.parallel import run_jobs
 from lipkit.pruning import mask_sparsity
 from lipkit.seeding import seeded
-from lipkit.store.cache import NUMERIC_MODULES, RecordCache
+from lipkit.store.cache import RecordCache
 from lipkit.tasks import Task, check_task_fits
 from lipkit.tickets import Ticket, TicketMismatchError, ticket_files
 
@@ -128,7 +128,7 @@ def init_tickets(jobs: Sequence[InitTicketJob], folder: str | os.PathLike, *, wo
     from tqdm.auto import tqdm
 
     folder = Path(folder)
-    cache = RecordCache(folder, modules=NUMERIC_MODULES + ("init_pruning", "init_tickets"))
+    cache = RecordCache(folder)
     stems = [folder / job.name(cache.key(job.describe())) for job in jobs]
     out: list[Ticket | None] = [_load(s, job) if ticket_files(s)[1].exists() else None for s, job in zip(stems, jobs)]
     todo = [i for i, t in enumerate(out) if t is None]

@@ -10,11 +10,18 @@ another machine, and every number it has produced so far with where it was made:
                                                              commit, date, run id)
     results/paper_profile/ledger/<run>/seed_<s>/state.json  θ0's checksum and the masks' layout
     results/paper_profile/ledger/<run>/seed_<s>/masks.xz    the chain's masks of every level at once
+    results/paper_profile/ledger/<run>/manifest.json        the sha256 of every file above
 
 The chain's masks are nested (a pruned weight stays pruned), so one byte per weight, the level at
 which it was pruned (255: never), holds them all; LZMA brings that to well under a byte. θ0 is
 not stored: it is regenerated from the seed on the CPU (:meth:`lipkit.imp.SingleImageTrainer.rewind_state`)
 and checked against the stored checksum, so a restore never continues from other weights.
+
+The ledger holds the most expensive numbers the project has, so an edit is never taken silently:
+:func:`verify` checks every file against the manifest and the structure in ``state.json`` (names,
+shapes, levels) against the network the stored config builds, before :func:`export_run` or
+:func:`restore_run` reads anything. A run written before the manifest existed is verified once
+and given one.
 
 :func:`export_run` writes a run folder's seeds into the ledger; :func:`restore_run` rebuilds a
 run folder from it, which :func:`lipkit.imp.imp` then resumes like any other. Baselines whose
@@ -37,16 +44,12 @@ import torch
 
 import lipkit
 from lipkit.device import device_name
+from lipkit.ledger_files import NEVER, LedgerError, LedgerRun, pruned_levels, verify, write_manifest
 from lipkit.lottery import run_id
 from lipkit.store.folder import load_masks, load_tensors, read_json, save_masks, save_state, union, write_json
 from lipkit.store.paths import ImpFolder
 
-NEVER = 255  # "pruned at level" of a weight the chain never pruned
 RESTORABLE_BASELINES = ("random_global", "random_layerwise")
-
-
-class LedgerError(ValueError):
-    """A ledger entry that cannot be used as asked; the message names the file and the fix."""
 
 
 def provenance(device) -> dict:
@@ -97,7 +100,7 @@ def encode_chain(levels: list) -> tuple[bytes, list[str], list[list[int]]]:
 
 def decode_chain(blob: bytes, names: list[str], shapes: list[list[int]], level: int):
     """The float {0,1} masks of ``level`` from :func:`encode_chain`'s bytes."""
-    pruned_at = torch.from_numpy(np.frombuffer(lzma.decompress(blob), dtype=np.uint8).copy())
+    pruned_at = pruned_levels(blob)
     keep = (pruned_at > level).float()
     out, start = OrderedDict(), 0
     for name, shape in zip(names, shapes):
@@ -108,37 +111,6 @@ def decode_chain(blob: bytes, names: list[str], shapes: list[list[int]], level: 
 
 
 # --- the ledger's files ---------------------------------------------------------------------------
-class LedgerRun:
-    """The ledger entries of one run (folder name ``name``) under ``root``."""
-
-    def __init__(self, root: str | os.PathLike, name: str):
-        self.dir = Path(root) / name
-
-    @property
-    def config(self) -> Path:
-        return self.dir / "config.json"
-
-    def seed_dir(self, seed: int) -> Path:
-        return self.dir / f"seed_{seed}"
-
-    def job(self, seed: int, method: str) -> Path:
-        return self.seed_dir(seed) / f"{method}.json"
-
-    def state(self, seed: int) -> Path:
-        return self.seed_dir(seed) / "state.json"
-
-    def masks(self, seed: int) -> Path:
-        return self.seed_dir(seed) / "masks.xz"
-
-    def seeds(self) -> list[int]:
-        return sorted(int(p.name.split("_")[1]) for p in self.dir.glob("seed_*") if p.is_dir())
-
-    def levels(self, seed: int, method: str = "imp") -> list[dict]:
-        """The job's entries ``{"record", "provenance"}``, by level (baselines start at level 1)."""
-        path = self.job(seed, method)
-        return read_json(path)["levels"] if path.exists() else []
-
-
 def export_run(run_dir: str | os.PathLike, root: str | os.PathLike, *, device="cpu") -> list[Path]:
     """Write every seed of the single-image IMP run folder ``run_dir`` into the ledger at ``root``.
 
@@ -151,6 +123,7 @@ def export_run(run_dir: str | os.PathLike, root: str | os.PathLike, *, device="c
         raise LedgerError("the ledger keeps runs that rewind to θ0 (rewind_iteration 0): a later rewind point "
                           "cannot be regenerated from the seed")
     entry = LedgerRun(root, Path(run_dir).name)
+    verify(entry)
     if entry.config.exists() and run_id(read_json(entry.config)) != run_id(config):
         raise LedgerError(f"{entry.config} holds another run's settings than {folder.config}; give the run "
                           "folder another name")
@@ -186,7 +159,7 @@ def export_run(run_dir: str | os.PathLike, root: str | os.PathLike, *, device="c
             tmp.replace(path)
         else:
             write_json(path, content)
-    return list(files)
+    return list(files) + [write_manifest(entry)]  # last: it covers what was written
 
 
 def _merged_levels(folder: ImpFolder, entry: LedgerRun, seed: int, method: str, rounds: int, here: dict) -> list:
@@ -227,6 +200,7 @@ def restore_run(root: str | os.PathLike, name: str, run_dir: str | os.PathLike, 
     run_dir = Path(run_dir)
     if run_dir.exists() and any(run_dir.iterdir()):
         raise LedgerError(f"{run_dir} exists; restore into a new folder (or resume that one)")
+    verify(entry)
     config = read_json(entry.config)
     bad = [b for b in config["baselines"] if b not in RESTORABLE_BASELINES]
     if bad:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+from contextlib import contextmanager
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Callable, Iterator, Sequence
 
@@ -30,7 +31,9 @@ def die_with_parent(parent: int) -> None:
     A worker outlives a ``kill -9`` of its parent otherwise, and would go on writing into a run
     folder whose lock has gone. On Linux the kernel sends SIGKILL on the parent's death
     (``prctl(PR_SET_PDEATHSIG)``); elsewhere nothing is set. A parent already dead before the
-    call is caught by comparing ``os.getppid()``.
+    call is caught by comparing ``os.getppid()``. Ctrl-C, which a terminal sends to every process
+    of the command, is left to the parent (:func:`worker_pool` then ends the workers), so that
+    the user reads one line and not a traceback per worker.
     """
     import ctypes
     import signal
@@ -41,14 +44,29 @@ def die_with_parent(parent: int) -> None:
             ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGKILL))  # 1 = PR_SET_PDEATHSIG
         except (OSError, AttributeError):
             pass
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if os.getppid() != parent:
         os._exit(1)
 
 
-def worker_pool(workers: int) -> ProcessPoolExecutor:
-    """A pool of ``spawn`` worker processes that die with this process (:func:`die_with_parent`)."""
-    return ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=die_with_parent,
+@contextmanager
+def worker_pool(workers: int) -> Iterator[ProcessPoolExecutor]:
+    """A pool of ``spawn`` worker processes that die with this process (:func:`die_with_parent`).
+
+    Leaving the block normally waits for the jobs; leaving it by an exception or Ctrl-C kills the
+    workers at once (a job's files are written atomically, so nothing is left half-written), where
+    the executor's own exit would wait for every running job to finish.
+    """
+    pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=die_with_parent,
                                initargs=(os.getpid(),))
+    try:
+        yield pool
+    except BaseException:
+        for process in list((getattr(pool, "_processes", None) or {}).values()):
+            process.kill()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
 
 
 def _call(fn: Callable, threads: int | None, args: tuple):

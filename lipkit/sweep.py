@@ -78,55 +78,152 @@ def load(path: str | os.PathLike) -> Sweep:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"sweep file {path} does not exist")
-    spec = yaml.safe_load(path.read_text()) or {}
+    text = path.read_text()
+    try:
+        spec = yaml.safe_load(text) or {}
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise SweepError(f"{path} is not valid YAML{where}: {getattr(err, 'problem', None) or err}") from None
+    if not isinstance(spec, dict):
+        raise SweepError(f"{path} holds a {type(spec).__name__}, not a sweep: a sweep file is a mapping with name, "
+                         "settings, jobs, resources and retries (see sweeps/)")
+    lines = _lines(text)
+    found = []
     unknown = set(spec) - {"name", "settings", "jobs", "resources", "retries"}
     if unknown:
-        raise SweepError(f"{path}: unknown keys {sorted(unknown)}; a sweep file has name, settings, jobs, "
-                         "resources and retries")
+        found.append(f"unknown keys {sorted(unknown)}; a sweep file has name, settings, jobs, resources and retries")
     resources = spec.get("resources") or {}
-    cpus, gpus, retries = int(resources.get("cpus", 1)), float(resources.get("gpus", 0)), int(spec.get("retries", 3))
-    if cpus < 1 or gpus < 0 or retries < 0:
-        raise SweepError(f"{path}: resources.cpus must be >= 1, resources.gpus >= 0 and retries >= 0")
-    jobs = expand(spec.get("settings") or {}, spec.get("jobs") or [], where=str(path))
-    return Sweep(spec.get("name", path.stem), jobs, cpus, gpus, retries, source=str(path))
+    if not isinstance(resources, dict):
+        resources, _ = {}, found.append(f"line {lines.get('resources', '?')}: resources must be a mapping "
+                                        "(cpus, gpus)")
+    cpus, gpus, retries = resources.get("cpus", 1), resources.get("gpus", 0), spec.get("retries", 3)
+    for name, value, ok in (("resources.cpus", cpus, isinstance(cpus, int) and not isinstance(cpus, bool) and cpus >= 1),
+                            ("resources.gpus", gpus, isinstance(gpus, (int, float)) and not isinstance(gpus, bool)
+                             and gpus >= 0),
+                            ("retries", retries, isinstance(retries, int) and not isinstance(retries, bool)
+                             and retries >= 0)):
+        if not ok:
+            at = lines.get(name.split(".")[0], "?")
+            found.append(f"line {at}: {name} must be a " + ("number >= 0" if name == "resources.gpus" else
+                                                            "whole number >= " + ("1" if name.endswith("cpus") else "0"))
+                         + f", got {value!r}")
+    jobs = []
+    try:
+        jobs = expand(spec.get("settings") or {}, spec.get("jobs") or [], where=str(path), lines=lines)
+    except SweepError as err:
+        found.append(str(err).removeprefix(f"{path}: "))
+    if found:
+        raise SweepError(f"{path}: " + "; ".join(found))
+    return Sweep(spec.get("name", path.stem), jobs, cpus, float(gpus), retries, source=str(path))
 
 
-def expand(settings: dict, entries: Sequence[dict], *, where: str = "sweep") -> list[SweepJob]:
+def _missing_images(job: dict) -> list[str]:
+    """The job's image and mask that are neither registry names nor files (a mask may also be
+    drawn: "bernoulli", "text")."""
+    from lipkit.data import registry
+
+    out = []
+    for key in ("image", "mask"):
+        name = job.get(key)
+        if name is None or (key == "mask" and name in ("bernoulli", "text")):
+            continue
+        if not isinstance(name, str) or (name not in registry() and not Path(name).is_file()):
+            out.append(f"{key} {name!r} is neither a registry image (lipkit.data.names()) nor a file")
+    return out
+
+
+def _lines(text: str) -> dict:
+    """Line numbers (from 1) of a sweep file's top-level keys and of each ``jobs[i]`` entry."""
+    import yaml
+
+    out: dict = {}
+    try:
+        root = yaml.compose(text)
+    except yaml.YAMLError:
+        return out
+    if not isinstance(root, yaml.MappingNode):
+        return out
+    for key, value in root.value:
+        out[key.value] = key.start_mark.line + 1
+        if key.value == "jobs" and isinstance(value, yaml.SequenceNode):
+            for i, item in enumerate(value.value):
+                out[f"jobs[{i}]"] = item.start_mark.line + 1
+    return out
+
+
+def expand(settings: dict, entries: Sequence[dict], *, where: str = "sweep", lines: dict | None = None
+           ) -> list[SweepJob]:
     """The jobs of ``entries`` over ``settings``: every combination of each entry's list-valued
-    keys among :data:`EXPANDED`, one job per run folder (the same folder twice must be the same job)."""
+    keys among :data:`EXPANDED`, one job per run folder (the same folder twice must be the same job).
+    Every problem is named at once (with its line in the file, from ``lines``) in one :class:`SweepError`."""
     from dataclasses import fields
 
+    from lipkit.checks import problems
+    from lipkit.errors import UsageError
+
+    lines = lines or {}
     known = {f.name for f in fields(Experiments)} - {"runs_root", "workers", "progress"}
+    found: list[str] = []
+    if not isinstance(settings, dict):
+        settings, _ = {}, found.append(f"line {lines.get('settings', '?')}: settings must be a mapping")
     bad = set(settings) - known
     if bad:
-        raise SweepError(f"{where}: settings {sorted(bad)} are not Experiments settings; choose from {sorted(known)}")
-    if not entries:
-        raise SweepError(f"{where}: no jobs; list at least one entry under 'jobs'")
+        found.append(f"line {lines.get('settings', '?')}: settings {sorted(bad)} are not Experiments settings; "
+                     f"choose from {sorted(known)}")
+    settings_problems = [f"line {lines.get('settings', '?')}: settings: {p}" for p in problems(settings)]
+    found += settings_problems
+    if not isinstance(entries, list) or not entries:
+        found.append("no jobs; list at least one entry under 'jobs'")
+        entries = []
     jobs: dict[str, SweepJob] = {}
     for i, entry in enumerate(entries):
+        at = f"line {lines.get(f'jobs[{i}]', '?')}: jobs[{i}]"
+        if not isinstance(entry, dict):
+            found.append(f"{at} must be a mapping of settings, got {entry!r}")
+            continue
         bad = set(entry) - known - set(EXPANDED)
         if bad:
-            raise SweepError(f"{where}: jobs[{i}] has unknown keys {sorted(bad)}")
+            found.append(f"{at} has unknown keys {sorted(bad)}")
+            continue
         if ("task" in entry) == ("kind" in entry and "image" in entry):
-            raise SweepError(f"{where}: jobs[{i}] needs either 'task' (a name in {sorted(PAPER_TASKS)}) "
-                             "or both 'kind' and 'image'")
+            found.append(f"{at} needs either 'task' (a name in {sorted(PAPER_TASKS)}) or both 'kind' and 'image'")
+            continue
         spread = [k for k in EXPANDED if isinstance(entry.get(k), list)]
+        empty = [k for k in spread if not entry[k]]
+        if empty:
+            found.append(f"{at} expands to no job: its list for {empty[0]!r} is empty")
+            continue
+        said = set()
         for values in itertools.product(*(entry[k] for k in spread)):
             one = dict(entry, **dict(zip(spread, values)))
             if "task" in one:
                 if one["task"] not in PAPER_TASKS:
-                    raise SweepError(f"{where}: jobs[{i}]: unknown task {one['task']!r}; choose from "
-                                     f"{sorted(PAPER_TASKS)}, or give kind and image")
+                    found.append(f"{at}: unknown task {one['task']!r}; choose from {sorted(PAPER_TASKS)}, or give "
+                                 "kind and image")
+                    continue
                 one.update({k: v for k, v in PAPER_TASKS[one.pop("task")].items() if k != "title"})
+            job_problems = [p for p in problems(one) + _missing_images(one) if p not in said]  # the CLI's rules
+            said.update(job_problems)
+            found += [f"{at}: {p}" for p in job_problems]
+            if job_problems or settings_problems:
+                continue
             job_settings = dict(settings, **{k: v for k, v in one.items() if k in known})
             run = {k: one[k] for k in RUN_KEYS if k in one}
+            try:
+                experiments = Experiments(".", **job_settings)
+            except UsageError as err:
+                found.append(f"{at}: {err}")
+                continue
             name_args = {k: run[k] for k in ("factor", "mask", "structure", "rate", "method") if k in run}
-            job = SweepJob(Experiments(".", **job_settings).run_name(run["kind"], run["image"], **name_args),
-                           job_settings, run)
+            job = SweepJob(experiments.run_name(run["kind"], run["image"], **name_args), job_settings, run)
             if job.id in jobs and jobs[job.id] != job:
-                raise SweepError(f"{where}: two jobs write the folder {job.id} with different settings; "
-                                 "give one of them another setting that names its folder (crop, width, rate, ...)")
+                found.append(f"{at}: two jobs write the folder {job.id} with different settings; give one of them "
+                             "another setting that names its folder (crop, width, rate, ...)")
+                continue
             jobs[job.id] = job
+    if found:
+        raise SweepError(f"{where}: " + "; ".join(dict.fromkeys(found)))
     return list(jobs.values())
 
 

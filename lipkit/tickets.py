@@ -28,6 +28,15 @@ class TicketMismatchError(ValueError):
     """A ticket does not fit the network or image it is applied to; the message lists what differs."""
 
 
+def _meta_checksum(meta: dict) -> str:
+    """sha256 of a ticket's metadata (all but this checksum), so that an edit of its round, seed or
+    task is noticed as an edit of the tensors is (``tensors_sha256``)."""
+    import hashlib
+
+    text = json.dumps({k: v for k, v in meta.items() if k != "meta_sha256"}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def _stem(path: str | os.PathLike) -> Path:
     p = Path(path)
     return p.with_suffix("") if p.suffix in (".json", ".safetensors") else p
@@ -142,6 +151,7 @@ class Ticket:
         tmp.replace(tfile)
         meta = dict(self.meta, masks=list(self.masks), rewind=list(self.rewind), tensors_sha256=sha256_of(tfile),
                     mask_sparsity=mask_sparsity(self.masks) if self.masks else None)
+        meta["meta_sha256"] = _meta_checksum(meta)
         tmpj = stem.with_name(stem.name + ".tmp.json")
         tmpj.write_text(json.dumps(meta, indent=1))
         tmpj.replace(jfile)
@@ -159,6 +169,14 @@ class Ticket:
             meta = json.loads(jfile.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise TicketMismatchError(f"{jfile} is damaged ({err})") from None
+        if not isinstance(meta, dict) or not isinstance(meta.get("masks"), list) or not isinstance(
+                meta.get("rewind"), list):
+            raise TicketMismatchError(f"{jfile} is not a ticket's metadata (a JSON object listing its masks and "
+                                      "rewind tensors); give the path of a ticket written by lipkit")
+        meta_checksum = meta.pop("meta_sha256", None)
+        if meta_checksum is not None and _meta_checksum(meta) != meta_checksum:
+            raise TicketMismatchError(f"{jfile} was edited after it was written (its checksum differs): restore it, "
+                                      "or write the ticket again (python -m lipkit ticket ...)")
         checksum = meta.pop("tensors_sha256", None)
         if checksum is not None and sha256_of(tfile) != checksum:
             raise TicketMismatchError(f"{tfile} is damaged: its sha256 differs from the one {jfile} recorded")
@@ -171,6 +189,11 @@ class Ticket:
         expected = len([k for k in tensors if k.startswith("mask/")]), len([k for k in tensors if k.startswith("rewind/")])
         if (len(masks), len(rewind)) != expected:
             raise TicketMismatchError(f"{tfile} and {jfile} list different tensors; were they written together?")
+        for name, t in rewind.items():  # checked whatever the checksums say: a ticket may predate them
+            integer = name.endswith("num_batches_tracked")
+            if t.dtype != (torch.int64 if integer else torch.float32):
+                raise TicketMismatchError(f"{tfile}: rewind tensor {name} is {t.dtype}, not "
+                                          f"{'int64' if integer else 'float32'}; the file is damaged")
         for name, m in masks.items():  # each mask is boolean and has the shape of the weight it masks
             if m.dtype != torch.bool:
                 raise TicketMismatchError(f"{tfile}: mask {name} is {m.dtype}, not boolean")

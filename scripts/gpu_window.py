@@ -189,4 +189,7 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from lipkit.errors import reported  # one line for a user's error or Ctrl-C; LIPKIT_DEBUG=1 for the traceback
+
+    raise SystemExit(reported(main, interrupted=lambda: "the ledger holds every level finished before; the next "
+                                                        "window goes on from there"))

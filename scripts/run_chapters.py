@@ -119,10 +119,14 @@ def execute(nb: Path, dest: Path, profile: str, params: dict, kernel: str) -> fl
         pm.execute_notebook(str(nb), str(dest), parameters=params, kernel_name=kernel, cwd=str(nb.parent),
                             progress_bar=False, log_output=False, execution_timeout=3 * 3600,
                             coalesce_streams=True)
-    except BaseException:
+    except BaseException as err:
         failed = dest.with_suffix(".failed.ipynb")
         if dest.exists():
             dest.replace(failed)  # keep it for debugging, outside the book
+        if getattr(err, "ename", None) == "UsageError":  # a parameter the chapter refused: its one line
+            from lipkit.errors import UsageError
+
+            raise UsageError(f"{nb.stem}: {err.evalue} (its partial output is in {failed})") from None
         print(f"run_chapters: {nb.name} FAILED; its partial output is in {failed}", file=sys.stderr)
         raise
     seconds = time.perf_counter() - t0
@@ -238,4 +242,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from lipkit.errors import reported  # one line for a user's error or Ctrl-C; LIPKIT_DEBUG=1 for the traceback
+
+    raise SystemExit(reported(lambda: main() or 0, interrupted=lambda: "the chapters executed before are kept "
+                                                                       "(_build/stage); the same command runs the rest"))

@@ -25,13 +25,13 @@ def refused(capsys, argv, match):
 
 
 @pytest.mark.parametrize("option,value,match", [
-    ("--width", "0", "--width must be >= 1"),
-    ("--crop", "63", "--crop must be a multiple of 32"),
-    ("--rounds", "-1", "--rounds must be >= 0"),
+    ("--width", "0", "--width must be a whole number >= 1"),
+    ("--crop", "63", "--crop must be 0 (whole images) or a whole multiple of 32"),
+    ("--rounds", "-1", "--rounds must be a whole number >= 0"),
     ("--rate", "1.5", "--rate must be in (0, 1)"),
-    ("--seeds", "0", "--seeds must be >= 1"),
-    ("--rewind-iter", "-3", "--rewind-iter must be >= 0"),
-    ("--workers", "0", "--workers must be >= 1"),
+    ("--seeds", "0", "--seeds must be a whole number >= 1"),
+    ("--rewind-iter", "-3", "--rewind-iter must be a whole number >= 0"),
+    ("--workers", "0", "--workers must be a whole number >= 1"),
 ])
 def test_a_bad_option_is_named_and_nothing_is_written(capsys, tmp_path, option, value, match):
     out = tmp_path / "run"

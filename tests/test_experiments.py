@@ -21,10 +21,10 @@ def test_dense_jobs_fit_what_imp_round_0_fits(tmp_path):
 
 
 def test_from_parameters_takes_a_chapters_settings_and_its_profiles_runs():
-    cell = dict(profile="quick", crop=32, width=16, rounds=2, seeds=3, baselines=["oneshot"], matrix_seeds=1,
+    cell = dict(profile="quick", crop=64, width=16, rounds=2, seeds=3, baselines=["oneshot"], matrix_seeds=1,
                 snapshots=12)  # names Experiments does not have are a chapter's own
     ex = Experiments.from_parameters(cell)
-    assert (ex.crop, ex.width, ex.rounds, ex.seeds, list(ex.baselines)) == (32, 16, 2, 3, ["oneshot"])
+    assert (ex.crop, ex.width, ex.rounds, ex.seeds, list(ex.baselines)) == (64, 16, 2, 3, ["oneshot"])
     assert ex.runs_root.parts[-3:] == ("_build", "runs", "quick")
     clean = Experiments.from_parameters(cell, search_on="clean", width=128)
     assert clean.width == 128 and clean.runs_root == ex.runs_root

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 import torch
 
+from lipkit.device import DeviceError
 from lipkit.fit import FitDivergedError, Snapshots, fit
 from lipkit.metrics import psnr
 from lipkit.models import deep_decoder, skip_net
@@ -154,7 +155,7 @@ def test_settings_validation_and_presets():
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
 def test_asking_for_cuda_without_one_is_a_clear_error():
-    with pytest.raises(RuntimeError, match="no usable CUDA"):
+    with pytest.raises(DeviceError, match="no usable CUDA"):
         fit(tiny_net(), Denoising(0.1), torch.zeros(3, 32, 32), num_iter=1, device="cuda", progress=False)
 
 

@@ -4,6 +4,7 @@ resumed from the ledger by a second window on a machine without the first one's 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -28,6 +29,10 @@ def test_a_dry_run_window_runs_every_step_and_the_next_one_goes_on_from_the_ledg
     assert [s["status"] for s in first["steps"]] == ["ok"] * 4, first["steps"]
     assert (tmp_path / "benchmarks" / "step_time_dryrun.json").exists()  # never into the repository's results
     assert [m["levels_after"] for m in first["moved"]] == [2] * 5  # Fig. 2's four runs and the clean search
+    # breadth first: level 0 of every run, then level 1 of every run (Fig. 2 fills row by row)
+    trained = re.findall(r"plan: (\S+) level (\d+) done", log)
+    assert [int(k) for _, k in trained] == [0] * 5 + [1] * 5
+    assert [name for name, _ in trained[:5]] == [name for name, _ in trained[5:]] == [m["run"] for m in first["moved"]]
     assert all(s["levels"] == s["target"] == 2 for s in first["plan_status"])
     ledger = tmp_path / "paper_profile" / "ledger"
     name = first["moved"][0]["run"]

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from lipkit.imp import ImpRun, imp
-from lipkit.ledger import LedgerError, LedgerRun, decode_chain, encode_chain, export_run, restore_run
+from lipkit.ledger import LedgerError, LedgerRun, decode_chain, encode_chain, export_run, restore_run, theta0
 from lipkit.tasks import make_task
 
 ARCH = dict(num_channels_down=[8] * 5, num_channels_up=[8] * 5)
@@ -69,15 +69,89 @@ def test_a_restore_refuses_other_weights_a_damaged_file_and_a_used_folder(tmp_pa
     with pytest.raises(LedgerError, match="exists"):
         restore_run(ledger, "run", tmp_path / "run")
     entry = LedgerRun(ledger, "run")
-    state = json.loads(entry.state(0).read_text())
-    entry.state(0).write_text(json.dumps(dict(state, theta0_sha256="0" * 64)))
+
+    def other_weights(config, seed):
+        state = theta0(config, seed)
+        state["1.1.1.1.weight"] = state["1.1.1.1.weight"] + 1
+        return state
+
     with pytest.raises(LedgerError, match="does not regenerate bit-identically"):
-        restore_run(ledger, "run", tmp_path / "a")
+        restore_run(ledger, "run", tmp_path / "a", make_rewind=other_weights)
     assert not (tmp_path / "a").exists()  # refused before anything was written: a retry can use the folder
-    entry.state(0).write_text(json.dumps(state))
     entry.masks(0).write_bytes(entry.masks(0).read_bytes()[:-1] + b"\0")
-    with pytest.raises(LedgerError, match="masks.xz is damaged"):
+    with pytest.raises(LedgerError, match="masks.xz was edited after the ledger wrote it"):
         restore_run(ledger, "run", tmp_path / "b")
+
+
+@pytest.fixture
+def ledger_run(tmp_path, mirror_dir):
+    task = make_task("denoise", "set5/baby", crop=64, iters=2)
+    _imp(task, tmp_path / "run", rounds=1, baselines=())
+    export_run(tmp_path / "run", tmp_path / "ledger")
+    return LedgerRun(tmp_path / "ledger", "run")
+
+
+def _refused(entry, tmp_path, match):
+    """Both ways in refuse, naming the file, before anything is written."""
+    with pytest.raises(LedgerError, match=match):
+        restore_run(entry.dir.parent, "run", tmp_path / "restored")
+    assert not (tmp_path / "restored").exists()
+    with pytest.raises(LedgerError, match=match):
+        export_run(tmp_path / "run", entry.dir.parent)
+
+
+def test_an_edited_record_is_refused_by_restore_and_export(ledger_run, tmp_path):
+    job = json.loads(ledger_run.job(0, "imp").read_text())
+    job["levels"][1]["record"]["best_psnr"] = 99.0
+    ledger_run.job(0, "imp").write_text(json.dumps(job))
+    _refused(ledger_run, tmp_path, r"seed_0/imp.json was edited after the ledger wrote it")
+
+
+@pytest.mark.parametrize("edit,match", [
+    (lambda s: s["shapes"].__setitem__(0, [s["shapes"][0][0] // 2, *s["shapes"][0][1:]]),
+     "describes layers the network of .* does not have"),
+    (lambda s: s["names"].__setitem__(0, "renamed.weight"), "describes layers the network of .* does not have"),
+    (lambda s: s.__setitem__("mask_levels", s["mask_levels"] - 1), "says mask_levels = 1, but .* prunes weights at"),
+    (lambda s: s.__setitem__("mask_levels", s["mask_levels"] + 1), "says mask_levels = 3, but .* prunes weights at"),
+])
+def test_an_edited_state_is_refused_even_with_its_manifest_updated(ledger_run, tmp_path, edit, match):
+    from lipkit.ledger_files import write_manifest
+
+    path = ledger_run.state(0)
+    state = json.loads(path.read_text())
+    edit(state)
+    path.write_text(json.dumps(state))
+    _refused(ledger_run, tmp_path, "state.json was edited after the ledger wrote it")
+    write_manifest(ledger_run)  # as someone who knows the manifest would
+    _refused(ledger_run, tmp_path, match)
+
+
+def test_a_shortened_masks_file_with_its_checksums_updated_is_refused_naming_it(ledger_run, tmp_path):
+    import hashlib
+    import lzma
+
+    from lipkit.ledger_files import write_manifest
+
+    short = lzma.compress(lzma.decompress(ledger_run.masks(0).read_bytes())[:-100])
+    ledger_run.masks(0).write_bytes(short)
+    state = json.loads(ledger_run.state(0).read_text())
+    ledger_run.state(0).write_text(json.dumps(dict(state, masks_sha256=hashlib.sha256(short).hexdigest())))
+    write_manifest(ledger_run)
+    _refused(ledger_run, tmp_path, "masks.xz holds .* weights but .* lays out")
+    ledger_run.masks(0).write_bytes(short[:-20])  # cut mid-stream: not LZMA any more
+    write_manifest(ledger_run)
+    _refused(ledger_run, tmp_path, "masks.xz is damaged")
+
+
+def test_a_ledger_from_before_the_manifest_is_verified_once_and_given_one(ledger_run, tmp_path):
+    ledger_run.manifest.unlink()
+    assert restore_run(ledger_run.dir.parent, "run", tmp_path / "restored") == [0, 1]
+    assert ledger_run.manifest.exists()
+    job = json.loads(ledger_run.job(1, "imp").read_text())
+    job["levels"][0]["record"]["final_psnr"] = 1.0
+    ledger_run.job(1, "imp").write_text(json.dumps(job))
+    with pytest.raises(LedgerError, match="seed_1/imp.json was edited"):
+        restore_run(ledger_run.dir.parent, "run", tmp_path / "again")
 
 
 # θ0 of seed 0 of the LIP backbone (2.2M weights) as lipkit makes it with torch 2.13 on the CPU: a

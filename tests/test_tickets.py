@@ -74,6 +74,10 @@ def test_files_that_disagree_are_refused(tmp_path):
     meta = json.loads((tmp_path / "t.json").read_text())
     meta["masks"] = meta["masks"][:3]
     (tmp_path / "t.json").write_text(json.dumps(meta))
+    with pytest.raises(TicketMismatchError, match="t.json was edited after it was written"):
+        Ticket.load(stem)
+    meta.pop("meta_sha256")  # a ticket written before its metadata had a checksum
+    (tmp_path / "t.json").write_text(json.dumps(meta))
     with pytest.raises(TicketMismatchError, match="list different tensors"):
         Ticket.load(stem)
     (tmp_path / "t.safetensors").unlink()
@@ -94,6 +98,10 @@ def test_a_damaged_or_edited_ticket_is_refused_naming_its_file(tmp_path):
     stem = ticket.save(tmp_path / "t")
     meta = json.loads(jfile.read_text())
     meta["conv_sparsity"] = 0.9  # an edited claim
+    jfile.write_text(json.dumps(meta))
+    with pytest.raises(TicketMismatchError, match="t.json was edited after it was written"):
+        Ticket.load(stem)
+    meta.pop("meta_sha256")  # the same edit of a ticket written before its metadata had a checksum
     jfile.write_text(json.dumps(meta))
     with pytest.raises(TicketMismatchError, match="t.json says the masks remove 0.900000"):
         Ticket.load(stem)

@@ -35,6 +35,9 @@ class Inpainting(Operator):
             raise ValueError(f"mask must be shaped (H,W), (1,H,W) or (C,H,W), got {tuple(mask.shape)}")
         if not torch.all((mask == 0) | (mask == 1)):
             raise ValueError("mask values must be 0 (missing) or 1 (known)")
+        if not bool(mask.any()):
+            raise ValueError("the inpainting mask keeps no pixel (every value is 0, missing): nothing would be "
+                             "observed; a known pixel is 1 (255 in a mask file)")
         self.register_buffer("mask", mask)
 
     @property

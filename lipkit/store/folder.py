@@ -9,6 +9,7 @@ fields named ``extendable`` grow the run instead.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from collections import OrderedDict
@@ -59,8 +60,15 @@ class RunLock:
 
 def _replace(path: Path, write: Callable[[Path], None]) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    tmp.replace(path)  # atomic: a killed run never leaves half a file
+    try:
+        write(tmp)
+        tmp.replace(path)  # atomic: a killed run never leaves half a file
+    except BaseException as err:
+        tmp.unlink(missing_ok=True)
+        if not isinstance(err, OSError) and "No space left on device" in str(err):
+            # safetensors says so in its own error type, without the file: an OSError that names it
+            raise OSError(errno.ENOSPC, "No space left on device", str(path)) from None
+        raise
 
 
 def write_json(path: str | os.PathLike, obj) -> None:

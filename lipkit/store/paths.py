@@ -69,6 +69,13 @@ class ImpFolder:
             files += sorted((self.seed_dir(seed) / name).glob("round_*.json"))
         return files
 
+    def finished_levels(self, seed: int) -> int:
+        """How many main-chain levels of ``seed`` are finished: levels 0 .. n-1 have their record."""
+        n = 0
+        while self.record(seed, n).exists():
+            n += 1
+        return n
+
     def trained(self, seed: int, level: int, method: str) -> Path:
         """The trained state (parameters and buffers) of a level, for runs that keep it (generators)."""
         return self.record(seed, level, method).with_name(f"trained_{level:02d}.safetensors")
