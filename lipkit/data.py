@@ -123,6 +123,7 @@ def fetch(name: str) -> Path:
 def _download(entry: Entry, url: str, dest: Path) -> Path:
     import pooch
 
+    pooch.get_logger().setLevel("WARNING")  # its "Downloading data from ..." line would precede our error's one line
     dest.parent.mkdir(parents=True, exist_ok=True)
     try:
         path = pooch.retrieve(url, known_hash=f"sha256:{entry.sha256}", fname=dest.name,

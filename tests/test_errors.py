@@ -231,3 +231,42 @@ def test_papermill_with_a_bad_parameter_stops_the_chapter_in_its_first_cell_with
                                          r"number \(its partial output is in"):
         run_chapters.execute(ROOT / "book" / "01_dip_basics.ipynb", dest, "quick", {"crop": "abc"}, "python3")
     assert not dest.exists() and dest.with_suffix(".failed.ipynb").exists()
+
+
+def test_an_image_neither_cached_mirrored_nor_downloadable_is_one_line(capsys, tmp_path, isolated_cache, monkeypatch):
+    monkeypatch.setenv("LIPKIT_DATA_MIRROR", str(tmp_path / "empty"))
+    monkeypatch.setenv("LIPKIT_DATA_URL_BASE", "http://127.0.0.1:9")  # nothing listens on port 9
+    out = tmp_path / "run"
+    refused(capsys, ["imp", *TINY, "--out", str(out), "--image", "set5/head"], "could not get 'set5/head'")
+    assert not out.exists()
+    fake = tmp_path / "mirror"
+    (fake / "set5").mkdir(parents=True)
+    (fake / "set5" / "head.png").write_bytes(b"not the image")
+    monkeypatch.setenv("LIPKIT_DATA_MIRROR", str(fake))
+    refused(capsys, ["imp", *TINY, "--out", str(out), "--image", "set5/head"], "refusing")
+
+
+def test_fewer_rounds_on_a_finished_folder_keep_every_level_in_the_summary(capsys, tmp_path, mirror_dir):
+    out = tmp_path / "run"
+    argv = ["imp", *TINY, "--out", str(out)]
+    argv[argv.index("--rounds") + 1] = "2"
+    assert main(argv) == 0
+    capsys.readouterr()
+    argv[argv.index("--rounds") + 1] = "1"
+    assert main(argv) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["rounds_in_folder"] == 2 and len(printed["sparsity"]) == 2  # the levels asked for, and it says so
+    rounds = sorted(r["round"] for r in json.loads((out / "summary.json").read_text())["records"])
+    assert rounds == [0, 1, 2]  # the summary describes every finished level, as config.json's rounds do
+
+
+def test_a_damaged_cache_record_is_made_again_with_a_warning_naming_it(tmp_path):
+    from lipkit.store.cache import RecordCache
+
+    cache = RecordCache(tmp_path)
+    key = cache.key({"job": 1})
+    cache.put(key, {"best_psnr": 30.0})
+    cache.path(key).write_text("{\"best_psnr\": 3")
+    with pytest.warns(UserWarning, match=f"{cache.path(key).name} is damaged; its job runs again"):
+        assert cache.get(key) is None
+    assert cache.put(key, {"best_psnr": 31.0}) and cache.get(key)["best_psnr"] == 31.0

@@ -22,15 +22,8 @@ def per_image_statistics(net):
     :class:`lipkit.models.common.BatchNorm2d`). Used to fit several images, each with its own
     input z, through shared weights in one batched call (weight-sharing IMP).
     """
-    norms = [m for m in net.modules() if isinstance(m, BatchNorm2d)]
-    saved = [m.per_image for m in norms]
-    for m in norms:
-        m.per_image = True
-    try:
+    with _norms_set(net, "per_image"):
         yield net
-    finally:
-        for m, s in zip(norms, saved):
-            m.per_image = s
 
 
 @contextmanager
@@ -44,15 +37,22 @@ def exact_constant_channels(net, enabled: bool = True):
     for bit. :func:`lipkit.fit.fit` turns it on when its masks empty a filter
     (:func:`lipkit.pruning.empty_filters`).
     """
-    norms = [m for m in net.modules() if isinstance(m, BatchNorm2d)] if enabled else []
-    saved = [m.exact_constant_channels for m in norms]
-    for m in norms:
-        m.exact_constant_channels = True
-    try:
+    with _norms_set(net, "exact_constant_channels", enabled):
         yield net
+
+
+@contextmanager
+def _norms_set(net, flag: str, enabled: bool = True):
+    """Within the block, ``flag`` is True on every lipkit BatchNorm of ``net`` (when ``enabled``)."""
+    norms = [m for m in net.modules() if isinstance(m, BatchNorm2d)] if enabled else []
+    saved = [getattr(m, flag) for m in norms]
+    for m in norms:
+        setattr(m, flag, True)
+    try:
+        yield
     finally:
         for m, s in zip(norms, saved):
-            m.exact_constant_channels = s
+            setattr(m, flag, s)
 
 
 def network_input(net, height: int, width: int, *, generator=None, device=None):
