@@ -173,6 +173,7 @@ def expand(settings: dict, entries: Sequence[dict], *, where: str = "sweep", lin
                      f"choose from {sorted(known)}")
     settings_problems = [f"line {lines.get('settings', '?')}: settings: {p}" for p in problems(settings)]
     found += settings_problems
+    settings_problems += list(bad)  # no job can be made from settings Experiments does not have
     if not isinstance(entries, list) or not entries:
         found.append("no jobs; list at least one entry under 'jobs'")
         entries = []

@@ -99,11 +99,13 @@ def test_a_killed_driver_s_sweep_finishes_only_what_is_missing_when_run_again(tm
 
 
 def test_a_job_that_cannot_work_is_reported_once_and_the_others_go_on(tmp_path, capsys):
-    path = tiny_sweep(tmp_path, jobs=[dict(kind="denoise", image=["set5/baby", "set5/nosuchimage"])])
+    not_an_image = tmp_path / "nosuchimage.png"  # a file (a missing image is refused before any job starts)
+    not_an_image.write_text("not an image")
+    path = tiny_sweep(tmp_path, jobs=[dict(kind="denoise", image=["set5/baby", str(not_an_image)])])
     root = tmp_path / "runs"
     results = {r["id"]: r for r in run_sweep(sweep.load(path), root, workers=1, progress=False)}
     assert results["imp_denoise_set5-baby_64px_w8"]["state"] == "done"
-    bad = results["imp_denoise_set5-nosuchimage_64px_w8"]
+    bad = next(r for i, r in results.items() if i != "imp_denoise_set5-baby_64px_w8")
     assert bad["state"] == "failed" and "nosuchimage" in bad["error"]
     assert main(["sweep", str(path), "--out", str(root), "--status"]) == 1  # reported, not retried forever
     out = capsys.readouterr().out
