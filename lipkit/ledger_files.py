@@ -9,7 +9,6 @@ config builds (names, shapes, levels), before anything is read from it.
 
 from __future__ import annotations
 
-import hashlib
 import lzma
 import os
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from lipkit.data import sha256_of
 from lipkit.store.folder import read_json, write_json
 
 NEVER = 255  # "pruned at level" of a weight the chain never pruned
@@ -90,7 +90,7 @@ def verify(entry: LedgerRun) -> None:
             raise LedgerError(f"{present[rel]} is not in {entry.manifest}: the ledger's files are written only by "
                               "export_run; remove it")
         for rel, sha in listed.items():
-            if sha256_file(present[rel]) != sha:
+            if sha256_of(present[rel]) != sha:
                 raise LedgerError(f"{present[rel]} was edited after the ledger wrote it (its sha256 differs from "
                                   f"{entry.manifest}'s); restore it from git: the ledger never takes an edited number")
         check_structure(entry)
@@ -99,12 +99,8 @@ def verify(entry: LedgerRun) -> None:
         write_manifest(entry)
 
 
-def sha256_file(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
 def write_manifest(entry: LedgerRun) -> Path:
-    write_json(entry.manifest, {p.relative_to(entry.dir).as_posix(): sha256_file(p) for p in entry.files()})
+    write_json(entry.manifest, {p.relative_to(entry.dir).as_posix(): sha256_of(p) for p in entry.files()})
     return entry.manifest
 
 
