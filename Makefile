@@ -22,6 +22,11 @@ $(VENV)/.installed: requirements.txt requirements-nodeps.txt pyproject.toml
 
 install: $(VENV)/.installed
 
+# The tests also run the Ray sweep engine: the pinned optional extra (pyproject.toml).
+$(VENV)/.test-extras: $(VENV)/.installed pyproject.toml
+	$(BIN)/pip install -q -e ".[ray]"
+	touch $@
+
 vendor:
 	./scripts/vendor_js.sh
 
@@ -41,7 +46,7 @@ book:
 # phase go to _build/timings.json, summarised at the end (scripts/timings.py).
 test:
 	@$(PYTHON) scripts/timings.py reset
-	@$(PYTHON) scripts/timings.py run setup:install -- $(MAKE) --no-print-directory install vendor
+	@$(PYTHON) scripts/timings.py run setup:install -- $(MAKE) --no-print-directory install vendor $(VENV)/.test-extras
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python scripts/run_chapters.py --profile quick --build
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -p no:cacheprovider -ra; \
 	  status=$$?; $(PYTHON) scripts/timings.py report; exit $$status

@@ -2,7 +2,8 @@
 
 A DIP fit of a small image cannot keep several cores busy (measured at 64 px: two threads run
 a fit only about 1.3× faster than one), so on a CPU independent fits run in separate processes
-with one thread each. On a GPU they run one after another in this process.
+with one thread each. On a GPU they run one after another in this process. The worker
+processes are started once per process and kept for the next job call (:func:`worker_pool`).
 """
 
 from __future__ import annotations
@@ -10,12 +11,13 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 from contextlib import contextmanager
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed, wait
 from typing import Callable, Iterator, Sequence
 
 import torch
 
 from lipkit.device import resolve_device
+from lipkit.runtime import release_freed_memory
 
 
 def default_workers(n_jobs: int, device=None) -> int:
@@ -49,30 +51,84 @@ def die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
+_POOL: list = []  # [(workers, ProcessPoolExecutor)]: the process's one pool, started on first use
+_IN_USE: list = []  # the pool while a block holds it
+
+
+def _new_pool(workers: int) -> ProcessPoolExecutor:
+    return ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=die_with_parent,
+                               initargs=(os.getpid(),))
+
+
+def _kill(pool: ProcessPoolExecutor) -> None:
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        process.kill()
+    pool.shutdown(wait=False, cancel_futures=True)
+
+
+def shutdown_workers() -> None:
+    """End this process's worker pool (the next job call starts a fresh one, e.g. after editing lipkit)."""
+    while _POOL:
+        _kill(_POOL.pop()[1])
+
+
 @contextmanager
 def worker_pool(workers: int) -> Iterator[ProcessPoolExecutor]:
-    """A pool of ``spawn`` worker processes that die with this process (:func:`die_with_parent`).
+    """This process's pool of ``workers`` ``spawn`` worker processes, which die with it
+    (:func:`die_with_parent`).
 
-    Leaving the block normally waits for the jobs; leaving it by an exception or Ctrl-C kills the
-    workers at once (a job's files are written atomically, so nothing is left half-written), where
-    the executor's own exit would wait for every running job to finish.
+    The workers are started once and kept for the next call (each import of torch costs seconds,
+    and a chapter makes dozens of job calls); asking for another number of workers replaces them.
+    Leaving the block normally waits for the jobs submitted in it; leaving it by an exception or
+    Ctrl-C kills the workers at once (a job's files are written atomically, so nothing is left
+    half-written), where the executor's own exit would wait for every running job to finish.
     """
-    pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=die_with_parent,
-                               initargs=(os.getpid(),))
+    if _IN_USE:  # a job call inside another's block (a generator not yet drained): a pool of its own
+        pool = _new_pool(workers)
+        try:
+            yield pool
+        except BaseException:
+            _kill(pool)
+            raise
+        pool.shutdown(wait=True)
+        return
+    if _POOL and (_POOL[0][0] != workers or getattr(_POOL[0][1], "_broken", False)):
+        shutdown_workers()
+    if not _POOL:
+        _POOL.append((workers, _new_pool(workers)))
+    pool = _POOL[0][1]
+    submitted: list[Future] = []
+    submit = pool.submit
+
+    def tracked_submit(fn, *args, **kwargs) -> Future:
+        future = submit(_then_release, fn, *args, **kwargs)
+        submitted.append(future)
+        return future
+
+    pool.submit = tracked_submit
+    _IN_USE.append(pool)
     try:
         yield pool
+        wait(submitted)
     except BaseException:
-        for process in list((getattr(pool, "_processes", None) or {}).values()):
-            process.kill()
-        pool.shutdown(wait=False, cancel_futures=True)
+        shutdown_workers()
         raise
-    pool.shutdown(wait=True)
+    finally:
+        _IN_USE.clear()
+        del pool.submit  # the class's own method again
 
 
 def _call(fn: Callable, threads: int | None, args: tuple):
     if threads:
         torch.set_num_threads(threads)
     return fn(*args)
+
+
+def _then_release(fn: Callable, *args, **kwargs):
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        release_freed_memory()  # a worker kept for the next call holds no more than it needs
 
 
 def run_jobs(fn: Callable, jobs: Sequence[tuple], *, workers: int | None = None, device=None) -> Iterator[tuple[int, object]]:
