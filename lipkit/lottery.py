@@ -240,16 +240,37 @@ def run_seeds(config: dict, trainer: Trainer, seeds: Sequence[int], folder: ImpF
             if not todo:
                 continue
             masks = []
-            for seed in todo:
+            for seed in list(todo):
                 branch = Branch(seed, k, rounds, rate, keep_dense, trainer.groups, dense,
                                 chain_masks=lambda level, s=seed: load_masks(folder.masks(s, level)),
                                 dense_weights=lambda s=seed: dense_weights(s), memo=memo)
-                masks.append(BRANCHES[name](branch))
-            for seed, done in zip(todo, train(k, name, todo, masks)):
+                mine = BRANCHES[name](branch)
+                if _same_masks(mine, branch.chain_masks(k)):
+                    _reuse_chain_fit(folder, seed, k, main, name)
+                    todo.remove(seed)
+                else:
+                    masks.append(mine)
+            for seed, done in zip(todo, train(k, name, todo, masks) if todo else []):
                 folder.record(seed, k, name).parent.mkdir(exist_ok=True)
                 if done.state is not None:
                     save_state(folder.trained(seed, k, name), done.state)
                 write_json(folder.record(seed, k, name), done.record)
+
+
+def _same_masks(a: Masks, b: Masks) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[n], b[n]) for n in a)
+
+
+def _reuse_chain_fit(folder: ImpFolder, seed: int, level: int, main: str, name: str) -> None:
+    """Record baseline ``name``'s level as the main chain's fit of it: its masks are the chain's
+    (one-shot pruning at level 1 is IMP's first round), and the same θ, masks, observation and
+    seed give the same fit, so it is not computed twice. ``same_fit_as`` says so."""
+    record = dict(read_json(folder.record(seed, level, main)), method=name, same_fit_as=main)
+    folder.record(seed, level, name).parent.mkdir(exist_ok=True)
+    trained = folder.trained(seed, level, main)
+    if trained.exists():
+        save_state(folder.trained(seed, level, name), load_tensors(trained))
+    write_json(folder.record(seed, level, name), record)
 
 
 # --- a run: lock, config, seeds in processes --------------------------------------------------------------

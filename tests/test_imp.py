@@ -248,3 +248,24 @@ def test_batched_seeds_resume_a_run_round_by_round(mirror_dir, tmp_path):
     last = max(run.records("imp"), key=lambda r: (r["round"], r["seed"]))
     refit = transfer(run.ticket(last["seed"], last["round"]), task, seed=last["seed"], progress=False)
     assert last["best_psnr"] == pytest.approx(refit["best_psnr"], abs=0.01)  # same operator and Y-PSNR as alone
+
+
+def test_one_shot_at_level_1_is_imp_s_first_round_and_is_not_fitted_twice(mirror_dir, tmp_path, monkeypatch):
+    # one-shot pruning of the dense fit at level 1 gives IMP's level-1 masks: its record is the
+    # chain's fit (marked same_fit_as), and equals what fitting it again gives
+    from lipkit import lottery
+
+    task = make_task("denoise", "set5/baby", crop=64, iters=20)
+    kw = dict(rounds=2, rate=0.5, seeds=[0], arch=TINY, baselines=["oneshot"], workers=1, progress=False)
+    reused = imp(task, run_dir=tmp_path / "reused", **kw)
+    monkeypatch.setattr(lottery, "_same_masks", lambda a, b: False)
+    fitted = imp(task, run_dir=tmp_path / "fitted", **kw)
+
+    def oneshot(run, level):
+        return next(r for r in run.records("oneshot") if r["round"] == level)
+
+    assert oneshot(reused, 1)["same_fit_as"] == "imp" and "same_fit_as" not in oneshot(reused, 2)
+    assert "same_fit_as" not in oneshot(fitted, 1)
+    numbers = ("best_psnr", "es_psnr", "final_psnr", "best_iteration", "es_iteration", "conv_nonzero")
+    for level in (1, 2):
+        assert {k: oneshot(reused, level)[k] for k in numbers} == {k: oneshot(fitted, level)[k] for k in numbers}
