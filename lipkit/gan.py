@@ -202,4 +202,4 @@ def gan_imp(generator: nn.Module, critic: nn.Module, images: torch.Tensor, *, ro
               progress=progress, total=rounds * len(methods) + 1, what="a generator-IMP run")
     run = GanImpRun(run_dir)
     run.write_summary()
-    return GanImpRun(run_dir, max_round=rounds)
+    return GanImpRun(run_dir, max_round=rounds, seeds=[int(seed)])

@@ -163,14 +163,17 @@ def make_single_image_trainer(config, task, device, progress, batch) -> SingleIm
 class ImpRun:
     """A run folder: its config, per-round records and tickets.
 
-    ``max_round`` limits the records to rounds 0 .. max_round (a folder may hold more rounds
-    than the experiment reading it asked for).
+    ``max_round`` limits the records to rounds 0 .. max_round, and ``seeds`` to those seeds (a
+    folder may hold more rounds and seeds than the experiment reading it asked for, e.g. grown by
+    a sweep: a chapter asking for 2 seeds then still averages over those 2).
     """
 
-    def __init__(self, run_dir: str | os.PathLike, max_round: int | None = None):
+    def __init__(self, run_dir: str | os.PathLike, max_round: int | None = None,
+                 seeds: Sequence[int] | None = None):
         self.dir = Path(run_dir)
         self.folder = ImpFolder(run_dir)
         self.max_round = max_round
+        self.asked_seeds = None if seeds is None else [int(s) for s in seeds]
         if not self.folder.config.exists():
             raise FileNotFoundError(f"{self.dir} is not an IMP run folder (no config.json)")
         self.config = read_json(self.folder.config)
@@ -183,7 +186,9 @@ class ImpRun:
 
     @property
     def seeds(self) -> list[int]:
-        return self.folder.seeds()
+        """The seeds this view covers that have a folder, in order."""
+        found = self.folder.seeds()
+        return found if self.asked_seeds is None else [s for s in found if s in self.asked_seeds]
 
     def records(self, method: str | None = None) -> list[dict]:
         """Every finished evaluation, IMP rounds and baselines, as dicts."""
@@ -342,4 +347,4 @@ def imp(task: Task, *, rounds: int = 16, rate: float = 0.2, seeds: Sequence[int]
     start_run(run_dir, config, make_single_image_trainer, task, seeds, device=device, workers=workers,
               progress=progress, total=total, batch_seeds=batch_seeds)
     ImpRun(run_dir).write_summary()  # the whole folder
-    return ImpRun(run_dir, max_round=config["rounds"])
+    return ImpRun(run_dir, max_round=config["rounds"], seeds=seeds)

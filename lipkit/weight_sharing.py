@@ -225,4 +225,4 @@ def imp_shared(tasks: Sequence[Task], *, input_mode: str = "per_image", rounds: 
     start_run(run_dir, config, make_shared_trainer, list(tasks), seeds, device=device, workers=workers,
               progress=progress, total=len(seeds) * (rounds + 1))
     ImpRun(run_dir).write_summary()
-    return ImpRun(run_dir, max_round=rounds)
+    return ImpRun(run_dir, max_round=rounds, seeds=seeds)

@@ -269,3 +269,15 @@ def test_one_shot_at_level_1_is_imp_s_first_round_and_is_not_fitted_twice(mirror
     numbers = ("best_psnr", "es_psnr", "final_psnr", "best_iteration", "es_iteration", "conv_nonzero")
     for level in (1, 2):
         assert {k: oneshot(reused, level)[k] for k in numbers} == {k: oneshot(fitted, level)[k] for k in numbers}
+
+
+def test_a_run_reads_only_the_seeds_it_asked_for_when_the_folder_holds_more(mirror_dir, tmp_path):
+    # a folder grown to 3 seeds (by a sweep, say) read by an experiment asking for 2 averages over 2
+    task = make_task("denoise", "set5/baby", crop=64, iters=3)
+    kw = dict(rounds=1, rate=0.5, arch=TINY, run_dir=tmp_path / "x", workers=1, progress=False)
+    imp(task, seeds=[0, 1, 2], **kw)
+    run = imp(task, seeds=[0, 1], **kw)
+    assert run.seeds == [0, 1]
+    assert sorted({r["seed"] for r in run.records()}) == [0, 1]
+    assert run.curve("imp")["n"] == [2, 2]
+    assert imp(task, seeds=[2], **kw).curve("imp")["n"] == [1, 1]
