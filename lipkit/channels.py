@@ -223,6 +223,13 @@ def random_channels_like(channels, *, seed: int, key: tuple = ()) -> "OrderedDic
     return out
 
 
+def random_channels_of(net, masks, *, seed: int) -> "OrderedDict[str, torch.Tensor]":
+    """The random channels that stand in for the channel ticket ``masks`` of ``net`` (as many kept
+    channels per group): one draw per seed, the same in every study that uses it (chapter 7's race
+    and ``transfer --variants random_like``)."""
+    return random_channels_like(channels_of(net, masks), seed=seed)
+
+
 def compact(net, channels) -> nn.Module:
     """A physically smaller copy of ``net`` without the channels ``channels`` drops, with ``net``'s
     current weights: it computes what ``net`` computes under :func:`parameter_masks` (train-mode

@@ -133,9 +133,9 @@ class SpeedJob:
         if self.contender == "channel_ticket":
             return self.ticket.compact(), None
         if self.contender == "random_channels":
-            from lipkit.channels import channels_of, compact, random_channels_like
+            from lipkit.channels import compact, random_channels_of
 
-            return compact(net, random_channels_like(channels_of(net, self.ticket.masks), seed=self.seed)), None
+            return compact(net, random_channels_of(net, self.ticket.masks, seed=self.seed)), None
         if self.contender == "narrow":
             from lipkit.models import skip_net
 

@@ -78,11 +78,10 @@ def _masks_for(job: TransferJob) -> dict | None:
         return None
     if job.variant == "random_like":
         if job.ticket.structure == "channel":  # shuffled weights would not be channels (nor mask their BatchNorms)
-            from lipkit.channels import channels_of, parameter_masks, random_channels_like
+            from lipkit.channels import parameter_masks, random_channels_of
 
             net = job.ticket.build_net()
-            return parameter_masks(net, random_channels_like(channels_of(net, job.ticket.masks), seed=job.seed,
-                                                             key=("transfer",)))
+            return parameter_masks(net, random_channels_of(net, job.ticket.masks, seed=job.seed))
         return random_like(job.ticket.masks, seed=job.seed, key=("transfer",))
     return job.ticket.masks
 

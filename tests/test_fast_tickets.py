@@ -156,3 +156,28 @@ def test_a_channel_tickets_random_like_transfer_draws_whole_channels(searched):
     kept = channels_of(net, ticket.masks)
     assert all(int(drawn[k].sum()) == int(v.sum()) for k, v in kept.items())
     assert any(not torch.equal(drawn[k], kept[k]) for k in kept)
+
+
+def test_chapter_7_and_transfer_draw_the_same_random_channels_for_a_ticket_and_seed(mirror_dir):
+    # one draw per (ticket, seed): the race's "random channels" contender and
+    # `transfer --variants random_like` keep the same channels
+    from lipkit.tasks import make_task
+    from lipkit.tickets import Ticket
+    from lipkit.transfer import TransferJob, _masks_for
+
+    net = _net()
+    keep = {g.producer: torch.arange(g.size) % 3 == 0 for g in channel_groups(net)}
+    ticket = Ticket.from_net(net, parameter_masks(net, keep), round=1, seed=0, task="denoise")
+    assert ticket.structure == "channel"
+    task = make_task("denoise", "set5/baby", crop=64, iters=2)
+    for seed in (0, 1):
+        raced, _ = fast_tickets.SpeedJob("random_channels", task, ticket, seed).build()
+        moved = _masks_for(TransferJob(ticket, task, "random_like", seed))
+        kept = channels_of(ticket.build_net(), moved)
+        assert any(not torch.equal(kept[k], keep[k]) for k in keep)
+        assert all(torch.equal(kept[k], random_channels_like(keep, seed=seed)[k]) for k in keep)
+        theta0 = ticket.build_net()
+        theta0.load_state_dict(ticket.rewind)
+        mine = compact(theta0, kept).state_dict()
+        assert mine.keys() == raced.state_dict().keys()
+        assert all(torch.equal(v, raced.state_dict()[k]) for k, v in mine.items())
