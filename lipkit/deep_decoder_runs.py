@@ -50,13 +50,9 @@ def _fit(task: Task, k: int, *, layers: int, seed: int, settings: FitSettings | 
         net = deep_decoder(k, layers, out_channels)
     result = fit(net, task.operator, task.observation, settings=settings, reference=task.clean, metric=task.metric,
                  seed=seed, device=resolve_device(device), progress=progress, desc=f"deep decoder k={k}")
-    return dict(k=k, layers=layers, parameters=count_parameters(net), seed=seed,
-                target=dict(kind=task.kind, image=task.image, params=task.params, image_size=list(task.image_size),
-                            metric=task.metric_name),
-                best_psnr=result.best_psnr, es_psnr=result.es_psnr, final_psnr=result.final_psnr,
-                best_iteration=result.best_iteration, es_iteration=result.es_iteration,
-                iterations=result.iterations, seconds=round(result.seconds, 3),
-                psnr_curve=result.psnr_curve()), result.best_output
+    return result.record(k=k, layers=layers, parameters=count_parameters(net), seed=seed,
+                         target=dict(kind=task.kind, image=task.image, params=task.params,
+                                     image_size=list(task.image_size), metric=task.metric_name)), result.best_output
 
 
 def deep_decoder_runs(task: Task, widths: Sequence[int], *, layers: int = 5, seeds: Sequence[int] = (0,),

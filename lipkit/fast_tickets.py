@@ -199,15 +199,11 @@ def _run(job: SpeedJob, device, progress: bool):
                  desc=f"{job.contender} -> {task.kind} {task.image}")
     params = (count_parameters(net) if job.contender == "deep_decoder"
               else sparsity_report(net, masks)["unpruned_params"])
-    record = dict(contender=job.contender, seed=job.seed, size=job.size,
-                  target=dict(kind=task.kind, image=task.image, params=task.params, image_size=list(task.image_size),
-                              metric=task.metric_name),
-                  source_round=job.ticket.meta.get("round"), parameters=int(params), gflops=flops / 1e9,
-                  seconds=round(result.seconds, 3), seconds_per_step=result.seconds / max(1, result.iterations),
-                  best_psnr=result.best_psnr, es_psnr=result.es_psnr, final_psnr=result.final_psnr,
-                  best_iteration=result.best_iteration, es_iteration=result.es_iteration,
-                  iterations=result.iterations, device=str(result.device), threads=torch.get_num_threads(),
-                  fitted_by="race")
+    record = result.record(contender=job.contender, seed=job.seed, size=job.size,
+                           target=dict(kind=task.kind, image=task.image, params=task.params,
+                                       image_size=list(task.image_size), metric=task.metric_name),
+                           source_round=job.ticket.meta.get("round"), parameters=int(params), gflops=flops / 1e9,
+                           seconds_per_step=result.seconds / max(1, result.iterations), fitted_by="race")
     return record, result.best_output
 
 
@@ -222,7 +218,8 @@ def _from_imp(job: SpeedJob) -> dict:
                 gflops=step_flops(net, *task.image_size) / 1e9, seconds=r["seconds"],
                 seconds_per_step=r["seconds"] / max(1, r["iterations"]), best_psnr=r["best_psnr"],
                 es_psnr=r["es_psnr"], final_psnr=r["final_psnr"], best_iteration=r["best_iteration"],
-                es_iteration=r["es_iteration"], iterations=r["iterations"], device=None, threads=None,
+                es_iteration=r["es_iteration"], iterations=r["iterations"], device=r.get("device"),
+                threads=r.get("threads"),
                 fitted_by="imp")
 
 
@@ -235,7 +232,7 @@ def race(jobs: Sequence[SpeedJob], *, cache_dir: str | os.PathLike | None = None
     ``size``, ``target``, ``source_round``, ``parameters``, ``gflops`` (one step, forward and
     backward), ``seconds`` (the whole fit), ``seconds_per_step``, ``best_psnr``, ``es_psnr``,
     ``final_psnr`` (dB), ``best_iteration``, ``es_iteration``, ``iterations``, ``device``,
-    ``threads`` (None for a fit taken from IMP), ``fitted_by`` (``"race"`` or ``"imp"``).
+    ``threads`` (the fitting process's; None for a fit IMP made before records carried it), ``fitted_by`` (``"race"`` or ``"imp"``).
     """
     dev = resolve_device(device)
     if jobs:  # the dense net is the largest contender: refuse before anything is written

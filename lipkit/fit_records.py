@@ -66,6 +66,23 @@ class FitResult:
         keep |= {i for i in (self.best_iteration, self.es_iteration) if i is not None}
         return [[i, round(float(track[i]), 2)] for i in sorted(keep)]
 
+    def record(self, masks_report: dict | None = None, **identity) -> dict:
+        """The per-fit record every study stores (IMP levels, baselines, transfers, deep decoders,
+        the race): the caller's ``identity`` fields, the three PSNRs (dB) and their 0-based
+        iterations, ``es_stopped``, ``iterations``, ``seconds`` (the whole fit), ``threads`` (of
+        the process that fitted), ``device`` and the thinned ``psnr_curve``; with a
+        :func:`lipkit.pruning.sparsity_report` of the masks, their counts and per-layer densities."""
+        out = dict(identity, best_psnr=self.best_psnr, es_psnr=self.es_psnr, final_psnr=self.final_psnr,
+                   best_iteration=self.best_iteration, es_iteration=self.es_iteration, es_stopped=self.es_stopped,
+                   iterations=self.iterations, seconds=round(self.seconds, 3), threads=torch.get_num_threads(),
+                   device=str(self.device), psnr_curve=self.psnr_curve())
+        if masks_report is not None:
+            out.update(conv_sparsity=masks_report["conv_sparsity"], conv_nonzero=masks_report["conv_nonzero"],
+                       unpruned_params=masks_report["unpruned_params"],
+                       layer_density=list(masks_report["layer_density"].values()),
+                       empty_layers=masks_report["empty_layers"])
+        return out
+
     def summary(self) -> dict:
         """JSON-friendly numbers of the run."""
         return dict(best_psnr=self.best_psnr, best_iteration=self.best_iteration, es_psnr=self.es_psnr,

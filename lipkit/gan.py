@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 from collections import OrderedDict
 from dataclasses import asdict
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import numpy as np
 import torch
@@ -95,8 +95,9 @@ class GanImpRun(ImpRun):
     fine-tuned pair. Records hold the measured sparsity of G and D, the final Wasserstein
     estimate and the seconds."""
 
-    def __init__(self, run_dir: str | os.PathLike, max_round: int | None = None):
-        super().__init__(run_dir, max_round)
+    def __init__(self, run_dir: str | os.PathLike, max_round: int | None = None,
+                 seeds: Sequence[int] | None = None):
+        super().__init__(run_dir, max_round, seeds)
         self._random_chain: dict = {}  # the random branch's masks, drawn once per view, not once per level
 
     @property

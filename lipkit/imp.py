@@ -70,15 +70,6 @@ def _fit_guarded(net, operator, observation, *, task: Task, reference, masks, se
         return result, True
 
 
-def _record(result: FitResult, report: dict, **extra) -> dict:
-    return dict(extra, best_psnr=result.best_psnr, es_psnr=result.es_psnr, final_psnr=result.final_psnr,
-                best_iteration=result.best_iteration, es_iteration=result.es_iteration, es_stopped=result.es_stopped,
-                iterations=result.iterations,
-                seconds=round(result.seconds, 3), conv_sparsity=report["conv_sparsity"],
-                conv_nonzero=report["conv_nonzero"], unpruned_params=report["unpruned_params"],
-                layer_density=list(report["layer_density"].values()), empty_layers=report["empty_layers"])
-
-
 def _fresh_net(arch: dict, rewind_state, device) -> torch.nn.Module:
     net = skip_net(**arch)
     net.load_state_dict(rewind_state)
@@ -149,8 +140,8 @@ class SingleImageTrainer:
         for net, eval_net, m, head, (_, retried), (evaluation, retried_eval) in zip(
                 nets, eval_nets, masks, heads, searches, evaluations):
             extra = dict(search_on=self.config["search_on"]) if main else {}
-            record = _record(evaluation, sparsity_report(eval_net, m), **head, **extra,
-                             diverged_retry=retried or retried_eval, batched=self.batch and len(seeds) > 1)
+            record = evaluation.record(sparsity_report(eval_net, m), **head, **extra,
+                                       diverged_retry=retried or retried_eval, batched=self.batch and len(seeds) > 1)
             out.append(Trained(record, conv_weights_of(net), images=[evaluation.best_output] if main else []))
         return out
 

@@ -114,7 +114,7 @@ def compare(ex: Experiments, kind: str, image: str, protocol: Protocol, *, facto
     own = [run.fit_alone(job.seed, k or 0) for _, k, job, _ in imp_plan] if protocol.eval_iters is None else [None]
     if all(r is not None for r in own):
         # the same θ0, masks, observation, seed and length, fitted alone: IMP's own fits are these fits
-        records = ([dict(r, target=_target(eval_task), psnr_curve=None) for r in own]
+        records = ([dict(r, target=_target(eval_task)) for r in own]
                    + ex.transfer([job for _, _, job, _ in init_plan]))
     else:
         records = ex.transfer([job for _, _, job, _ in imp_plan + init_plan])

@@ -131,14 +131,8 @@ def _run_job(job: TransferJob, device, progress):
     report = sparsity_report(net, masks)
     target = dict(kind=task.kind, image=task.image, params=task.params, image_size=list(task.image_size),
                   metric=task.metric_name)
-    record = dict(variant=job.variant, label=job.label, source=_source(job.ticket), target=target, seed=job.seed,
-                  best_psnr=result.best_psnr, es_psnr=result.es_psnr, final_psnr=result.final_psnr,
-                  best_iteration=result.best_iteration, es_iteration=result.es_iteration,
-                  iterations=result.iterations, conv_sparsity=report["conv_sparsity"],
-                  conv_nonzero=report["conv_nonzero"], unpruned_params=report["unpruned_params"],
-                  layer_density=list(report["layer_density"].values()), empty_layers=report["empty_layers"],
-                  seconds=round(result.seconds, 3),
-                  psnr_curve=result.psnr_curve())
+    record = result.record(report, variant=job.variant, label=job.label, source=_source(job.ticket), target=target,
+                           seed=job.seed)
     return record, result.best_output
 
 

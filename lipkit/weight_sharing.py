@@ -165,14 +165,8 @@ class SharedTrainer:
                                          desc=f"seed {seed} round {level} (shared)")
             report = sparsity_report(net, m)
             images = result.output if result.output.dim() == 4 else result.output[None]
-            record = dict(numbers, **head, input_mode=self.config["input_mode"], search_on=self.config["search_on"],
-                          best_psnr=result.best_psnr, es_psnr=result.es_psnr, final_psnr=result.final_psnr,
-                          best_iteration=result.best_iteration, es_iteration=result.es_iteration,
-                          iterations=result.iterations, seconds=round(result.seconds, 3),
-                          conv_sparsity=report["conv_sparsity"], conv_nonzero=report["conv_nonzero"],
-                          unpruned_params=report["unpruned_params"],
-                          layer_density=list(report["layer_density"].values()),
-                          empty_layers=report["empty_layers"])
+            record = result.record(report, **numbers, **head, input_mode=self.config["input_mode"],
+                                   search_on=self.config["search_on"])
             out.append(Trained(record, conv_weights_of(net), images=list(images), per_image=True))
         return out
 

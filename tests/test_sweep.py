@@ -19,7 +19,7 @@ from lipkit.store.folder import RunLock
 from lipkit.sweep_engines import run_sweep
 
 TINY = dict(crop=64, width=8, rounds=1, seeds=1, denoise_iters=3, sr_iters=3, inpaint_iters=3, baselines=[])
-TIMING = {"seconds", "batched"}  # how long a fit took and how it ran are not results
+TIMING = {"seconds", "batched", "threads"}  # how long a fit took and how it ran are not results
 
 
 def tiny_sweep(tmp_path, **extra) -> Path:
