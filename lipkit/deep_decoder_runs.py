@@ -18,9 +18,8 @@ from typing import Sequence
 
 from lipkit.device import resolve_device
 from lipkit.fit import fit
-from lipkit.models import count_parameters, deep_decoder
+from lipkit.models import count_parameters, deep_decoder, theta0
 from lipkit.parallel import run_cached
-from lipkit.seeding import seeded
 from lipkit.settings import PRESETS, FitSettings
 from lipkit.store.cache import RecordCache
 from lipkit.tasks import Task
@@ -46,8 +45,7 @@ def fit_deep_decoder(task: Task, k: int, *, layers: int = 5, seed: int = 0, sett
 def _fit(task: Task, k: int, *, layers: int, seed: int, settings: FitSettings | None, device, progress: bool):
     settings = settings or settings_for(task)
     out_channels = task.clean.shape[0]
-    with seeded(seed, "weights"):
-        net = deep_decoder(k, layers, out_channels)
+    net = theta0(seed, deep_decoder, k=k, layers=layers, out_channels=out_channels)
     result = fit(net, task.operator, task.observation, settings=settings, reference=task.clean, metric=task.metric,
                  seed=seed, device=resolve_device(device), progress=progress, desc=f"deep decoder k={k}")
     return result.record(k=k, layers=layers, parameters=count_parameters(net), seed=seed,

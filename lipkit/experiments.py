@@ -24,9 +24,8 @@ from typing import Iterable, Mapping, Sequence
 
 from lipkit import book
 from lipkit.imp import ImpRun, imp
-from lipkit.models import skip_net
+from lipkit.models import theta0
 from lipkit.pruning import dense_masks
-from lipkit.seeding import seeded
 from lipkit.tasks import Task, make_task
 from lipkit.tickets import Ticket
 from lipkit.transfer import TransferJob, transfer_many
@@ -205,8 +204,7 @@ class Experiments:
         the input noise."""
         jobs = []
         for s in seeds:
-            with seeded(int(s), "weights"):
-                net = skip_net(**self.arch)
+            net = theta0(int(s), **self.arch)
             ticket = Ticket.from_net(net, dense_masks(net), round=0, seed=int(s), task=task.kind,
                                      search_image=task.image, image_size=list(task.image_size))
             jobs.append(TransferJob(ticket, task, "dense", seed=int(s)))

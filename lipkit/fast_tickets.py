@@ -121,7 +121,7 @@ class SpeedJob:
 
     def build(self):
         """(network with its initial weights, masks or None)."""
-        from lipkit.seeding import seeded
+        from lipkit.models import deep_decoder, theta0
 
         if self.contender in ("dense", "unstructured", "random_channels"):
             net = self.ticket.build_net()
@@ -137,17 +137,10 @@ class SpeedJob:
 
             return compact(net, random_channels_of(net, self.ticket.masks, seed=self.seed)), None
         if self.contender == "narrow":
-            from lipkit.models import skip_net
-
             arch = {k: v for k, v in self.ticket.meta["arch"].items() if k != "arch"}
             widths = [self.size] * len(arch["num_channels_down"])
-            with seeded(self.seed, "weights"), torch.device("cpu"):
-                net = skip_net(**dict(arch, num_channels_down=widths, num_channels_up=widths))
-            return net, None
-        from lipkit.models import deep_decoder
-
-        with seeded(self.seed, "weights"), torch.device("cpu"):
-            return deep_decoder(self.size, 5, self.task.clean.shape[0]), None
+            return theta0(self.seed, **dict(arch, num_channels_down=widths, num_channels_up=widths)), None
+        return theta0(self.seed, deep_decoder, k=self.size, layers=5, out_channels=self.task.clean.shape[0]), None
 
 
 def contenders(task: Task, channel_ticket: Ticket, unstructured_ticket: Ticket, *, seed: int | None = None,

@@ -33,14 +33,13 @@ import numpy as np
 import torch
 
 import lipkit
-from lipkit.fit import FitDivergedError, FitResult, fit
+from lipkit.fit import FitDivergedError, fit
 from lipkit.device import resolve_device
 from lipkit.lottery import BRANCHES, STRUCTURES, Trained, how_seeds_run, start_run
 from lipkit.memory import check_fit_memory
-from lipkit.models import skip_net
+from lipkit.models import skip_net, theta0
 from lipkit.operators import Identity
 from lipkit.pruning import METHODS, check_rate, conv_weights_of, input_weight_names, sparsity_report
-from lipkit.seeding import seeded
 from lipkit.store.folder import load_masks, load_tensors, read_json, write_json
 from lipkit.store.paths import ImpFolder
 from lipkit.tasks import Task, check_task_fits
@@ -94,8 +93,7 @@ class SingleImageTrainer:
 
     def rewind_state(self, seed: int):
         """θ0 from the seed's weight stream, or the dense weights after ``rewind_iteration`` steps."""
-        with seeded(seed, "weights"), torch.device("cpu"):  # on the CPU whatever the default device: θ0
-            net = self.network()                            # is then the same on every machine
+        net = theta0(seed, **self.config["arch"])
         if self.config["rewind_iteration"] > 0:
             search_op = Identity() if self.search_clean else self.task.operator
             target = self.task.clean if self.search_clean else self.task.observation

@@ -27,15 +27,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-import torch
 
 from lipkit.device import resolve_device
 from lipkit.fit import default_input
 from lipkit.init_pruning import METHODS, find_masks
-from lipkit.models import skip_net
+from lipkit.models import theta0
 from lipkit.parallel import run_jobs
 from lipkit.pruning import mask_sparsity
-from lipkit.seeding import seeded
 from lipkit.store.cache import RecordCache
 from lipkit.tasks import Task, check_task_fits
 from lipkit.tickets import Ticket, TicketMismatchError, ticket_files
@@ -86,16 +84,10 @@ class InitTicketJob:
         return f"{self.method}_{self.task.kind}_{self.task.image.replace('/', '-')}_d{percent}_s{self.seed}_{key[:12]}"
 
 
-def theta0(arch: dict, seed: int) -> torch.nn.Module:
-    """The skip net θ0 of ``seed`` (its ``"weights"`` stream, drawn on the CPU as IMP draws it)."""
-    with seeded(seed, "weights"), torch.device("cpu"):
-        return skip_net(**arch)
-
-
 def init_ticket(job: InitTicketJob, device=None) -> Ticket:
     """Find ``job``'s mask at θ0 (on ``device``; default CUDA when available) and return its ticket."""
     task, dev = job.task, resolve_device(device)
-    net = theta0(job.arch, job.seed)
+    net = theta0(job.seed, **job.arch)
     check_task_fits(task, net)
     z = default_input(net, *task.image_size, job.seed).to(dev)
     masks, cost = find_masks(job.method, net, task.operator, task.observation.to(dev), z, density=job.density,

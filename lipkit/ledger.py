@@ -144,12 +144,12 @@ def export_run(run_dir: str | os.PathLike, root: str | os.PathLike, *, device="c
             chain.append(load_masks(folder.masks(seed, len(chain))))
         old_state = read_json(entry.state(seed)) if entry.state(seed).exists() else {}
         if chain and len(chain) - 1 >= old_state.get("mask_levels", -1):
-            theta0 = state_sha256(load_tensors(folder.rewind(seed)))
-            if old_state and old_state["theta0_sha256"] != theta0:
+            theta0_sha = state_sha256(load_tensors(folder.rewind(seed)))
+            if old_state and old_state["theta0_sha256"] != theta0_sha:
                 raise LedgerError(f"{folder.rewind(seed)} is not the θ0 that {entry.state(seed)} recorded")
             blob, names, shapes = encode_chain(chain)
             files[entry.masks(seed)] = blob
-            files[entry.state(seed)] = dict(theta0_sha256=theta0, mask_levels=len(chain) - 1, names=names,
+            files[entry.state(seed)] = dict(theta0_sha256=theta0_sha, mask_levels=len(chain) - 1, names=names,
                                             shapes=shapes, masks_sha256=hashlib.sha256(blob).hexdigest())
     for path, content in files.items():  # the masks before the state that names their checksum
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -181,14 +181,14 @@ def _merged_levels(folder: ImpFolder, entry: LedgerRun, seed: int, method: str, 
     return levels + known[len(levels):]  # levels the ledger has beyond this folder's
 
 
-def theta0(config: dict, seed: int) -> "OrderedDict[str, torch.Tensor]":
+def theta0_state(config: dict, seed: int) -> "OrderedDict[str, torch.Tensor]":
     """θ0 of ``seed`` for the single-image IMP run ``config``, made as the run made it (on the CPU)."""
     from lipkit.imp import SingleImageTrainer
 
     return SingleImageTrainer(config, None, "cpu", False, False).rewind_state(seed)
 
 
-def restore_run(root: str | os.PathLike, name: str, run_dir: str | os.PathLike, make_rewind=theta0) -> list[int]:
+def restore_run(root: str | os.PathLike, name: str, run_dir: str | os.PathLike, make_rewind=theta0_state) -> list[int]:
     """Rebuild the run folder ``run_dir`` from the ledger's run ``name``; returns the seeds restored.
 
     ``make_rewind(config, seed)`` regenerates a seed's θ0 (the state dict); it must match the

@@ -31,11 +31,10 @@ from lipkit.fit import FitResult, fit
 from lipkit.imp import SEARCH_TARGETS, ImpRun
 from lipkit.lottery import Trained, how_seeds_run, start_run
 from lipkit.memory import check_fit_memory
-from lipkit.models import network_input, per_image_statistics, skip_net
+from lipkit.models import network_input, per_image_statistics, skip_net, theta0
 from lipkit.operators import Identity
 from lipkit.pruning import check_rate, conv_weights_of, input_weight_names, sparsity_report
 from lipkit.seeding import generator as stream_generator
-from lipkit.seeding import seeded
 from lipkit.settings import FitSettings
 from lipkit.tasks import Task, check_task_fits
 
@@ -151,8 +150,7 @@ class SharedTrainer:
         return skip_net(**self.config["arch"])
 
     def rewind_state(self, seed: int):
-        with seeded(seed, "weights"):
-            return OrderedDict((k, v.detach().clone()) for k, v in self.network().state_dict().items())
+        return OrderedDict((k, v.detach().clone()) for k, v in theta0(seed, **self.config["arch"]).state_dict().items())
 
     def train(self, level, seeds, masks, rewinds, heads) -> list[Trained]:
         out = []

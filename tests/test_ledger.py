@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from lipkit.imp import ImpRun, imp
-from lipkit.ledger import LedgerError, LedgerRun, decode_chain, encode_chain, export_run, restore_run, theta0
+from lipkit.ledger import LedgerError, LedgerRun, decode_chain, encode_chain, export_run, restore_run, theta0_state
 from lipkit.tasks import make_task
 
 ARCH = dict(num_channels_down=[8] * 5, num_channels_up=[8] * 5)
@@ -71,7 +71,7 @@ def test_a_restore_refuses_other_weights_a_damaged_file_and_a_used_folder(tmp_pa
     entry = LedgerRun(ledger, "run")
 
     def other_weights(config, seed):
-        state = theta0(config, seed)
+        state = theta0_state(config, seed)
         state["1.1.1.1.weight"] = state["1.1.1.1.weight"] + 1
         return state
 
@@ -167,17 +167,17 @@ def _backbone_config() -> dict:
 
 
 def test_theta0_regenerates_bit_identically_from_its_seed():
-    from lipkit.ledger import state_sha256, theta0
+    from lipkit.ledger import state_sha256, theta0_state
 
-    assert state_sha256(theta0(_backbone_config(), 0)) == BACKBONE_THETA0_SHA256
+    assert state_sha256(theta0_state(_backbone_config(), 0)) == BACKBONE_THETA0_SHA256
 
 
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_theta0_is_the_same_when_cuda_is_the_default_device():
-    from lipkit.ledger import state_sha256, theta0
+    from lipkit.ledger import state_sha256, theta0_state
 
     with torch.device("cuda"):
-        made = theta0(_backbone_config(), 0)
+        made = theta0_state(_backbone_config(), 0)
     assert all(t.device.type == "cpu" for t in made.values())
     assert state_sha256(made) == BACKBONE_THETA0_SHA256

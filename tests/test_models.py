@@ -143,3 +143,19 @@ def test_reflection_pad_takes_the_fast_path_where_it_pays(monkeypatch):
         x = torch.randn(shape, requires_grad=True)
         common.ReflectionPad(1)(x).sum().backward()
     assert calls == [torch.Size([1, 64, 66, 66])]  # 262,144 elements: fast; 131,072: PyTorch's
+
+
+def test_theta0_is_drawn_on_the_cpu_whatever_the_default_device():
+    # every study's initial weights come from models.theta0; under another default device (here
+    # "meta", which holds no numbers) it still draws the seed's weights on the CPU
+    from lipkit.models import theta0
+
+    arch = dict(num_channels_down=[8] * 5, num_channels_up=[8] * 5)
+    for build, kwargs in ((skip_net, arch), (deep_decoder, dict(k=8, layers=2, out_channels=3))):
+        plain = theta0(3, build, **kwargs).state_dict()
+        with torch.device("meta"):
+            guarded = theta0(3, build, **kwargs).state_dict()
+        assert all(t.device.type == "cpu" for t in guarded.values())
+        assert all(torch.equal(plain[k], guarded[k]) for k in plain)
+        other = theta0(4, build, **kwargs).state_dict()
+        assert any(not torch.equal(plain[k], other[k]) for k in plain if plain[k].is_floating_point())

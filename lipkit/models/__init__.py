@@ -2,6 +2,9 @@
 
 from contextlib import contextmanager
 
+import torch
+from torch import nn
+
 from lipkit.models.common import BatchNorm2d
 from lipkit.models.deep_decoder import (DeepDecoder, decodernw, deep_decoder, deep_decoder_for, deep_decoder_input,
                                        deep_decoder_parameters)
@@ -53,6 +56,16 @@ def _norms_set(net, flag: str, enabled: bool = True):
     finally:
         for m, s in zip(norms, saved):
             setattr(m, flag, s)
+
+
+def theta0(seed: int, build=skip_net, **arch) -> nn.Module:
+    """θ0 of ``seed``: ``build(**arch)`` (the skip net by default, or e.g. ``deep_decoder``) with its
+    weights drawn from the seed's ``"weights"`` stream, on the CPU whatever torch's default device,
+    so that a seed gives the same θ0 on every machine. Every study makes its initial weights here."""
+    from lipkit.seeding import seeded
+
+    with seeded(seed, "weights"), torch.device("cpu"):
+        return build(**arch)
 
 
 def network_input(net, height: int, width: int, *, generator=None, device=None):
