@@ -49,6 +49,14 @@ def test_the_readme_table_lists_every_module():
         assert (ROOT / named).exists(), f"the README names {named}, which does not exist"
 
 
+def test_the_package_docstring_names_every_module_and_nothing_that_is_gone():
+    docstring = ast.get_docstring(ast.parse((ROOT / "lipkit" / "__init__.py").read_text()))
+    named = set(re.findall(r":mod:`~lipkit\.(\w+)`", docstring))
+    modules = {p.stem for p in (ROOT / "lipkit").glob("*.py") if not p.name.startswith("__")}
+    packages = {p.parent.name for p in (ROOT / "lipkit").glob("*/__init__.py")}
+    assert named == modules | packages, (sorted((modules | packages) - named), sorted(named - modules - packages))
+
+
 @pytest.mark.parametrize("chapter", sorted((ROOT / "book").glob("*.ipynb")), ids=lambda p: p.stem)
 def test_chapters_name_runs_and_never_build_their_paths(chapter):
     code = "\n".join("".join(c["source"]) for c in json.loads(chapter.read_text())["cells"]
