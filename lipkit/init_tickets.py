@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-
 from lipkit.device import resolve_device
 from lipkit.fit import default_input
 from lipkit.init_pruning import METHODS, find_masks

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import threading
 from contextlib import contextmanager
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed, wait
 from typing import Callable, Iterator, Sequence
@@ -51,8 +52,8 @@ def die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
-_POOL: list = []  # [(workers, ProcessPoolExecutor)]: the process's one pool, started on first use
-_IN_USE: list = []  # the pool while a block holds it
+_POOL: list = []  # [(key, ProcessPoolExecutor)]: the process's one kept pool, started on first use
+_HELD = threading.Lock()  # held while a block uses the kept pool
 
 
 def _new_pool(workers: int) -> ProcessPoolExecutor:
@@ -72,50 +73,57 @@ def shutdown_workers() -> None:
         _kill(_POOL.pop()[1])
 
 
+class _Jobs:
+    """What a :func:`worker_pool` block submits to: every job trims the worker's freed memory
+    when it ends, and the block waits for its own jobs only."""
+
+    def __init__(self, pool: ProcessPoolExecutor):
+        self.pool, self.futures = pool, []
+
+    def submit(self, fn: Callable, *args, **kwargs) -> Future:
+        self.futures.append(self.pool.submit(_then_release, fn, *args, **kwargs))
+        return self.futures[-1]
+
+
 @contextmanager
-def worker_pool(workers: int) -> Iterator[ProcessPoolExecutor]:
+def worker_pool(workers: int) -> Iterator[_Jobs]:
     """This process's pool of ``workers`` ``spawn`` worker processes, which die with it
-    (:func:`die_with_parent`).
+    (:func:`die_with_parent`); the block submits jobs with ``.submit(fn, *args)``.
 
     The workers are started once and kept for the next call (each import of torch costs seconds,
-    and a chapter makes dozens of job calls); asking for another number of workers replaces them.
-    Leaving the block normally waits for the jobs submitted in it; leaving it by an exception or
-    Ctrl-C kills the workers at once (a job's files are written atomically, so nothing is left
-    half-written), where the executor's own exit would wait for every running job to finish.
+    and a chapter makes dozens of job calls); another number of workers or another working
+    directory replaces them. A call made while another block holds the pool (a generator not yet
+    drained, another thread) gets a pool of its own. Leaving the block normally waits for its
+    jobs; leaving it by an exception or Ctrl-C kills the workers at once (a job's files are
+    written atomically, so nothing is left half-written), where the executor's own exit would wait
+    for every running job to finish.
     """
-    if _IN_USE:  # a job call inside another's block (a generator not yet drained): a pool of its own
-        pool = _new_pool(workers)
-        try:
-            yield pool
-        except BaseException:
-            _kill(pool)
-            raise
-        pool.shutdown(wait=True)
-        return
-    if _POOL and (_POOL[0][0] != workers or getattr(_POOL[0][1], "_broken", False)):
-        shutdown_workers()
-    if not _POOL:
-        _POOL.append((workers, _new_pool(workers)))
-    pool = _POOL[0][1]
-    submitted: list[Future] = []
-    submit = pool.submit
-
-    def tracked_submit(fn, *args, **kwargs) -> Future:
-        future = submit(_then_release, fn, *args, **kwargs)
-        submitted.append(future)
-        return future
-
-    pool.submit = tracked_submit
-    _IN_USE.append(pool)
+    kept = _HELD.acquire(blocking=False)
     try:
-        yield pool
-        wait(submitted)
-    except BaseException:
-        shutdown_workers()
-        raise
+        if kept:
+            key = (workers, os.getcwd())
+            if _POOL and (_POOL[0][0] != key or getattr(_POOL[0][1], "_broken", False)):
+                shutdown_workers()
+            if not _POOL:
+                _POOL.append((key, _new_pool(workers)))
+            pool = _POOL[0][1]
+        else:
+            pool = _new_pool(workers)
+        jobs = _Jobs(pool)
+        try:
+            yield jobs
+            wait(jobs.futures)
+        except BaseException:
+            if kept:
+                shutdown_workers()
+            else:
+                _kill(pool)
+            raise
+        if not kept:
+            pool.shutdown(wait=True)
     finally:
-        _IN_USE.clear()
-        del pool.submit  # the class's own method again
+        if kept:
+            _HELD.release()
 
 
 def _call(fn: Callable, threads: int | None, args: tuple):
