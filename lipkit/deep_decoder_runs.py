@@ -49,8 +49,7 @@ def _fit(task: Task, k: int, *, layers: int, seed: int, settings: FitSettings | 
     result = fit(net, task.operator, task.observation, settings=settings, reference=task.clean, metric=task.metric,
                  seed=seed, device=resolve_device(device), progress=progress, desc=f"deep decoder k={k}")
     return result.record(k=k, layers=layers, parameters=count_parameters(net), seed=seed,
-                         target=dict(kind=task.kind, image=task.image, params=task.params,
-                                     image_size=list(task.image_size), metric=task.metric_name)), result.best_output
+                         target=task.target()), result.best_output
 
 
 def deep_decoder_runs(task: Task, widths: Sequence[int], *, layers: int = 5, seeds: Sequence[int] = (0,),

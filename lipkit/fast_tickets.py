@@ -37,6 +37,7 @@ from typing import Sequence
 import torch
 
 from lipkit.device import resolve_device
+from lipkit.fit_records import FitResult
 from lipkit.flops import step_flops
 from lipkit.memory import check_fit_memory
 from lipkit.parallel import default_workers, run_cached
@@ -192,9 +193,7 @@ def _run(job: SpeedJob, device, progress: bool):
                  desc=f"{job.contender} -> {task.kind} {task.image}")
     params = (count_parameters(net) if job.contender == "deep_decoder"
               else sparsity_report(net, masks)["unpruned_params"])
-    record = result.record(contender=job.contender, seed=job.seed, size=job.size,
-                           target=dict(kind=task.kind, image=task.image, params=task.params,
-                                       image_size=list(task.image_size), metric=task.metric_name),
+    record = result.record(contender=job.contender, seed=job.seed, size=job.size, target=task.target(),
                            source_round=job.ticket.meta.get("round"), parameters=int(params), gflops=flops / 1e9,
                            seconds_per_step=result.seconds / max(1, result.iterations), fitted_by="race")
     return record, result.best_output
@@ -204,16 +203,10 @@ def _from_imp(job: SpeedJob) -> dict:
     """The race record of a fit IMP made (its level's record), FLOPs counted here."""
     task, r = job.task, job.fitted
     net = job.ticket.build_net()
-    return dict(contender=job.contender, seed=job.seed, size=job.size,
-                target=dict(kind=task.kind, image=task.image, params=task.params, image_size=list(task.image_size),
-                            metric=task.metric_name),
-                source_round=job.ticket.meta.get("round"), parameters=int(r["unpruned_params"]),
-                gflops=step_flops(net, *task.image_size) / 1e9, seconds=r["seconds"],
-                seconds_per_step=r["seconds"] / max(1, r["iterations"]), best_psnr=r["best_psnr"],
-                es_psnr=r["es_psnr"], final_psnr=r["final_psnr"], best_iteration=r["best_iteration"],
-                es_iteration=r["es_iteration"], iterations=r["iterations"], device=r.get("device"),
-                threads=r.get("threads"),
-                fitted_by="imp")
+    return dict({k: r.get(k) for k in FitResult.RESULT_FIELDS}, contender=job.contender, seed=job.seed,
+                size=job.size, target=task.target(), source_round=job.ticket.meta.get("round"),
+                parameters=int(r["unpruned_params"]), gflops=step_flops(net, *task.image_size) / 1e9,
+                seconds_per_step=r["seconds"] / max(1, r["iterations"]), fitted_by="imp")
 
 
 def race(jobs: Sequence[SpeedJob], *, cache_dir: str | os.PathLike | None = None, workers: int | None = None,

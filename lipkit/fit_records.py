@@ -66,6 +66,9 @@ class FitResult:
         keep |= {i for i in (self.best_iteration, self.es_iteration) if i is not None}
         return [[i, round(float(track[i]), 2)] for i in sorted(keep)]
 
+    RESULT_FIELDS = ("best_psnr", "es_psnr", "final_psnr", "best_iteration", "es_iteration", "es_stopped",
+                     "iterations", "seconds", "threads", "device", "psnr_curve")  # what :meth:`record` adds
+
     def record(self, masks_report: dict | None = None, **identity) -> dict:
         """The per-fit record every study stores (IMP levels, baselines, transfers, deep decoders,
         the race): the caller's ``identity`` fields, the three PSNRs (dB) and their 0-based

@@ -76,11 +76,6 @@ def _imp_cost(run: ImpRun, seed: int, level: int) -> dict:
     return dict(passes=sum(r["iterations"] for r in fits), seconds=round(sum(r["seconds"] for r in fits), 3))
 
 
-def _target(task) -> dict:
-    return dict(kind=task.kind, image=task.image, params=task.params, image_size=list(task.image_size),
-                metric=task.metric_name)
-
-
 def _row(contender: str, level: int | None, record: dict, cost: dict | None, params: float) -> dict:
     keys = ("seed", "best_psnr", "es_psnr", "final_psnr", "best_iteration", "es_iteration", "iterations",
             "psnr_curve", "seconds")
@@ -114,7 +109,7 @@ def compare(ex: Experiments, kind: str, image: str, protocol: Protocol, *, facto
     own = [run.fit_alone(job.seed, k or 0) for _, k, job, _ in imp_plan] if protocol.eval_iters is None else [None]
     if all(r is not None for r in own):
         # the same θ0, masks, observation, seed and length, fitted alone: IMP's own fits are these fits
-        records = ([dict(r, target=_target(eval_task)) for r in own]
+        records = ([dict(r, target=eval_task.target()) for r in own]
                    + ex.transfer([job for _, _, job, _ in init_plan]))
     else:
         records = ex.transfer([job for _, _, job, _ in imp_plan + init_plan])

@@ -266,6 +266,7 @@ def _reuse_chain_fit(folder: ImpFolder, seed: int, level: int, main: str, name: 
     (one-shot pruning at level 1 is IMP's first round), and the same θ, masks, observation and
     seed give the same fit, so it is not computed twice. ``same_fit_as`` says so."""
     record = dict(read_json(folder.record(seed, level, main)), method=name, same_fit_as=main)
+    record.pop("search_on", None)  # the chain's own field: a baseline's fit is always on the observation
     folder.record(seed, level, name).parent.mkdir(exist_ok=True)
     trained = folder.trained(seed, level, main)
     if trained.exists():

@@ -48,6 +48,11 @@ class Task:
     def observation_sha256(self) -> str:
         return hashlib.sha256(self.observation.contiguous().numpy().tobytes()).hexdigest()
 
+    def target(self) -> dict:
+        """What a record names as the task a fit restored (kind, image, parameters, size, metric)."""
+        return dict(kind=self.kind, image=self.image, params=self.params, image_size=list(self.image_size),
+                    metric=self.metric_name)
+
     def describe(self) -> dict:
         """JSON-friendly identity of the task (what a run folder must agree on)."""
         return dict(kind=self.kind, image=self.image, image_size=list(self.image_size), params=self.params,

@@ -129,10 +129,8 @@ def _run_job(job: TransferJob, device, progress):
                  metric=task.metric, seed=job.seed, device=dev, progress=progress,
                  desc=f"{job.variant} -> {task.kind} {task.image}")
     report = sparsity_report(net, masks)
-    target = dict(kind=task.kind, image=task.image, params=task.params, image_size=list(task.image_size),
-                  metric=task.metric_name)
-    record = result.record(report, variant=job.variant, label=job.label, source=_source(job.ticket), target=target,
-                           seed=job.seed)
+    record = result.record(report, variant=job.variant, label=job.label, source=_source(job.ticket),
+                           target=task.target(), seed=job.seed)
     return record, result.best_output
 
 
