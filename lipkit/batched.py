@@ -138,6 +138,7 @@ def _fit_batched(nets, operator, observation, *, seeds, masks, net_inputs, setti
     from torch.func import functional_call, stack_module_state, vmap
     from tqdm.auto import tqdm
 
+    speed.check_weights(nets[0])
     dev = resolve_device(device)
     if dev.type == "cpu":
         keep_freed_memory()

@@ -136,6 +136,7 @@ def default_input(net: nn.Module, height: int, width: int, seed: int) -> torch.T
 def _fit(net, operator, observation, *, settings, net_input, reference, masks, loss_fn, metric, callbacks, seed,
          device, progress, desc, speed: SpeedOptions, **overrides) -> FitResult:
     settings = resolve_settings(settings, **overrides)
+    speed.check_weights(net)
     channels_last, bf16 = speed.channels_last, speed.bf16
     dev = resolve_device(device)
     if dev.type == "cpu":

@@ -37,6 +37,16 @@ class SpeedOptions:
     compile: bool = False
     fused_adam: bool = False
 
+    def check_weights(self, net: torch.nn.Module) -> None:
+        """Refuse, in one line, options that ``net``'s weights cannot run with (before anything moves)."""
+        dtypes = {p.dtype for p in net.parameters() if p.is_floating_point()}
+        if self.bf16 and dtypes - {torch.float32}:
+            # autocast casts the convolutions to bf16 and back to FP32; the backward through FP64 weights
+            # then fails on CUDA ("Found dtype Double but expected Float"), seen on an H200
+            raise ValueError(f"bf16 autocast trains FP32 weights, but the network's are "
+                             f"{', '.join(sorted(str(d).removeprefix('torch.') for d in dtypes))}: convert it "
+                             f"with net.float() or leave bf16 off")
+
     @classmethod
     def split(cls, speed: "SpeedOptions | None", options: dict) -> tuple["SpeedOptions", dict]:
         """``speed`` with the fields named in ``options`` replaced, and the options left over."""
