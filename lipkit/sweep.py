@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Sequence
 
 from lipkit.experiments import PAPER_TASKS, Experiments
+from lipkit.parallel import shutdown_workers
 from lipkit.store.folder import RunInUseError, read_json, write_json
 from lipkit.store.paths import ImpFolder
 
@@ -276,6 +277,10 @@ def run_job(job: SweepJob, root: str, threads: int) -> dict:
         state, error = "busy", str(err)
     except Exception as err:  # reported once with its message; a dead worker is the engine's to retry
         state, error = "failed", f"{type(err).__name__}: {err}".replace("\n", " ")
+    finally:
+        # the job's own seed workers (lipkit.parallel keeps them for the process's next call) end with
+        # the job: a sweep worker, a Ray task's process above all, outlives it and runs other jobs
+        shutdown_workers()
     seconds = round(time.perf_counter() - start, 3)
     _set_state(root, job, state=state, error=error, seconds=seconds)
     return dict(id=job.id, state=state, error=error, seconds=seconds)

@@ -67,26 +67,22 @@ def _run_local(todo: list[SweepJob], root, sweep: Sweep, workers: int | None) ->
         workers = 1 if (sweep.gpus and torch.cuda.is_available()) else max(1, (os.cpu_count() or 1) // sweep.cpus)
     workers = max(1, min(workers, len(todo) or 1))
     runs = {job.id: 0 for job in todo}
+    reported: set[str] = set()
     while todo:
         for job in todo:
             runs[job.id] += 1
-        left = {}
         try:
             with worker_pool(workers) as pool:
                 left = {pool.submit(run_job, job, str(root), sweep.cpus): job for job in todo}
                 while left:
                     done, _ = wait(left, return_when=FIRST_COMPLETED)
                     for future in done:
-                        job = left.pop(future)
-                        try:
-                            result = future.result()
-                        except BrokenProcessPool:
-                            left[future] = job
-                            raise
+                        result = future.result()
+                        reported.add(left.pop(future).id)
                         yield result
             todo = []
-        except BrokenProcessPool:  # a worker died (killed, out of memory): run what was left again
-            todo = list(left.values())
+        except BrokenProcessPool:  # a worker died (killed, out of memory), in a job or at submit: run the rest again
+            todo = [job for job in todo if job.id not in reported]
             for job in [j for j in todo if runs[j.id] > sweep.retries]:
                 todo.remove(job)
                 yield _crashed(job, runs[job.id])

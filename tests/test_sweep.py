@@ -150,3 +150,52 @@ def test_the_shipped_sweeps_make_the_folders_the_paper_profile_opens(chapter, fi
     for name in wanted:
         mine = asdict(jobs[name].experiments("x", progress=False))
         assert mine == asdict(ex), name
+
+
+def test_a_job_ends_the_seed_workers_it_kept(tmp_path):
+    """A sweep worker outlives its job (a Ray task's process runs others): the pool lipkit.parallel
+    keeps for the process's next call must not stay behind, idle and holding memory."""
+    import os
+
+    from lipkit import parallel
+
+    parallel.shutdown_workers()
+    dict(parallel.run_jobs(os.getpid, [()] * 2, workers=2))  # what a job's two seed workers leave
+    assert parallel._POOL
+    job = sweep.load(tiny_sweep(tmp_path)).jobs[0]
+    result = sweep.run_job(job, str(tmp_path / "runs"), threads=1)
+    assert result["state"] == "done", result
+    assert not parallel._POOL
+
+
+def test_a_pool_that_breaks_at_submit_runs_every_job_once_more(tmp_path, monkeypatch):
+    """A worker that dies while jobs are still being submitted breaks the pool at `submit`: every job
+    not yet reported runs again (they were dropped once), and each is reported exactly once."""
+    from concurrent.futures import Future
+    from concurrent.futures.process import BrokenProcessPool
+    from contextlib import contextmanager
+
+    from lipkit import sweep_engines
+
+    submits = []
+
+    class BreaksOnce:
+        def submit(self, fn, job, *args):
+            submits.append(job.id)
+            if len(submits) == 2:
+                raise BrokenProcessPool("a worker died")
+            future = Future()
+            future.set_result(fn(job, *args))
+            return future
+
+    @contextmanager
+    def pool(workers):
+        yield BreaksOnce()
+
+    monkeypatch.setattr(sweep_engines, "worker_pool", pool)
+    monkeypatch.setattr(sweep_engines, "run_job", lambda job, root, cpus: dict(id=job.id, state="done"))
+    plan = sweep.load(tiny_sweep(tmp_path))
+    results = list(sweep_engines._run_local(list(plan.jobs), tmp_path, plan, workers=2))
+    ids = [j.id for j in plan.jobs]
+    assert sorted(r["id"] for r in results) == sorted(ids) and {r["state"] for r in results} == {"done"}
+    assert submits == ids[:2] + ids  # the first round broke at its second submit; the second ran all four
