@@ -72,7 +72,8 @@ class FitResult:
     def record(self, masks_report: dict | None = None, **identity) -> dict:
         """The per-fit record every study stores (IMP levels, baselines, transfers, deep decoders,
         the race): the caller's ``identity`` fields, the three PSNRs (dB) and their 0-based
-        iterations, ``es_stopped``, ``iterations``, ``seconds`` (the whole fit), ``threads`` (of
+        iterations, ``es_stopped``, ``iterations``, ``seconds`` (the whole fit; for seeds fitted
+        together, :mod:`lipkit.batched`, the batch's wall time over its seeds), ``threads`` (of
         the process that fitted), ``device`` and the thinned ``psnr_curve``; with a
         :func:`lipkit.pruning.sparsity_report` of the masks, their counts and per-layer densities."""
         out = dict(identity, best_psnr=self.best_psnr, es_psnr=self.es_psnr, final_psnr=self.final_psnr,
