@@ -169,9 +169,9 @@ def _sweep(a: argparse.Namespace) -> int:
             raise UsageError(str(err)) from None
     rows = sweep.status(plan, a.out)
     width = max(len(r["id"]) for r in rows)
-    print(f"{'job':<{width}}  {'state':<8} levels    attempts  error")
+    print(f"{'job':<{width}}  {'state':<8} records   attempts  error")
     for r in rows:
-        print(f"{r['id']:<{width}}  {r['state']:<8} {r['levels']:>3}/{r['expected']:<5} {r['attempts']:>8}  "
+        print(f"{r['id']:<{width}}  {r['state']:<8} {r['records']:>3}/{r['expected']:<5} {r['attempts']:>8}  "
               f"{r['error'] or ''}")
     counts = {s: sum(r["state"] == s for r in rows) for s in dict.fromkeys(r["state"] for r in rows)}
     print(f"{plan.name}: " + ", ".join(f"{n} {s}" for s, n in counts.items()))

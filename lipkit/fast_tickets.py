@@ -39,9 +39,11 @@ import torch
 from lipkit.device import resolve_device
 from lipkit.fit_records import FitResult
 from lipkit.flops import step_flops
+from lipkit.matching import closest_in_ratio
 from lipkit.memory import check_fit_memory
 from lipkit.parallel import default_workers, run_cached
 from lipkit.store.cache import RecordCache
+from lipkit.summaries import group_stats
 from lipkit.tasks import Task
 from lipkit.tickets import Ticket
 
@@ -56,7 +58,7 @@ def _closest(sizes: range, flops_of, target: float) -> tuple[int, int]:
     while lo < hi:  # the first size with at least the target's FLOPs
         mid = (lo + hi) // 2
         lo, hi = (mid + 1, hi) if flops_of(mid) < target else (lo, mid)
-    best = min({max(sizes.start, lo - 1), lo}, key=lambda s: abs(math.log(flops_of(s) / target)))
+    best = closest_in_ratio(sorted({max(sizes.start, lo - 1), lo}), flops_of, target)
     return best, flops_of(best)
 
 
@@ -248,9 +250,7 @@ def summarize(records: Sequence[dict]) -> list[dict]:
         row = dict(kind=kind, image=image, task_params=params, contender=contender, label=LABELS[contender], n=len(rs),
                    size=rs[0]["size"], parameters=float(np.mean([r["parameters"] for r in rs])),
                    gflops=float(np.mean([r["gflops"] for r in rs])))
-        for key in ("best_psnr", "es_psnr", "final_psnr", "seconds"):
-            values = np.array([r[key] for r in rs], dtype=float)
-            row[key], row[f"{key}_std"] = float(values.mean()), float(values.std())
+        row.update(group_stats(rs, ("best_psnr", "es_psnr", "final_psnr", "seconds")))
         rows.append(row)
     for row in rows:
         dense = next(d for d in rows if (d["kind"], d["image"], d["task_params"]) ==

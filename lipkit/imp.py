@@ -29,7 +29,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Iterable, Sequence
 
-import numpy as np
 import torch
 
 import lipkit
@@ -42,6 +41,8 @@ from lipkit.operators import Identity
 from lipkit.pruning import METHODS, check_rate, conv_weights_of, input_weight_names, sparsity_report
 from lipkit.store.folder import load_masks, load_tensors, read_json, write_json
 from lipkit.store.paths import ImpFolder
+from lipkit.matching import closest_in_ratio
+from lipkit.summaries import level_curve
 from lipkit.tasks import Task, check_task_fits
 from lipkit.tickets import Ticket
 
@@ -192,17 +193,9 @@ class ImpRun:
         return out
 
     def curve(self, method: str = "imp", key: str = "best_psnr") -> dict:
-        """Per round: mean and std over seeds of ``key`` and of the measured sparsity."""
-        by_round: dict[int, list[dict]] = {}
-        for r in self.records(method):
-            by_round.setdefault(r["round"], []).append(r)
-        rounds = sorted(by_round)
-        vals = [np.array([r[key] for r in by_round[k]], dtype=float) for k in rounds]
-        return dict(round=rounds,
-                    sparsity=[float(np.mean([r["conv_sparsity"] for r in by_round[k]])) for k in rounds],
-                    unpruned_params=[float(np.mean([r["unpruned_params"] for r in by_round[k]])) for k in rounds],
-                    mean=[float(v.mean()) for v in vals], std=[float(v.std()) for v in vals],
-                    n=[len(v) for v in vals])
+        """Per round: mean and std over seeds of ``key`` and the mean measured sparsity and
+        unpruned parameters (:func:`lipkit.summaries.level_curve`)."""
+        return level_curve(self.records(method), level_of=lambda r: r["round"], key=key)
 
     def empty_layers(self, method: str = "imp") -> "dict[int, list[str]]":
         """Round -> the conv layers that its masks left without a weight in some seed (layer
@@ -227,12 +220,10 @@ class ImpRun:
         Counts are the measured ``unpruned_params`` (nonzero conv weights plus all biases and
         BatchNorm parameters), averaged over seeds. Returns ``dict(round, parameters, ratio)``.
         """
-        import math
-
         c = self.curve(method)
         if not c["round"]:
             raise ValueError(f"{self.dir} has no finished {method} rounds")
-        i = min(range(len(c["round"])), key=lambda j: abs(math.log(c["unpruned_params"][j] / n_params)))
+        i = closest_in_ratio(range(len(c["round"])), lambda j: c["unpruned_params"][j], n_params)
         return dict(round=c["round"][i], parameters=c["unpruned_params"][i],
                     ratio=round(c["unpruned_params"][i] / n_params, 4))
 

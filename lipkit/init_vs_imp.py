@@ -21,7 +21,6 @@ mask left without a single weight (global rankings can empty a layer: *layer col
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 from typing import Sequence
 
@@ -31,8 +30,10 @@ from lipkit.experiments import Experiments
 from lipkit.imp import ImpRun
 from lipkit.init_pruning import METHODS
 from lipkit.init_tickets import OES_PAPER_STEPS, InitTicketJob, init_tickets
+from lipkit.matching import closest_in_ratio
 from lipkit.models.deep_decoder import deep_decoder_for
 from lipkit.pruning import mask_sparsity
+from lipkit.summaries import group_stats, mean_std
 from lipkit.transfer import TransferJob
 
 CONTENDERS = ("dense", "imp") + METHODS + ("deep_decoder",)
@@ -62,7 +63,7 @@ def matched_levels(run: ImpRun, densities: Sequence[float]) -> list[int]:
     levels = [(k, 1 - s) for k, s in zip(c["round"], c["sparsity"]) if k >= 1]
     if not levels:
         raise ValueError(f"{run.dir} has no pruned level yet; run at least one round")
-    chosen = {min(levels, key=lambda ks: abs(math.log(ks[1] / d)))[0] for d in densities}
+    chosen = {closest_in_ratio(levels, lambda ks: ks[1], d)[0] for d in densities}
     return sorted(chosen)
 
 
@@ -165,11 +166,9 @@ def summarize(rows: Sequence[dict], by: Sequence[str] = ("contender", "level")) 
     out = []
     for key, members in groups.items():
         row = dict(zip(by, key), n=len(members), label=LABELS[members[0]["contender"]])
-        for name in ("best_psnr", "es_psnr", "final_psnr", "params", "mask_passes", "mask_seconds", "empty_layers"):
-            values = np.array([m[name] for m in members], dtype=float)
-            row[name], row[f"{name}_std"] = float(values.mean()), float(values.std())
-        drops = np.array([m["best_psnr"] - m["final_psnr"] for m in members], dtype=float)
-        row["drop"], row["drop_std"] = float(drops.mean()), float(drops.std())
+        row.update(group_stats(members, ("best_psnr", "es_psnr", "final_psnr", "params", "mask_passes",
+                                         "mask_seconds", "empty_layers")))
+        row["drop"], row["drop_std"] = mean_std(m["best_psnr"] - m["final_psnr"] for m in members)
         densities = [m["density"] for m in members if m["density"] is not None]
         row["density"] = float(np.mean(densities)) if densities else None
         out.append(row)

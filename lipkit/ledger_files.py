@@ -73,6 +73,11 @@ class LedgerRun:
         path = self.job(seed, method)
         return read_json(path)["levels"] if path.exists() else []
 
+    def finished_levels(self, method: str = "imp") -> int:
+        """Levels the entry holds for every one of its seeds (0 when it holds none)."""
+        seeds = self.seeds()
+        return min(len(self.levels(s, method)) for s in seeds) if seeds else 0
+
 
 def verify(entry: LedgerRun) -> None:
     """Refuse, naming the file, any edit of the ledger run ``entry``: a file whose sha256 differs

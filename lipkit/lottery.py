@@ -333,7 +333,7 @@ def _watch(futures, run_dir: Path, seeds, total: int, progress: bool) -> None:
     from tqdm.auto import tqdm
 
     def count() -> int:
-        return sum(len(list(ImpFolder(run_dir).seed_dir(s).rglob("round_*.json"))) for s in seeds)
+        return ImpFolder(run_dir).records_written(seeds)
 
     bar = tqdm(total=total, desc="IMP rounds", disable=not progress)
     while not all(f.done() for f in futures):

@@ -26,6 +26,8 @@ from lipkit.experiments import PAPER_TASKS, Experiments
 from lipkit.imp import ImpRun
 from lipkit.ledger import LedgerRun, export_run, restore_run
 from lipkit.paper import FIG2
+from lipkit.store.paths import ImpFolder
+from lipkit.summaries import level_curve
 
 FIG2_ROUNDS = 24  # 1 - 0.8^24 = 99.53 %, Fig. 2's sparsest ticket
 
@@ -63,15 +65,12 @@ def levels_done(run_dir: Path) -> int:
     """Levels every seed of the run folder has finished (0 when there is no folder)."""
     if not (run_dir / "config.json").exists():
         return 0
-    run = ImpRun(run_dir)
-    per_seed = [len([r for r in run.records("imp") if r["seed"] == s]) for s in run.seeds]
-    return min(per_seed) if per_seed else 0
+    return ImpFolder(run_dir).finished_levels_of_every_seed()
 
 
 def ledger_levels(ledger: Path, name: str) -> int:
-    entry = LedgerRun(ledger, name)
-    seeds = entry.seeds()
-    return min(len(entry.levels(s)) for s in seeds) if seeds else 0
+    """Levels the ledger holds for every seed of the run ``name``."""
+    return LedgerRun(ledger, name).finished_levels()
 
 
 def status(plan: list[PlanItem], ledger: Path) -> list[dict]:
@@ -174,18 +173,12 @@ def profile_experiments(profiles_yml: str | Path, runs_root: str | Path, profile
 
 
 def ledger_curve(ledger: Path, name: str, key: str = "best_psnr") -> dict:
-    """Per level the ledger holds for every one of its seeds: mean and std of ``key`` and of the
-    measured sparsity (the layout of :meth:`lipkit.imp.ImpRun.curve`)."""
-    import numpy as np
-
+    """Per level the ledger holds for every one of its seeds: mean and std of ``key``, the mean
+    measured sparsity and unpruned parameters (:func:`lipkit.summaries.level_curve`)."""
     entry = LedgerRun(ledger, name)
-    per_seed = [[e["record"] for e in entry.levels(s)] for s in entry.seeds()]
-    levels = min((len(r) for r in per_seed), default=0)
-    rows = [[records[k] for records in per_seed] for k in range(levels)]
-    return dict(round=list(range(levels)),
-                sparsity=[float(np.mean([r["conv_sparsity"] for r in row])) for row in rows],
-                mean=[float(np.mean([r[key] for r in row])) for row in rows],
-                std=[float(np.std([r[key] for r in row])) for row in rows], n=[len(row) for row in rows])
+    levels = entry.finished_levels()
+    return level_curve((e["record"] for s in entry.seeds() for e in entry.levels(s)[:levels]),
+                       level_of=lambda r: r["round"], key=key)
 
 
 def fig2_level(sparsity_percent: float, rate: float = 0.2) -> int:

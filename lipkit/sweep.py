@@ -287,7 +287,7 @@ def run_job(job: SweepJob, root: str, threads: int) -> dict:
 
 
 # --- where a sweep stands, and what it found ------------------------------------------------------
-def levels_expected(job: SweepJob) -> int:
+def records_expected(job: SweepJob) -> int:
     """Records a finished folder holds: per seed, levels 0..R and R per branch baseline."""
     ex = job.experiments(".")
     rounds = job.run.get("rounds", ex.rounds_for(job.run["kind"]))
@@ -296,23 +296,23 @@ def levels_expected(job: SweepJob) -> int:
     return ex.seeds * (rounds + 1 + len(baselines) * rounds)
 
 
-def levels_done(root, job: SweepJob) -> int:
-    folder = ImpFolder(Path(root) / job.id)
-    return sum(len(list(folder.seed_dir(s).rglob("round_*.json"))) for s in range(job.experiments(".").seeds))
+def records_done(root, job: SweepJob) -> int:
+    """Level records the job's folder holds, main chain and baselines (of :func:`records_expected`)."""
+    return ImpFolder(Path(root) / job.id).records_written(range(job.experiments(".").seeds))
 
 
 def status(sweep: Sweep, root) -> list[dict]:
     """One row per job: ``id``, ``state`` (done, partial, pending, running, failed, busy),
-    ``levels`` finished and ``expected``, ``attempts`` and the last ``error``."""
+    ``records`` written (levels and baseline levels, all seeds) of ``expected``, ``attempts`` and the last ``error``."""
     rows = []
     for job in sweep.jobs:
         path = state_file(root, job.id)
         st = read_json(path) if path.exists() else {}
-        done, expected = levels_done(root, job), levels_expected(job)
+        done, expected = records_done(root, job), records_expected(job)
         state = "done" if done >= expected else ("partial" if done else "pending")
         if st.get("state") in ("failed", "busy") or (st.get("state") == "running" and _locked(Path(root) / job.id)):
             state = st["state"] if done < expected else "done"
-        rows.append(dict(id=job.id, state=state, levels=done, expected=expected, attempts=st.get("attempts", 0),
+        rows.append(dict(id=job.id, state=state, records=done, expected=expected, attempts=st.get("attempts", 0),
                          error=st.get("error") if state in ("failed", "busy") else None))
     return rows
 

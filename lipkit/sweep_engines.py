@@ -23,14 +23,14 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Iterator
 
 from lipkit.parallel import worker_pool
-from lipkit.sweep import ENGINES, Sweep, SweepJob, levels_done, levels_expected, run_job
+from lipkit.sweep import ENGINES, Sweep, SweepJob, records_done, records_expected, run_job
 
 RAY_VERSION = "2.60.0"  # the lipkit[ray] extra's pin: a driver and its cluster must run the same Ray
 
 
 def pending(sweep: Sweep, root) -> list[SweepJob]:
     """The jobs whose folders do not hold every record yet."""
-    return [job for job in sweep.jobs if levels_done(root, job) < levels_expected(job)]
+    return [job for job in sweep.jobs if records_done(root, job) < records_expected(job)]
 
 
 def run_sweep(sweep: Sweep, root, *, engine: str = "local", address: str | None = None, workers: int | None = None,

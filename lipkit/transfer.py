@@ -30,6 +30,7 @@ from lipkit.memory import check_fit_memory
 from lipkit.parallel import default_workers, run_cached
 from lipkit.pruning import random_like, sparsity_report
 from lipkit.store.cache import RecordCache
+from lipkit.summaries import level_curve
 from lipkit.tasks import Task
 from lipkit.tickets import Ticket
 
@@ -154,16 +155,7 @@ def transfer_many(jobs: Sequence[TransferJob], *, cache_dir: str | os.PathLike |
 def curve(records: Sequence[dict], key: str = "best_psnr") -> dict:
     """Per source round: mean and std over records of ``key`` and of the measured sparsity.
 
-    The same layout as :meth:`lipkit.imp.ImpRun.curve`, so both plot alike.
+    The same layout as :meth:`lipkit.imp.ImpRun.curve` (:func:`lipkit.summaries.level_curve`), so
+    both plot alike.
     """
-    import numpy as np
-
-    by_round: dict[int, list[dict]] = {}
-    for r in records:
-        by_round.setdefault(int(r["source"]["round"]), []).append(r)
-    rounds = sorted(by_round)
-    vals = [np.array([r[key] for r in by_round[k]], dtype=float) for k in rounds]
-    return dict(round=rounds,
-                sparsity=[float(np.mean([r["conv_sparsity"] for r in by_round[k]])) for k in rounds],
-                unpruned_params=[float(np.mean([r["unpruned_params"] for r in by_round[k]])) for k in rounds],
-                mean=[float(v.mean()) for v in vals], std=[float(v.std()) for v in vals], n=[len(v) for v in vals])
+    return level_curve(records, level_of=lambda r: r["source"]["round"], key=key)

@@ -55,7 +55,7 @@ def test_the_grid_expands_to_one_folder_per_job(tmp_path):
     plan = sweep.load(tiny_sweep(tmp_path))
     assert [j.id for j in plan.jobs] == ["imp_denoise_set5-baby_64px_w8", "imp_denoise_set5-baby_64px_w8_random",
                                          "imp_denoise_set5-woman_64px_w8", "imp_denoise_set5-woman_64px_w8_random"]
-    assert {sweep.levels_expected(j) for j in plan.jobs} == {2}
+    assert {sweep.records_expected(j) for j in plan.jobs} == {2}
 
 
 def test_a_local_sweep_equals_the_cli_runs_and_a_rerun_computes_nothing(tmp_path, reference, capsys):

@@ -12,6 +12,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from lipkit.matching import closest_in_ratio
 from lipkit.models.common import Seq
 
 
@@ -121,7 +122,8 @@ def deep_decoder_parameters(k: int, layers: int = 5, out_channels: int = 3) -> i
 
 
 def deep_decoder_for(n_params: float, *, layers: int | Sequence[int] = 5, out_channels: int = 3) -> dict:
-    """The deep decoder whose parameter count is closest to ``n_params`` (relative distance).
+    """The deep decoder whose parameter count is closest to ``n_params`` in ratio
+    (:func:`lipkit.matching.closest_in_ratio`).
 
     ``layers`` may be a list of depths to choose from as well. Returns ``dict(k, layers,
     parameters, ratio)`` with ``ratio`` = parameters / n_params.
@@ -135,18 +137,16 @@ def deep_decoder_for(n_params: float, *, layers: int | Sequence[int] = 5, out_ch
 
     if not n_params > 0:
         raise ValueError(f"n_params must be positive, got {n_params}")
-    best = None
+    candidates = []  # (depth, k): per depth, the two widths around the real root of the count
     for depth in ([layers] if isinstance(layers, int) else list(layers)):
         if depth < 1:
             raise ValueError(f"layers must be positive, got {depth}")
         a, b = depth + 1, 2 * (depth + 1) + out_channels
         k_real = (-b + math.sqrt(b * b + 4 * a * n_params)) / (2 * a)
-        for k in {max(1, math.floor(k_real)), max(1, math.ceil(k_real))}:
-            count = deep_decoder_parameters(k, depth, out_channels)
-            distance = abs(math.log(count / n_params))
-            if best is None or distance < best[0]:
-                best = (distance, dict(k=k, layers=depth, parameters=count, ratio=round(count / n_params, 4)))
-    return best[1]
+        candidates += [(depth, k) for k in sorted({max(1, math.floor(k_real)), max(1, math.ceil(k_real))})]
+    depth, k = closest_in_ratio(candidates, lambda c: deep_decoder_parameters(c[1], c[0], out_channels), n_params)
+    count = deep_decoder_parameters(k, depth, out_channels)
+    return dict(k=k, layers=depth, parameters=count, ratio=round(count / n_params, 4))
 
 
 def deep_decoder_input(net: DeepDecoder, height: int, width: int, *,

@@ -76,6 +76,15 @@ class ImpFolder:
             n += 1
         return n
 
+    def finished_levels_of_every_seed(self) -> int:
+        """The main-chain levels every seed with a folder has finished (0 without seeds)."""
+        seeds = self.seeds()
+        return min(self.finished_levels(s) for s in seeds) if seeds else 0
+
+    def records_written(self, seeds) -> int:
+        """Every level record of ``seeds``, main chain and baselines together (progress counts)."""
+        return sum(len(list(self.seed_dir(s).rglob("round_*.json"))) for s in seeds)
+
     def trained(self, seed: int, level: int, method: str) -> Path:
         """The trained state (parameters and buffers) of a level, for runs that keep it (generators)."""
         return self.record(seed, level, method).with_name(f"trained_{level:02d}.safetensors")
