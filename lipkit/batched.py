@@ -41,7 +41,7 @@ from lipkit.runtime import SpeedOptions, keep_freed_memory, make_adam, tf32_allo
 from lipkit.settings import FitSettings, resolve_settings
 from lipkit.tracking import Tracker
 
-METHODS = ("auto", "batched", "processes", "sequential")
+SEED_MODES = ("auto", "batched", "processes", "sequential")  # how fit_seeds runs its seeds
 
 
 def default_method(device=None) -> str:
@@ -72,7 +72,7 @@ def fit_seeds(
     """Fit ``nets[s]`` with seed ``seeds[s]`` (and ``masks[s]``) for every s; results in that order.
 
     Arguments are those of :func:`lipkit.fit.fit`, one per seed where they are sequences. The
-    networks are trained in place, as ``fit`` does. ``method`` is one of :data:`METHODS`;
+    networks are trained in place, as ``fit`` does. ``method`` is one of :data:`SEED_MODES`;
     ``"auto"`` is :func:`default_method`. ``workers`` is for ``"processes"`` (default: one per
     core). ``loss_fn`` and ``metric`` must be module-level functions for ``"processes"``.
     ``speed`` (:class:`lipkit.runtime.SpeedOptions`, or its fields as keywords) applies to every
@@ -93,8 +93,8 @@ def fit_seeds(
     net_inputs = [None] * len(nets) if net_inputs is None else list(net_inputs)
     if len(net_inputs) != len(nets):
         raise ValueError(f"got {len(net_inputs)} inputs for {len(nets)} networks")
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if method not in SEED_MODES:
+        raise ValueError(f"method must be one of {SEED_MODES}, got {method!r}")
     settings = resolve_settings(settings, **overrides)
     if method == "auto":
         method = default_method(device)

@@ -232,12 +232,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--debug", action="store_true", help="show the traceback of an error (or LIPKIT_DEBUG=1)")
     p.set_defaults(handler=_ticket)
 
-    from lipkit.init_pruning import METHODS as INIT_METHODS
+    from lipkit.init_pruning import INIT_STRATEGIES
     from lipkit.init_tickets import OES_PAPER_STEPS
 
     p = sub.add_parser("prune-init", help="a ticket from a mask chosen at initialization (.safetensors + .json)")
     add_task_options(p)
-    p.add_argument("--method", required=True, choices=INIT_METHODS)
+    p.add_argument("--method", required=True, choices=INIT_STRATEGIES)
     p.add_argument("--density", type=float, required=True, help="fraction of the conv weights kept, in (0, 1)")
     p.add_argument("--seed", type=int, default=0, help="θ0 and z of this seed (as IMP's chain of this seed)")
     p.add_argument("--width", type=int, default=None, help="channels per level (default 128, the LIP backbone)")

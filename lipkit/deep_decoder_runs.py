@@ -62,7 +62,7 @@ def deep_decoder_runs(task: Task, widths: Sequence[int], *, layers: int = 5, see
     the next call with the same task, width, depth, seed, settings and code.
     """
     settings = settings_for(task)
-    cache = RecordCache(cache_dir, prefix="dd_") if cache_dir is not None else None
+    cache = RecordCache(cache_dir, prefix="dd_", computed_by=__name__) if cache_dir is not None else None
     combos = [(int(k), int(s)) for k in widths for s in seeds]
     keys = [cache.key(dict(task=task.describe(), k=k, layers=layers, seed=s, settings=asdict(settings)))
             if cache is not None else None for k, s in combos]

@@ -228,7 +228,7 @@ def race(jobs: Sequence[SpeedJob], *, cache_dir: str | os.PathLike | None = None
         at_once = default_workers(len(jobs), dev) if workers is None else max(1, min(workers, len(jobs)))
         check_fit_memory(largest.ticket.build_net(), *largest.task.image_size, device=dev, what=largest.task.image,
                          fits_at_once=at_once)
-    cache = RecordCache(cache_dir, prefix="race_") if cache_dir is not None else None
+    cache = RecordCache(cache_dir, prefix="race_", computed_by=__name__) if cache_dir is not None else None
     taken = [_from_imp(job) if job.fitted is not None else None for job in jobs]  # IMP's own fits: not run
     keys = [job.key(cache) if cache is not None and job.fitted is None else None for job in jobs]
     return run_cached(_run, [(job, str(dev), False) for job in jobs], keys, cache, workers=workers, device=dev,

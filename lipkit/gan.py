@@ -30,7 +30,7 @@ from torch import nn
 import lipkit
 from lipkit.imp import ImpRun
 from lipkit.lottery import Trained, start_run
-from lipkit.pruning import METHODS, check_rate, conv_weights_of, mask_sparsity, measured_sparsity
+from lipkit.pruning import PRUNING_CRITERIA, check_rate, conv_weights_of, mask_sparsity, measured_sparsity
 from lipkit.seeding import SCHEME, derive_seed
 from lipkit.store.folder import load_masks, load_tensors, read_json
 from lipkit.tickets import Ticket
@@ -192,9 +192,9 @@ def gan_imp(generator: nn.Module, critic: nn.Module, images: torch.Tensor, *, ro
         raise ValueError(f"rounds must be a non-negative integer, got {rounds!r}")
     check_rate(rate)
     methods = list(methods)
-    bad = [m for m in methods if m not in METHODS]
+    bad = [m for m in methods if m not in PRUNING_CRITERIA]
     if bad or not methods or len(set(methods)) != len(methods):
-        raise ValueError(f"methods must be a non-empty subset of {METHODS}, got {methods}")
+        raise ValueError(f"methods must be a non-empty subset of {PRUNING_CRITERIA}, got {methods}")
     main = "magnitude" if "magnitude" in methods else "random"
     config = dict(kind="gan", generator=dict(generator.config), critic=dict(critic.config), rounds=rounds, rate=rate,
                   methods=methods, method=main, baselines=["random_global"] if len(methods) > 1 else [],

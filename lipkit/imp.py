@@ -38,7 +38,7 @@ from lipkit.lottery import BRANCHES, STRUCTURES, Trained, how_seeds_run, start_r
 from lipkit.memory import check_fit_memory
 from lipkit.models import skip_net, theta0
 from lipkit.operators import Identity
-from lipkit.pruning import METHODS, check_rate, conv_weights_of, input_weight_names, sparsity_report
+from lipkit.pruning import PRUNING_CRITERIA, check_rate, conv_weights_of, input_weight_names, sparsity_report
 from lipkit.store.folder import load_masks, load_tensors, read_json, write_json
 from lipkit.store.paths import ImpFolder
 from lipkit.matching import closest_in_ratio
@@ -289,8 +289,8 @@ def imp(task: Task, *, rounds: int = 16, rate: float = 0.2, seeds: Sequence[int]
     check_rate(rate)
     if search_on not in SEARCH_TARGETS:
         raise ValueError(f"search_on must be one of {SEARCH_TARGETS}, got {search_on!r}")
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if method not in PRUNING_CRITERIA:
+        raise ValueError(f"method must be one of {PRUNING_CRITERIA}, got {method!r}")
     baselines = list(baselines)
     bad = [b for b in baselines if b not in BASELINES]
     if bad:

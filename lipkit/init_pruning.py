@@ -27,6 +27,11 @@ point) that every fit, chapter and transfer accepts.
   kept after round k. Computed in float64 so that the products of 30 layers of |θ| neither
   overflow nor vanish. The reference code takes |b| of the biases too; in DIP's skip net the
   biases then carry the flow and the convolutions reading z are pruned away entirely.
+  In a net whose every layer maps a spatially constant input to a constant output (reflection
+  or replication padding, no zero padding: the LIP skip net), every activation on the all-ones
+  input is one number per channel, whatever the size, so R and its gradient grow exactly with
+  the output's pixel count: the scores are computed on the smallest input the net takes and
+  scaled up (:func:`synflow_scores`), the same scores as at full size to float64 rounding.
 
 - **random**: uniformly random global scores (the ``"mask_search"`` stream): every layer keeps
   about ``density`` of its weights. The floor any strategy has to beat.
@@ -58,7 +63,7 @@ from torch import nn
 
 from lipkit.pruning import prunable_weights
 
-METHODS = ("oes", "snip", "grasp", "synflow", "random")
+INIT_STRATEGIES = ("oes", "snip", "grasp", "synflow", "random")  # masks chosen at θ0, before any fit
 
 
 def keep_top(scores: Mapping[str, torch.Tensor], density: float) -> "OrderedDict[str, torch.Tensor]":
@@ -140,16 +145,58 @@ def synflow_scores(net, height: int, width: int, masks: Mapping[str, torch.Tenso
     ``input_shape`` replaces the network's standard input shape (for networks lipkit does not know)."""
     from lipkit.models import network_input
 
-    shape = input_shape or network_input(net, height, width).shape
+    shape = tuple(input_shape or network_input(net, height, width).shape)
     lin = _linearized(net)
     weights = prunable_weights(lin)
     if masks is not None:
         with torch.no_grad():
             for n, w in weights.items():
                 w.mul_(masks[n].to(w))
-    out = lin(torch.ones(shape, dtype=torch.float64, device=next(lin.parameters()).device))
-    grads = torch.autograd.grad(out.sum(), list(weights.values()))
+    small = _smallest_input_shape(net, shape) if _maps_constants_to_constants(lin) else shape
+    scale = 1.0
+    if small != shape:
+        with torch.no_grad():  # the outputs' pixel counts, on the meta device: no computation
+            meta = copy.deepcopy(lin).to("meta")
+            scale = (meta(torch.ones(shape, dtype=torch.float64, device="meta")).numel()
+                     / meta(torch.ones(small, dtype=torch.float64, device="meta")).numel())
+    out = lin(torch.ones(small, dtype=torch.float64, device=next(lin.parameters()).device))
+    grads = torch.autograd.grad(out.sum() * scale, list(weights.values()))
     return OrderedDict((n, (w.detach() * g).abs()) for (n, w), g in zip(weights.items(), grads))
+
+
+# Layers that map a spatially constant input to a spatially constant output (elementwise maps,
+# affines per channel, resampling); convolutions and pooling count when they pad with no zeros.
+_CONSTANT_LAYERS = (nn.Identity, nn.LeakyReLU, nn.ReLU, nn.ELU, nn.Tanh, nn.Sigmoid, nn.Upsample,
+                    nn.ReflectionPad2d, nn.ReplicationPad2d)
+
+
+def _maps_constants_to_constants(lin: nn.Module) -> bool:
+    """Whether every module of the linearized ``lin`` keeps a spatially constant input constant:
+    Sequentials and ``Concat`` of such, and the layers above; a module lipkit cannot vouch for
+    (a transposed or zero-padded conv, a custom forward) says no."""
+    from lipkit.models.common import Concat, Swish
+
+    for module in lin.modules():
+        if isinstance(module, nn.Conv2d):
+            if type(module) is not nn.Conv2d or (any(module.padding) and module.padding_mode == "zeros"):
+                return False
+        elif isinstance(module, (nn.AvgPool2d, nn.MaxPool2d)):
+            if module.padding not in (0, (0, 0)):
+                return False
+        elif not isinstance(module, (nn.Sequential, Concat, Swish, _EvalAffine, *_CONSTANT_LAYERS)):
+            return False  # lanczos downsamplers too: at the smallest size their kernel may not fit
+    return True
+
+
+def _smallest_input_shape(net, shape: tuple) -> tuple:
+    """The skip net's smallest input of ``shape``'s channels (2·2^levels px square), or ``shape``
+    itself for other nets or when it is no larger."""
+    from lipkit.models import SkipNet
+
+    if not isinstance(net, SkipNet):
+        return shape
+    side = 2 * 2 ** net.levels
+    return (*shape[:-2], min(side, shape[-2]), min(side, shape[-1]))
 
 
 def snip(net, operator, observation, net_input, *, density: float) -> "OrderedDict[str, torch.Tensor]":
@@ -230,12 +277,12 @@ def random_masks(net, *, density: float, seed: int = 0) -> "OrderedDict[str, tor
 
 def find_masks(method: str, net, operator, observation, net_input, *, density: float, seed: int = 0,
                oes_steps: int = 60000, synflow_rounds: int = 100):
-    """The masks of strategy ``method`` (one of :data:`METHODS`) at ``density`` for ``net`` at θ0,
+    """The masks of strategy ``method`` (one of :data:`INIT_STRATEGIES`) at ``density`` for ``net`` at θ0,
     and their cost: ``(masks, cost)`` with ``cost = {"passes": forward-backward passes, "seconds":
     wall-clock}``. The search runs on ``net_input``'s device; ``operator`` and ``observation``
     (there too) are the task's, ``seed`` the strategy's own randomness (OES, random)."""
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; choose from {METHODS}")
+    if method not in INIT_STRATEGIES:
+        raise ValueError(f"unknown method {method!r}; choose from {INIT_STRATEGIES}")
     start = time.perf_counter()
     net = copy.deepcopy(net).to(net_input.device)  # the caller's θ0 and operator stay where they are
     operator = copy.deepcopy(operator).to(net_input.device)

@@ -1,7 +1,7 @@
 """Tickets from masks chosen at initialization: a seed's θ0, a strategy's masks, and their cost.
 
 An :class:`InitTicketJob` names everything that makes such a ticket: the task (OES, SNIP and
-GraSP look at its observation), the strategy (:data:`lipkit.init_pruning.METHODS`), the density
+GraSP look at its observation), the strategy (:data:`lipkit.init_pruning.INIT_STRATEGIES`), the density
 (fraction of conv weights kept), the seed and the architecture. Seed s gives θ0 from its
 ``"weights"`` stream and z from its ``"network_input"`` stream, exactly as IMP's chain of seed s
 and a fit with seed s do: an init ticket, an IMP ticket and the dense DIP of one seed start from
@@ -29,7 +29,7 @@ from typing import Sequence
 
 from lipkit.device import resolve_device
 from lipkit.fit import default_input
-from lipkit.init_pruning import METHODS, find_masks
+from lipkit.init_pruning import INIT_STRATEGIES, find_masks
 from lipkit.models import theta0
 from lipkit.parallel import run_jobs
 from lipkit.pruning import mask_sparsity
@@ -55,8 +55,8 @@ class InitTicketJob:
     synflow_rounds: int = 100
 
     def __post_init__(self):
-        if self.method not in METHODS:
-            raise ValueError(f"unknown method {self.method!r}; choose from {METHODS}")
+        if self.method not in INIT_STRATEGIES:
+            raise ValueError(f"unknown method {self.method!r}; choose from {INIT_STRATEGIES}")
         if not 0 < self.density < 1:
             raise ValueError(f"density is the fraction of conv weights kept and must be in (0, 1), got {self.density}")
         if self.seed < 0 or self.width < 1 or self.oes_steps < 1 or self.synflow_rounds < 1:
@@ -119,7 +119,7 @@ def init_tickets(jobs: Sequence[InitTicketJob], folder: str | os.PathLike, *, wo
     from tqdm.auto import tqdm
 
     folder = Path(folder)
-    cache = RecordCache(folder)
+    cache = RecordCache(folder, computed_by=__name__)
     stems = [folder / job.name(cache.key(job.describe())) for job in jobs]
     out: list[Ticket | None] = [_load(s, job) if ticket_files(s)[1].exists() else None for s, job in zip(stems, jobs)]
     todo = [i for i, t in enumerate(out) if t is None]

@@ -28,7 +28,7 @@ import numpy as np
 
 from lipkit.experiments import Experiments
 from lipkit.imp import ImpRun
-from lipkit.init_pruning import METHODS
+from lipkit.init_pruning import INIT_STRATEGIES
 from lipkit.init_tickets import OES_PAPER_STEPS, InitTicketJob, init_tickets
 from lipkit.matching import closest_in_ratio
 from lipkit.models.deep_decoder import deep_decoder_for
@@ -36,7 +36,7 @@ from lipkit.pruning import mask_sparsity
 from lipkit.summaries import group_stats, mean_std
 from lipkit.transfer import TransferJob
 
-CONTENDERS = ("dense", "imp") + METHODS + ("deep_decoder",)
+CONTENDERS = ("dense", "imp") + INIT_STRATEGIES + ("deep_decoder",)
 LABELS = {"dense": "dense DIP", "imp": "IMP ticket (LIP)", "oes": "OES", "snip": "SNIP", "grasp": "GraSP",
           "synflow": "SynFlow", "random": "random", "deep_decoder": "deep decoder"}
 ITERS_FIELD = {"denoise": "denoise_iters", "sr": "sr_iters", "inpaint": "inpaint_iters"}
@@ -50,7 +50,7 @@ class Protocol:
 
     densities: Sequence[float] = (0.5, 0.2, 0.05)
     eval_iters: int | None = None
-    methods: Sequence[str] = METHODS
+    methods: Sequence[str] = INIT_STRATEGIES
     oes_steps: int = OES_PAPER_STEPS
     synflow_rounds: int = 100
     deep_decoder: bool = True
@@ -77,13 +77,13 @@ def _imp_cost(run: ImpRun, seed: int, level: int) -> dict:
     return dict(passes=sum(r["iterations"] for r in fits), seconds=round(sum(r["seconds"] for r in fits), 3))
 
 
-def _row(contender: str, level: int | None, record: dict, cost: dict | None, params: float) -> dict:
+def _row(contender: str, level: int | None, record: dict, cost: dict | None, parameters: float) -> dict:
     keys = ("seed", "best_psnr", "es_psnr", "final_psnr", "best_iteration", "es_iteration", "iterations",
             "psnr_curve", "seconds")
     density = 1 - record["conv_sparsity"] if "conv_sparsity" in record else None
     return dict({k: record.get(k) for k in keys}, contender=contender, level=level, density=density,
                 kind=record["target"]["kind"], image=record["target"]["image"], metric=record["target"]["metric"],
-                params=float(params), mask_passes=(cost or {}).get("passes", 0),
+                parameters=float(parameters), mask_passes=(cost or {}).get("passes", 0),
                 mask_seconds=(cost or {}).get("seconds", 0.0),
                 empty_layers=sum(d == 0 for d in record.get("layer_density") or []))
 
@@ -117,7 +117,7 @@ def compare(ex: Experiments, kind: str, image: str, protocol: Protocol, *, facto
     plan = imp_plan + init_plan
     rows = [_row(c, k, r, cost, r["unpruned_params"]) for (c, k, _, cost), r in zip(plan, records)]
     if protocol.deep_decoder:
-        sizes = {k: float(np.mean([r["params"] for r in rows if r["contender"] == "imp" and r["level"] == k]))
+        sizes = {k: float(np.mean([r["parameters"] for r in rows if r["contender"] == "imp" and r["level"] == k]))
                  for k in levels}
         widths = {k: deep_decoder_for(n, out_channels=eval_task.clean.shape[0])["k"] for k, n in sizes.items()}
         dd = ev.deep_decoders(eval_task, sorted(set(widths.values())))
@@ -166,7 +166,7 @@ def summarize(rows: Sequence[dict], by: Sequence[str] = ("contender", "level")) 
     out = []
     for key, members in groups.items():
         row = dict(zip(by, key), n=len(members), label=LABELS[members[0]["contender"]])
-        row.update(group_stats(members, ("best_psnr", "es_psnr", "final_psnr", "params", "mask_passes",
+        row.update(group_stats(members, ("best_psnr", "es_psnr", "final_psnr", "parameters", "mask_passes",
                                          "mask_seconds", "empty_layers")))
         row["drop"], row["drop_std"] = mean_std(m["best_psnr"] - m["final_psnr"] for m in members)
         densities = [m["density"] for m in members if m["density"] is not None]

@@ -21,7 +21,7 @@ from lipkit.seeding import generator, seeded
 
 Masks = "OrderedDict[str, torch.Tensor]"
 
-METHODS = ("magnitude", "random")
+PRUNING_CRITERIA = ("magnitude", "random")  # how a round picks the weights it removes
 
 
 def check_rate(rate: float, what: str = "rate") -> float:
@@ -123,8 +123,8 @@ def global_prune(weights: Mapping[str, torch.Tensor], masks: Mapping[str, torch.
             ``"pruning"`` stream of ``seed`` with ``key`` (e.g. the round), see :mod:`lipkit.seeding`.
     """
     check_rate(rate)
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if method not in PRUNING_CRITERIA:
+        raise ValueError(f"method must be one of {PRUNING_CRITERIA}, got {method!r}")
     keep_dense = set(keep_dense)
     missing = keep_dense - set(weights)
     if missing:

@@ -145,7 +145,7 @@ def transfer_many(jobs: Sequence[TransferJob], *, cache_dir: str | os.PathLike |
     one process with all cores.
     """
     check_jobs(jobs, device, workers)  # before the cache folder is made
-    cache = RecordCache(cache_dir) if cache_dir is not None else None
+    cache = RecordCache(cache_dir, computed_by=__name__) if cache_dir is not None else None
     dev = str(resolve_device(device))
     return run_cached(_run_job, [(job, dev, False) for job in jobs],
                       [job.key(cache) if cache is not None else None for job in jobs], cache, workers=workers,

@@ -430,7 +430,7 @@ def test_chapter8_numbers(executed, monkeypatch):
     assert g["n_collapsed"] == sum(r["empty_layers"] > 0 for r in summary.values())
     for r in rows:  # every mask keeps exactly the IMP ticket's number of weights; the three PSNRs are ordered
         assert r["best_psnr"] >= max(r["es_psnr"], r["final_psnr"]) - 1e-9
-        if r["contender"] in init_vs_imp.METHODS:
+        if r["contender"] in init_vs_imp.INIT_STRATEGIES:
             assert r["density"] == pytest.approx(summary["imp", r["level"]]["density"], abs=1e-4)
     assert paper.OES_SET14["oes"]["final"] == 25.86 and paper.OES_SET14["imp"]["density"] == 5.49
     moved = init_vs_imp.summarize(init_vs_imp.transfer_rows(ex, "denoise", params["transfer_from"],

@@ -69,6 +69,6 @@ def test_runs_are_cached(mirror_dir, tmp_path, monkeypatch):
                 deep_decoder_runs(task, [8], seeds=[0], cache_dir=tmp_path, workers=1, progress=False)
 
     recomputed(task, SCHEMA_VERSION=cache_mod.SCHEMA_VERSION + 1)
-    recomputed(task, code_fingerprint=lambda modules: "the code was edited")
+    recomputed(task, code_fingerprint=lambda module: "the code was edited")
     recomputed(make_task("denoise", "set5/head", crop=64, iters=11))
     assert deep_decoder_runs(task, [8], seeds=[0], cache_dir=tmp_path, workers=1, progress=False) == first[:1]

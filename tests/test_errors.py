@@ -267,7 +267,7 @@ def test_fewer_rounds_on_a_finished_folder_keep_every_level_in_the_summary(capsy
 def test_a_damaged_cache_record_is_made_again_with_a_warning_naming_it(tmp_path):
     from lipkit.store.cache import RecordCache
 
-    cache = RecordCache(tmp_path)
+    cache = RecordCache(tmp_path, computed_by="lipkit.transfer")
     key = cache.key({"job": 1})
     cache.put(key, {"best_psnr": 30.0})
     cache.path(key).write_text("{\"best_psnr\": 3")

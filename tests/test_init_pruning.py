@@ -72,7 +72,7 @@ def small():
     return net, op, op.observe(clean, seed=0), network_input(net, 64, 64, generator=generator(0, "network_input"))
 
 
-@pytest.mark.parametrize("method", init_pruning.METHODS)
+@pytest.mark.parametrize("method", init_pruning.INIT_STRATEGIES)
 @pytest.mark.parametrize("density", [0.05, 0.2, 0.5])
 def test_each_strategy_keeps_the_density_it_is_asked_for(small, method, density):
     net, op, y, z = small
@@ -95,6 +95,27 @@ def test_synflow_is_data_free_and_keeps_the_input_connected_at_high_sparsity(sma
     assert any(float(masks[f"{name}.weight"].sum()) > 0 for name in net.input_conv_names)
     again = init_pruning.synflow(net, 64, 64, density=0.02, rounds=30)
     assert all(torch.equal(masks[k], again[k]) for k in masks)  # no data and no randomness: one mask
+
+
+@pytest.mark.parametrize("pad", ["reflection", "zero"])
+def test_synflow_on_the_smallest_input_gives_the_full_size_scores(pad, monkeypatch):
+    """On the all-ones input a reflection-padded skip net's activations are constant per channel,
+    so its scores come from the 64 px input, scaled; a zero-padded one is computed at full size."""
+    with seeded(3, "weights"):
+        net = skip_net(num_channels_down=[8] * 5, num_channels_up=[8] * 5, num_channels_skip=[4] * 5, pad=pad)
+    lin = init_pruning._linearized(net)
+    assert init_pruning._maps_constants_to_constants(lin) == (pad == "reflection")
+    shape = tuple(network_input(net, 192, 128).shape)
+    fast = init_pruning.synflow_scores(net, 192, 128, input_shape=shape)  # as find_masks calls it
+    masks = init_pruning.synflow(net, 192, 128, density=0.05, rounds=5, input_shape=shape)
+    if pad == "reflection":
+        assert init_pruning._smallest_input_shape(net, shape) == (1, 32, 64, 64)
+    monkeypatch.setattr(init_pruning, "_smallest_input_shape", lambda net, shape: shape)  # always full size
+    full = init_pruning.synflow_scores(net, 192, 128, input_shape=shape)
+    for name in full:
+        torch.testing.assert_close(fast[name], full[name], rtol=1e-11, atol=0.0)
+    masks_full = init_pruning.synflow(net, 192, 128, density=0.05, rounds=5, input_shape=shape)
+    assert all(torch.equal(masks[k], masks_full[k]) for k in masks)
 
 
 def test_random_masks_are_the_seeds_own_and_spread_over_the_layers(small):

@@ -8,7 +8,7 @@ import torch
 
 from lipkit import init_tickets as it
 from lipkit.imp import SingleImageTrainer
-from lipkit.init_pruning import METHODS
+from lipkit.init_pruning import INIT_STRATEGIES
 from lipkit.tasks import make_task
 from lipkit.tickets import Ticket
 from lipkit.transfer import transfer
@@ -19,7 +19,7 @@ def task():
     return make_task("denoise", "set5/baby", sigma=0.1, crop=64, iters=3)
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", INIT_STRATEGIES)
 def test_every_strategy_writes_a_ticket_that_loads_and_fits(tmp_path, task, method):
     job = it.InitTicketJob(task, method, 0.2, seed=1, width=8, oes_steps=2, synflow_rounds=3)
     ticket = it.init_ticket(job, device="cpu")
@@ -78,7 +78,7 @@ def test_a_job_that_cannot_work_is_refused_with_its_reason(task):
 
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", INIT_STRATEGIES)
 def test_every_strategy_searches_on_the_gpu(task, method):
     job = it.InitTicketJob(task, method, 0.2, seed=0, width=16, oes_steps=5, synflow_rounds=3)
     ticket = it.init_ticket(job, device="cuda")

@@ -40,15 +40,15 @@ def test_every_contender_fits_once_per_seed_and_level_at_the_imp_ticket_s_densit
     assert count == {(c, k): 2 for c in iv.CONTENDERS if c != "dense" for k in (1, 2)}
     for r in rows:
         assert r["iterations"] == 9 and len(r["psnr_curve"]) >= 2
-        if r["contender"] in iv.METHODS:  # exactly as many conv weights kept as the IMP ticket
+        if r["contender"] in iv.INIT_STRATEGIES:  # exactly as many conv weights kept as the IMP ticket
             twin = next(x for x in rows if x["contender"] == "imp" and x["level"] == r["level"]
                         and x["seed"] == r["seed"])
-            assert r["density"] == pytest.approx(twin["density"], abs=1e-6) and r["params"] == twin["params"]
+            assert r["density"] == pytest.approx(twin["density"], abs=1e-6) and r["parameters"] == twin["parameters"]
     imp = {(r["level"], r["seed"]): r for r in rows if r["contender"] == "imp"}
     assert all(r["mask_passes"] == 6 * level for (level, _), r in imp.items())  # the earlier levels' fits
     assert all(r["mask_passes"] == 2 for r in rows if r["contender"] in ("oes", "grasp", "synflow"))
     for r in (x for x in rows if x["contender"] == "deep_decoder"):  # sized to the level's ticket
-        assert r["params"] == pytest.approx(imp[r["level"], r["seed"]]["params"], rel=0.2)
+        assert r["parameters"] == pytest.approx(imp[r["level"], r["seed"]]["parameters"], rel=0.2)
 
 
 def test_imp_s_own_fits_are_reused_only_where_they_are_the_same_fits(ex, rows):
@@ -78,7 +78,7 @@ def test_masks_moved_between_images_keep_their_cost_and_say_where_they_come_from
 def test_summarize_gives_mean_and_std_over_seeds():
     def row(seed, best, final):
         return dict(contender="oes", level=1, seed=seed, best_psnr=best, es_psnr=best, final_psnr=final,
-                    params=10.0, mask_passes=3, mask_seconds=1.0, density=0.2, empty_layers=seed)
+                    parameters=10.0, mask_passes=3, mask_seconds=1.0, density=0.2, empty_layers=seed)
 
     (s,) = iv.summarize([row(0, 30.0, 28.0), row(1, 32.0, 29.0)])
     assert (s["best_psnr"], s["best_psnr_std"], s["final_psnr"]) == (31.0, 1.0, 28.5)

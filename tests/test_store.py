@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from lipkit.store.cache import RecordCache, code_fingerprint
+from lipkit.store.cache import RecordCache, code_fingerprint, import_closure
 from lipkit.store.folder import (RunConfigError, load_masks, open_config, save_masks, save_state, union,
                                  write_json)
 
@@ -36,16 +36,62 @@ def test_a_folder_refuses_other_settings_and_grows_by_the_extendable_ones(tmp_pa
 
 
 def test_cache_keys_follow_the_description_the_tensors_and_the_code(tmp_path, monkeypatch):
-    cache = RecordCache(tmp_path)
+    cache = RecordCache(tmp_path, computed_by="lipkit.transfer")
     key = cache.key({"seed": 0}, [("mask", torch.ones(3))])
     assert key == cache.key({"seed": 0}, [("mask", torch.ones(3))])
     assert key != cache.key({"seed": 1}, [("mask", torch.ones(3))])
     assert key != cache.key({"seed": 0}, [("mask", torch.zeros(3))])
-    assert RecordCache(tmp_path, modules=("fit",)).key({"seed": 0}, [("mask", torch.ones(3))]) != key
-    assert code_fingerprint(("fit",)) != code_fingerprint(("metrics",))
+    assert RecordCache(tmp_path, computed_by="lipkit.metrics").key({"seed": 0}, [("mask", torch.ones(3))]) != key
+    assert code_fingerprint("lipkit.fit") != code_fingerprint("lipkit.metrics")
+    with pytest.raises(ValueError, match="is not a lipkit module"):
+        RecordCache(tmp_path, computed_by="lipkit.transfer.TransferJob")
     cache.put(key, {"best_psnr": 1.0}, torch.zeros(3, 4, 4))
     assert cache.get(key)["best_psnr"] == 1.0 and cache.get(key)["image"].endswith(".png")
     import lipkit.store.cache as cache_mod
 
     monkeypatch.setattr(cache_mod, "SCHEMA_VERSION", cache_mod.SCHEMA_VERSION + 1)
     assert cache.key({"seed": 0}, [("mask", torch.ones(3))]) != key
+
+
+def test_the_code_in_a_key_is_the_import_closure_of_the_job(tmp_path, monkeypatch):
+    """Editing a module the job imports (however indirectly, inside a function too) changes the
+    key; editing one it never imports does not."""
+    import shutil
+
+    import lipkit.store.cache as cache_mod
+
+    closure = import_closure("lipkit.transfer")
+    # the fit loop and what picks the three PSNRs are in it; figures and the command line are not
+    assert {"lipkit", "lipkit.fit", "lipkit.tracking", "lipkit.early_stopping", "lipkit.fit_records"} <= set(closure)
+    assert not {"lipkit.plots", "lipkit.widgets", "lipkit.cli"} & set(closure)
+
+    copy = tmp_path / "lipkit"
+    shutil.copytree(cache_mod.LIPKIT_ROOT, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(cache_mod, "LIPKIT_ROOT", copy)
+
+    def fingerprint():
+        cache_mod.import_closure.cache_clear()
+        cache_mod.code_fingerprint.cache_clear()
+        return cache_mod.code_fingerprint("lipkit.transfer")
+
+    def append(name, text):
+        (copy / name).write_text((copy / name).read_text() + text)
+
+    try:
+        before = fingerprint()
+        append("plots.py", "\n# an edit of a figure\n")
+        assert fingerprint() == before
+        append("early_stopping.py", "\n# an edit of ES-WMV\n")
+        edited = fingerprint()
+        assert edited != before
+        # a module reached only by an import inside a function counts too
+        (copy / "extra_numbers.py").write_text("X = 1\n")
+        append("tracking.py", "\n\ndef _late():\n    from lipkit.extra_numbers import X\n    return X\n")
+        with_extra = fingerprint()
+        assert with_extra != edited and "lipkit.extra_numbers" in cache_mod.import_closure("lipkit.transfer")
+        append("extra_numbers.py", "Y = 2\n")
+        assert fingerprint() != with_extra
+    finally:
+        monkeypatch.undo()
+        cache_mod.import_closure.cache_clear()
+        cache_mod.code_fingerprint.cache_clear()

@@ -2,12 +2,14 @@
 
 A key hashes a JSON description of the job (task, settings, seed, ...), the job's tensors (masks,
 rewind weights), :data:`SCHEMA_VERSION` and the source code of the lipkit modules that compute the
-number (:func:`code_fingerprint`). Editing that code, bumping the schema or changing a setting
-gives a new key, so a cached number is recomputed instead of silently reused.
+number: the import closure of the module that runs the job (:func:`import_closure`, found by
+reading the sources, never listed by hand; :func:`code_fingerprint`). Editing that code, bumping
+the schema or changing a setting gives a new key, so a cached number is recomputed instead of
+silently reused; editing a module the job never imports (a figure, the command line) does not.
 
 Example:
     >>> import tempfile
-    >>> cache = RecordCache(tempfile.mkdtemp())
+    >>> cache = RecordCache(tempfile.mkdtemp(), computed_by="lipkit.transfer")
     >>> key = cache.key({"task": "denoise", "seed": 0})
     >>> cache.get(key) is None
     True
@@ -19,6 +21,7 @@ Example:
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import os
@@ -34,44 +37,78 @@ from lipkit.store.folder import write_json
 # Bump when a record's meaning changes in a way the code fingerprint cannot see (e.g. new fields).
 SCHEMA_VERSION = 3  # 3: transfer and deep-decoder records carry psnr_curve
 
-# The modules whose code cannot change a fitted number: figures, widgets, the command line and the
-# messages. Every other module of the package is part of every key, so that a module added
-# later, or split out of another, is covered without being listed (a hand-kept list of the
-# numeric modules missed ten of them after fit.py was split).
-PRESENTATION_MODULES = ("plots", "widgets", "cli", "errors", "__main__")
+LIPKIT_ROOT = Path(__file__).resolve().parents[1]
 
 
-def numeric_modules() -> tuple[str, ...]:
-    """Every module and subpackage of lipkit but :data:`PRESENTATION_MODULES`, sorted."""
-    root = Path(__file__).resolve().parents[1]
-    names = {p.stem for p in root.glob("*.py")} | {p.name for p in root.iterdir() if (p / "__init__.py").is_file()}
-    return tuple(sorted(names - set(PRESENTATION_MODULES)))
+def _source(module: str) -> Path | None:
+    """The source file of the lipkit module ``module`` (a package: its ``__init__.py``), or None
+    when the name is no module (a function or class imported from one)."""
+    base = LIPKIT_ROOT.joinpath(*module.split(".")[1:])
+    if (base / "__init__.py").is_file():
+        return base / "__init__.py"
+    return base.with_suffix(".py") if base != LIPKIT_ROOT and base.with_suffix(".py").is_file() else None
 
 
-NUMERIC_MODULES = numeric_modules()
+def _lipkit_imports(module: str, path: Path) -> set[str]:
+    """Every lipkit name ``module`` imports anywhere in its source (inside functions too), as
+    dotted names; ``from a import b`` gives ``a`` and ``a.b`` (``b`` may be a submodule)."""
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            parts = package.split(".")[: len(package.split(".")) - node.level + 1] if node.level else []
+            source = ".".join(parts + ([node.module] if node.module else []))
+            names |= {source} | {f"{source}.{alias.name}" for alias in node.names}
+    return {n for n in names if n == "lipkit" or n.startswith("lipkit.")}
 
 
 @lru_cache(maxsize=None)
-def code_fingerprint(modules: tuple[str, ...] = NUMERIC_MODULES) -> str:
-    """sha256 of the source files of ``lipkit.<module>`` (a package: all its files), in order."""
-    root = Path(__file__).resolve().parents[1]
+def import_closure(module: str) -> tuple[str, ...]:
+    """The lipkit modules that importing ``module`` (e.g. ``"lipkit.transfer"``) runs: itself, what
+    it imports, directly or not, and the packages above each; sorted.
+
+    >>> closure = import_closure("lipkit.metrics")
+    >>> "lipkit" in closure and "lipkit.metrics" in closure and "lipkit.plots" not in closure
+    True
+    """
+    if _source(module) is None:
+        raise ValueError(f"{module!r} is not a lipkit module")
+    seen: set[str] = set()
+    todo = [module]
+    while todo:
+        name = todo.pop()
+        path = _source(name)
+        if name in seen or path is None:
+            continue
+        seen.add(name)
+        parts = name.split(".")
+        todo += [".".join(parts[:i]) for i in range(1, len(parts))]  # a module's packages run first
+        todo += sorted(_lipkit_imports(name, path))
+    return tuple(sorted(seen))
+
+
+@lru_cache(maxsize=None)
+def code_fingerprint(module: str) -> str:
+    """sha256 of the sources of :func:`import_closure` of ``module``: paths and contents, in order."""
     h = hashlib.sha256()
-    for name in modules:
-        path = root / name
-        files = sorted(path.rglob("*.py")) if path.is_dir() else [root / f"{name}.py"]
-        for f in files:
-            h.update(str(f.relative_to(root)).encode())
-            h.update(f.read_bytes())
+    for name in import_closure(module):
+        path = _source(name)
+        h.update(str(path.relative_to(LIPKIT_ROOT)).encode())
+        h.update(path.read_bytes())
     return h.hexdigest()
 
 
 class RecordCache:
-    """JSON records (and optionally an image each) in ``directory``, named by their key."""
+    """JSON records (and optionally an image each) in ``directory``, named by their key;
+    ``computed_by``: the module whose jobs make them (its :func:`import_closure` is in every key)."""
 
-    def __init__(self, directory: str | os.PathLike, prefix: str = "", modules: tuple[str, ...] = NUMERIC_MODULES):
+    def __init__(self, directory: str | os.PathLike, prefix: str = "", *, computed_by: str):
         self.dir = Path(directory)
         self.prefix = prefix
-        self.modules = tuple(modules)
+        self.computed_by = computed_by
+        import_closure(computed_by)  # refuses a name that is no lipkit module
         self.dir.mkdir(parents=True, exist_ok=True)
 
     def key(self, description: dict, tensors: Iterable[tuple[str, torch.Tensor]] = ()) -> str:
@@ -80,7 +117,7 @@ class RecordCache:
         for name, t in tensors:
             h.update(name.encode())
             h.update(t.detach().cpu().contiguous().numpy().tobytes())
-        h.update(json.dumps(dict(description, schema=SCHEMA_VERSION, code=code_fingerprint(self.modules)),
+        h.update(json.dumps(dict(description, schema=SCHEMA_VERSION, code=code_fingerprint(self.computed_by)),
                             sort_keys=True).encode())
         return h.hexdigest()
 
