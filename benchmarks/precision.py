@@ -4,7 +4,8 @@ The speed options (``lipkit.runtime.SpeedOptions``) change rounding; over 2,000-
 rounding can move the restoration. This runs the same seeds (θ0, z, input noise) on the paper's
 denoising (Set5 baby, σ = 25, 3,000 steps) and ×4 super-resolution (Set14 zebra, 2,000 steps)
 tasks at ``--size`` px, once per option, the seeds of each as one batched model on a GPU, and
-reports the paired differences to FP32. What the GPU path uses by default follows from it
+reports the paired differences to FP32. Each (task, option) is saved as it ends, and a rerun with the
+same sizes resumes from there (``<name>_partial.json``), so that short GPU windows add up. What the GPU path uses by default follows from it
 (``benchmarks/README.md``).
 
     python benchmarks/precision.py --device cuda --size 512 --seeds 0 1 2
@@ -14,10 +15,11 @@ reports the paired differences to FP32. What the GPU path uses by default follow
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import time
 
-from common import save, table
+from common import RESULTS, machine, save, table
 
 OPTIONS = {"fp32": {}, "tf32": dict(allow_tf32=True), "bf16": dict(bf16=True)}
 TASKS = {"denoise": ("set5/baby", {}), "sr4": ("set14/zebra", dict(factor=4))}
@@ -60,8 +62,14 @@ def main() -> None:
     size, width, iters, seeds = args.size, args.width, None, args.seeds
     if args.quick:
         size, width, iters, seeds = 64, 8, 10, [0, 1]
-    rows = [row for task in TASKS for option in OPTIONS
-            for row in run(task, option, seeds, size, width, iters, args.device)]
+    name = f"precision_{args.device.split(':')[0]}" + ("_quick" if args.quick else "")
+    config = dict(size=size, width=width, iters=iters, seeds=seeds, gpu=machine().get("gpu"))
+    rows = resumed_rows(name, config)
+    for task in TASKS:
+        for option in OPTIONS:
+            if not any(r["task"] == task and r["option"] == option for r in rows):
+                rows += run(task, option, seeds, size, width, iters, args.device)
+                save(name + "_partial", rows, extra=dict(config=config))  # a window stopped mid-way keeps this
     summary = []
     for task in TASKS:
         base = {r["seed"]: r for r in rows if r["task"] == task and r["option"] == "fp32"}
@@ -75,8 +83,21 @@ def main() -> None:
                                 seconds_per_fit=statistics.mean(r["seconds"] for r in mine)))
     print(table(summary, ["task", "option", "best_psnr", "mean_delta_best", "max_abs_delta_best", "mean_delta_final",
                           "max_abs_delta_final", "seconds_per_fit"]))
-    save(f"precision_{args.device.split(':')[0]}" + ("_quick" if args.quick else ""), rows,
-         extra=dict(summary=summary, size=size, width=width, seeds=seeds))
+    save(name, rows, extra=dict(summary=summary, size=size, width=width, seeds=seeds))
+    (RESULTS / f"{name}_partial.json").unlink(missing_ok=True)
+
+
+def resumed_rows(name: str, config: dict) -> list[dict]:
+    """The rows of an earlier, stopped run with the same ``config`` (``<name>_partial.json``), else []."""
+    path = RESULTS / f"{name}_partial.json"
+    if not path.exists():
+        return []
+    earlier = json.loads(path.read_text())
+    if earlier.get("config") != config:
+        print(f"ignoring {path}: measured with {earlier.get('config')}, not {config}")
+        return []
+    print(f"resuming from {path}: {len(earlier['rows'])} fits measured")
+    return earlier["rows"]
 
 
 if __name__ == "__main__":

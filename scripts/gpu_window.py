@@ -73,8 +73,10 @@ def steps(dry_run: bool) -> list[tuple[str, list[str], float, str | None]]:
          "seeds_cuda"),
         ("paper IMP round", [py, "benchmarks/imp_round.py", "--device", "cuda", "--size", "512", "--width", "128",
                              "--iters", "3000", "--seeds", "1"], 120, "imp_round_cuda"),
+        # 6 (task, option) parts of 2,000-3,000 steps at 512 px, about 1,000 s in all (the fourth window stopped it
+        # at 468 s): it resumes part by part, so the estimate is one part's
         ("precision", [py, "benchmarks/precision.py", "--device", "cuda", "--size", "512", "--seeds", "0", "1", "2"],
-         300, "precision_cuda"),
+         240, "precision_cuda"),
     ]
 
 
