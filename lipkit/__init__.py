@@ -8,8 +8,8 @@ Modules, one concept each, by the layer they belong to (the README's layout tabl
   :mod:`~lipkit.summaries` (over seeds) and :mod:`~lipkit.matching` (closest in ratio);
 - networks and degradations: :mod:`~lipkit.models` (skip net, deep decoder, ``theta0``),
   :mod:`~lipkit.operators`, :mod:`~lipkit.tasks`, :mod:`~lipkit.settings`;
-- fitting: :mod:`~lipkit.fit` (the loop), :mod:`~lipkit.batched` (several seeds at once),
-  :mod:`~lipkit.tracking`, :mod:`~lipkit.fit_records` (results and the per-fit record),
+- fitting: :mod:`~lipkit.fit` (the loop), :mod:`~lipkit.seed_axis` (what it steps),
+  :mod:`~lipkit.batched` (several seeds at once), :mod:`~lipkit.tracking`, :mod:`~lipkit.fit_records` (results and the per-fit record),
   :mod:`~lipkit.early_stopping` (ES-WMV), :mod:`~lipkit.runtime`, :mod:`~lipkit.memory`,
   :mod:`~lipkit.flops`, :mod:`~lipkit.parallel` (the worker pool);
 - pruning: :mod:`~lipkit.pruning`, :mod:`~lipkit.channels`, :mod:`~lipkit.init_pruning`,

@@ -1,6 +1,8 @@
 """The one fitting loop: every prior (dense DIP, tickets, deep decoder) is fitted here.
 
-``fit(net, operator, y)`` minimises ``operator.loss(net(z + σ·n), y)`` with Adam, as DIP does:
+``fit(net, operator, y)`` fits one network; :func:`fit_loop` is its loop, written over a leading
+seed axis so that the batched seeds of :mod:`lipkit.batched` run through it too
+(:mod:`lipkit.seed_axis`). It minimises ``operator.loss(net(z + σ·n), y)`` with Adam, as DIP does:
 fresh input noise n each step (``reg_noise_std``), an exponential moving average of the output
 (``exp_weight``), optional backtracking, and optional per-parameter masks held at zero. Methods
 differ only in the loss (``loss_fn``), the network and the settings.
@@ -23,7 +25,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Sequence
 
 import torch
 from torch import nn
@@ -35,8 +37,9 @@ from lipkit.fit_records import Callback, FitResult, FitState, Snapshots
 from lipkit.metrics import psnr_tensor
 from lipkit.operators.base import Operator, image_size
 from lipkit.models import exact_constant_channels
-from lipkit.pruning import check_masks, empty_filters
+from lipkit.pruning import empty_filters
 from lipkit.runtime import SpeedOptions, keep_freed_memory, make_adam, tf32_allowed
+from lipkit.seed_axis import OneNet, StackedNets
 from lipkit.seeding import generator as stream_generator
 from lipkit.settings import PRESETS, FitSettings, resolve_settings
 from lipkit.tracking import Tracker
@@ -99,9 +102,9 @@ def fit(
     """
     speed, overrides = SpeedOptions.split(speed, overrides)
     with tf32_allowed(speed.allow_tf32), exact_constant_channels(net, enabled=collapses(masks)):
-        return _fit(net, operator, observation, settings=settings, net_input=net_input, reference=reference,
-                    masks=masks, loss_fn=loss_fn, metric=metric, callbacks=callbacks, seed=seed, device=device,
-                    progress=progress, desc=desc, speed=speed, **overrides)
+        return fit_loop([net], operator, observation, seeds=[seed], masks=[masks], net_inputs=[net_input],
+                        settings=settings, reference=reference, loss_fn=loss_fn, metric=metric, callbacks=callbacks,
+                        device=device, progress=progress, desc=desc, speed=speed, **overrides)[0]
 
 
 def check_finite(observation: torch.Tensor, reference: torch.Tensor | None) -> None:
@@ -133,11 +136,27 @@ def default_input(net: nn.Module, height: int, width: int, seed: int) -> torch.T
     return network_input(net, height, width, generator=stream_generator(seed, "network_input"))
 
 
-def _fit(net, operator, observation, *, settings, net_input, reference, masks, loss_fn, metric, callbacks, seed,
-         device, progress, desc, speed: SpeedOptions, **overrides) -> FitResult:
+def fit_loop(nets: Sequence[nn.Module], operator: Operator, observation: torch.Tensor, *, seeds: Sequence[int],
+             masks: Sequence[dict | None], net_inputs: Sequence[torch.Tensor | None], settings, reference, loss_fn,
+             metric, device, progress: bool, desc: str, speed: SpeedOptions, callbacks: Iterable[Callback] = (),
+             stacked: bool = False, **overrides) -> list[FitResult]:
+    """The one fitting loop, over a leading seed axis: S = ``len(nets)`` fits, one result each.
+
+    With ``stacked=False`` it steps the one network of ``nets`` as it is (:class:`lipkit.seed_axis.OneNet`;
+    what :func:`fit` does), else the S networks as one batched model
+    (:class:`lipkit.seed_axis.StackedNets`; :func:`lipkit.batched.fit_seeds`). Callbacks and
+    backtracking act on one network's weights, so they need ``stacked=False``. Arguments are
+    :func:`fit`'s, one per seed where they are sequences.
+    """
     settings = resolve_settings(settings, **overrides)
-    speed.check_weights(net)
-    channels_last, bf16 = speed.channels_last, speed.bf16
+    runs = len(nets)
+    if not stacked and runs != 1:
+        raise ValueError(f"fitting {runs} networks needs stacked=True (lipkit.batched.fit_seeds)")
+    callbacks = list(callbacks)
+    if stacked and (callbacks or settings.backtrack):
+        raise ValueError("callbacks and backtracking act on one seed's weights; fit the seeds one by one "
+                         "(lipkit.batched.fit_seeds with method='sequential' or 'processes')")
+    speed.check_weights(nets[0])
     dev = resolve_device(device)
     if dev.type == "cpu":
         keep_freed_memory()
@@ -151,46 +170,30 @@ def _fit(net, operator, observation, *, settings, net_input, reference, masks, l
         if tuple(ref.shape[-2:]) != (height, width):
             raise ValueError(f"reference is {tuple(ref.shape[-2:])} but the operator's image size is {(height, width)}")
     check_finite(y, ref)
-    net.to(dev)
     operator.to(dev)
-    net.train()
 
-    gen = step_noise_generator(seed, dev)
-    if net_input is None:
-        net_input = default_input(net, height, width, seed)
-    z = net_input.to(dev)
-    memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    if channels_last:
-        net.to(memory_format=memory_format)
-        z = z.contiguous(memory_format=memory_format) if z.dim() == 4 else z
-
-    mask_pairs = check_masks(net, masks, dev) if masks else []
-    masked = [p for p, _ in mask_pairs]
-    mask_values = [m.contiguous(memory_format=memory_format) if m.dim() == 4 else m for _, m in mask_pairs]
-
-    def hold_masks() -> None:
-        if masked:
-            with torch.no_grad():
-                torch._foreach_mul_(masked, mask_values)  # one call for all masked tensors
-
-    hold_masks()
-    params = [p for p in net.parameters() if p.requires_grad]
-    optimizer = make_adam(params, settings.lr, fused=speed.fused_adam)
-    forward = torch.compile(net) if speed.compile else net
-    autocast = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16)
+    gens = [step_noise_generator(s, dev) for s in seeds]
+    zs = [default_input(net, height, width, s) if z is None else z for net, s, z in zip(nets, seeds, net_inputs)]
+    if stacked:
+        model = StackedNets(nets, zs, masks, dev, compile=speed.compile)
+    else:
+        model = OneNet(nets[0], zs[0], masks[0], dev, channels_last=speed.channels_last, compile=speed.compile)
+    z = model.z  # (S, N, C, H, W)
+    model.hold_masks()
+    optimizer = make_adam(model.params, settings.lr, fused=speed.fused_adam)
+    autocast = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=speed.bf16)
     objective = loss_fn or operator.loss
     measure = metric or psnr_tensor
-    callbacks = list(callbacks)
     detector = next((cb for cb in callbacks if isinstance(cb, ESWMV)), None)
     watch = None  # the detector this loop feeds itself (one passed in is fed as a callback)
     if detector is None and settings.es_window:
-        detector = watch = ESWMV(settings.es_window, settings.es_patience)
+        detector = watch = ESWMV(settings.es_window, settings.es_patience)  # per seed
 
     n = settings.num_iter
-    tracker = Tracker(n, 1, reference=ref, measure=measure, exp_weight=settings.exp_weight, detector=watch,
+    tracker = Tracker(n, runs, reference=ref, measure=measure, exp_weight=settings.exp_weight, detector=watch,
                       device=dev)
 
-    # Backtracking state (DIP): last good parameters (buffers allocated once) and observation PSNR.
+    # Backtracking state (DIP; one network): last good parameters (buffers allocated once) and observation PSNR.
     last_good: list[torch.Tensor] | None = None
     have_good = False
     last_obs_psnr: float | None = None
@@ -204,31 +207,28 @@ def _fit(net, operator, observation, *, settings, net_input, reference, masks, l
     for i in bar:
         optimizer.zero_grad(set_to_none=True)
         if settings.reg_noise_std > 0:
-            noise = torch.randn(z.shape, generator=gen, device=dev, dtype=z.dtype)
+            noise = torch.stack([torch.randn(z.shape[1:], generator=g, device=dev, dtype=z.dtype) for g in gens])
             inp = z + settings.reg_noise_std * noise
         else:
             inp = z
-        if bf16:
-            with autocast:
-                out = forward(inp)
-            out = out.float()
-        else:
-            out = forward(inp)
-        loss = objective(out, y)
-        loss.backward()
+        with autocast:
+            out = model(inp)
+        out = out.float() if speed.bf16 else out  # (S, N, C, H, W); bf16 back to FP32, other dtypes kept
+        losses = torch.stack([objective(out[s], y) for s in range(runs)])
+        losses.sum().backward()  # seed s's weights see only seed s's loss
 
         skip_step = False
         nonfinite = False
         if settings.backtrack:
             with torch.no_grad():
-                obs_psnr = float(psnr_tensor(operator(out), y))
-            nonfinite = not (math.isfinite(obs_psnr) and math.isfinite(float(loss.detach())))
+                obs_psnr = float(psnr_tensor(operator(out[0]), y))
+            nonfinite = not (math.isfinite(obs_psnr) and math.isfinite(float(losses[0].detach())))
             dropped = (i % settings.show_every != 0 and last_obs_psnr is not None
                        and obs_psnr - last_obs_psnr < -settings.backtrack_drop_db)
             if nonfinite or dropped:
                 if have_good:
                     with torch.no_grad():
-                        for p, saved in zip(net.parameters(), last_good):
+                        for p, saved in zip(model.weights(), last_good):
                             p.copy_(saved)
                     backtracks.append(i)
                 # DIP still stepped on the stale gradient; we do not, so a NaN never reaches Adam's state
@@ -236,27 +236,25 @@ def _fit(net, operator, observation, *, settings, net_input, reference, masks, l
             elif i % settings.show_every:
                 with torch.no_grad():
                     if last_good is None:
-                        last_good = [p.detach().clone() for p in net.parameters()]
+                        last_good = [p.detach().clone() for p in model.weights()]
                     else:
-                        for p, saved in zip(net.parameters(), last_good):
+                        for p, saved in zip(model.weights(), last_good):
                             saved.copy_(p)
                 have_good = True
                 last_obs_psnr = obs_psnr
         if not skip_step:
             optimizer.step()
-            hold_masks()
+            model.hold_masks()
 
         with torch.no_grad():
-            p_track = None
+            track = None
             if nonfinite:
                 # a NaN output undone by backtracking enters neither the average nor the histories
-                tracker.skip(i, loss.detach()[None])
-                average = tracker.average
-                cur = average[0] if average is not None else torch.zeros_like(out)
+                tracker.skip(i, losses.detach())
+                cur = tracker.average if tracker.average is not None else torch.zeros_like(out)
             else:
                 cur = out.detach()
-                track = tracker.record(i, loss.detach()[None], cur[None])
-                p_track = None if track is None else track[0]
+                track = tracker.record(i, losses.detach(), cur)
                 if skip_step:
                     tracker.restored[i] = True  # undone by backtracking after a PSNR drop
         done = i + 1
@@ -265,18 +263,18 @@ def _fit(net, operator, observation, *, settings, net_input, reference, masks, l
             # one sync every 100 steps to catch divergence early
             bad = tracker.first_divergence(i)
             if bad is not None:
-                raise FitDivergedError(
-                    f"the loss became {bad[2]} at iteration {bad[0]}; lower lr "
-                    f"(now {settings.lr}) or enable backtracking (backtrack=True)"
-                )
+                which = f"seed {seeds[bad[1]]}: " if runs > 1 else ""
+                remedy = "enable backtracking (backtrack=True)" if runs == 1 else "fit that seed alone with backtracking"
+                raise FitDivergedError(f"{which}the loss became {bad[2]} at iteration {bad[0]}; lower lr "
+                                       f"(now {settings.lr}) or {remedy}")
         if progress and ((i + 1) % postfix_every == 0 or i == n - 1):
-            post = {"loss": f"{float(loss.detach()):.2e}"}
-            if p_track is not None:
-                post["psnr"] = f"{float(p_track):.2f}"
+            post = {"loss": f"{float(losses.detach().mean()):.2e}"}
+            if track is not None:
+                post["psnr"] = f"{float(track.mean()):.2f}"
             bar.set_postfix(post, refresh=False)
         if callbacks:
-            average = tracker.average[0] if tracker.average is not None else cur
-            state = FitState(i, net, cur, average, loss.detach(), p_track)
+            average = tracker.average[0] if tracker.average is not None else cur[0]
+            state = FitState(i, model.net, cur[0], average, losses[0].detach(), None if track is None else track[0])
             if any(bool(cb(state)) for cb in callbacks):
                 stopped_early = True
                 break
@@ -285,16 +283,18 @@ def _fit(net, operator, observation, *, settings, net_input, reference, masks, l
     if tracker.average is None:
         raise FitDivergedError(f"every one of the {done} steps gave a non-finite output; lower lr (now {settings.lr})")
     with torch.no_grad(), autocast:
-        clean = forward(z).detach()
-        clean = clean.float() if bf16 else clean
-    if channels_last:
-        net.to(memory_format=torch.contiguous_format)
+        clean = model(z).detach()
+        clean = clean.float() if speed.bf16 else clean
+    model.finish()
     seconds = time.perf_counter() - t0
     if done >= 100:  # a short fit may still be flat; a longer one that is has diverged
         with torch.no_grad():
-            warn_if_collapsed(clean, y, objective, settings)
-    return tracker.result(0, clean=clean, done=done, settings=settings, seed=seed, device=dev, seconds=seconds,
-                          backtracks=backtracks, stopped_early=stopped_early, early_stop=detector)
+            for s in range(runs):
+                warn_if_collapsed(clean[s], y, objective, settings)
+    return [tracker.result(s, clean=clean[s], done=done, settings=settings, seed=seeds[s], device=dev,
+                           seconds=seconds / runs, backtracks=backtracks, stopped_early=stopped_early,
+                           early_stop=detector)
+            for s in range(runs)]
 
 
 def warn_if_collapsed(output: torch.Tensor, observation: torch.Tensor, objective, settings: FitSettings) -> None:

@@ -3,8 +3,7 @@
 :class:`Tracker` keeps the loss of each fit, the moving average of its output (DIP's EMA), its
 PSNR against the clean image, the best output so far (the oracle's pick), feeds the ES-WMV
 detector, and finds the first non-finite loss. Everything stays on the device: nothing here syncs
-with the host. :func:`lipkit.fit.fit` and the batched seeds of :mod:`lipkit.batched` share it, so
-the two report their fits the same way.
+with the host. The one fitting loop, :func:`lipkit.fit.fit_loop`, keeps one for its S fits.
 """
 
 from __future__ import annotations

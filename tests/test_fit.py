@@ -1,4 +1,5 @@
 
+import dataclasses
 import numpy as np
 import pytest
 import torch
@@ -266,3 +267,43 @@ def test_a_collapsed_fit_earns_a_warning(mirror_dir):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # and a sound fit does not
         fit(skip_net(**lip), task.operator, task.observation, settings=task.settings, progress=False)
+
+
+def test_one_seed_is_a_plain_training_loop_bit_for_bit():
+    # fit() runs the loop written over a seed axis (lipkit.fit.fit_loop); for one network it must
+    # compute exactly what the plain DIP loop computes: Adam on net(z + σ·n), masks held at zero
+    from lipkit.fit import default_input, step_noise_generator
+
+    x = smooth_image()
+    op = Denoising(0.1)
+    y = op.observe(x, seed=0)
+    gen = torch.Generator().manual_seed(5)
+    masks = {name: (torch.rand(w.shape, generator=gen) > 0.3).float()
+             for name, w in prunable_weights(tiny_net()).items()}
+    settings = dataclasses.replace(PRESETS["denoise"], num_iter=12, exp_weight=None)
+    net = tiny_net()
+    result = fit(net, op, y, settings=settings, masks=masks, reference=x, seed=4, progress=False)
+
+    plain = tiny_net()
+    weights = dict(plain.named_parameters())
+    z, noise = default_input(plain, 32, 32, 4), step_noise_generator(4, "cpu")
+    with torch.no_grad():
+        for name, m in masks.items():
+            weights[name].mul_(m)
+    optimizer = torch.optim.Adam(plain.parameters(), lr=settings.lr)
+    losses = []
+    for _ in range(settings.num_iter):
+        optimizer.zero_grad()
+        out = plain(z + settings.reg_noise_std * torch.randn(z.shape, generator=noise))
+        loss = op.loss(out, y[None])
+        loss.backward()
+        optimizer.step()
+        with torch.no_grad():
+            for name, m in masks.items():
+                weights[name].mul_(m)
+        losses.append(float(loss.detach()))
+    assert torch.equal(result.output, out.detach()[0])
+    np.testing.assert_array_equal(result.loss_history, np.array(losses, dtype=np.float32))
+    trained = dict(net.named_parameters())  # (not the BatchNorm statistics: fit's last, noise-free output moves them)
+    for name, value in weights.items():
+        assert torch.equal(trained[name], value), name
