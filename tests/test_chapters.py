@@ -302,46 +302,44 @@ def test_chapter4_numbers(executed):
 
 
 @pytest.mark.chapter
-def test_chapter5_numbers(executed):
-    import json
-
-    import numpy as np
-
-    from lipkit.imp import ImpRun
+def test_chapter5_numbers(executed, monkeypatch):
+    from lipkit import deep_decoder_runs
+    from lipkit.book.tables import ticket_against_deep_decoder, ticket_wins
+    from lipkit.experiments import Experiments
 
     g = glued(executed("05_deep_decoder"))
-    assert g["n_problems"] == 4
+    params = yaml.safe_load((ROOT / "book" / "profiles.yml").read_text())["quick"]["05_deep_decoder"]
+    ex = Experiments.from_parameters(params, runs_root=RUNS, progress=False, workers=1)
+    monkeypatch.setattr(deep_decoder_runs, "_fit_job", lambda *a: pytest.fail("the chapter's deep decoders were not cached"))
+    problems = {"denoise_baby": (ex.paper_task("denoise"), ex.paper_imp("denoise")),
+                "denoise_f16": (ex.task("denoise", "dip/f16"), ex.imp("denoise", "dip/f16")),
+                "sr4_zebra": (ex.paper_task("sr4"), ex.paper_imp("sr4")),
+                "inpaint_kate": (ex.paper_task("inpaint_text"), ex.paper_imp("inpaint_text"))}
+    assert g["n_problems"] == len(problems)
     # the matched parameter counts agree within 10 %
     assert g["worst_size_mismatch_pct"] < 10
-    folders = {t: f"{stem}_64px_w32_p60" for t, stem in (
-        ("denoise_baby", "imp_denoise_set5-baby"), ("denoise_f16", "imp_denoise_dip-f16"),
-        ("sr4_zebra", "imp_sr4_set14-zebra"), ("inpaint_kate", "imp_inpaint_dip-kate_kate_mask"))}
-    dd_records = [json.loads(p.read_text()) for p in (RUNS / "deep_decoder").glob("dd_*.json")]
-    for name, folder in folders.items():
+    rows = []
+    for name, (task, run) in problems.items():
         assert abs(g[f"{name}_size_ratio"] - 1) < 0.1
         assert g[f"{name}_dd_params"] == pytest.approx(g[f"{name}_lip_params"], rel=0.1)
-        # the table's numbers come from the run folders
-        run = ImpRun(RUNS / folder, max_round=4)
-        at = [r["best_psnr"] for r in run.records("imp") if r["round"] == g[f"{name}_round"]]
-        assert g[f"{name}_lip"] == pytest.approx(np.mean(at)) and len(at) == 2
-        dd = [r["best_psnr"] for r in dd_records if r["k"] == g[f"{name}_dd_k"]
-              and r["target"]["image"] == run.config["task"]["image"] and r["target"]["kind"] == run.config["task"]["kind"]
-              and r["target"]["params"] == run.config["task"]["params"]]
-        assert len(dd) == 2 and g[f"{name}_dd"] == pytest.approx(np.mean(dd))
-        assert g[f"{name}_lip_minus_dd"] == pytest.approx(g[f"{name}_lip"] - g[f"{name}_dd"])
-        for rule in ("es", "final"):  # the other two stopping rules, from the same records
-            at = [r[f"{rule}_psnr"] for r in run.records("imp") if r["round"] == g[f"{name}_round"]]
-            assert g[f"{name}_lip_{rule}"] == pytest.approx(np.mean(at))
-            assert g[f"{name}_lip_{rule}"] <= g[f"{name}_lip"] + 1e-9
-            assert g[f"{name}_dd_{rule}"] <= g[f"{name}_dd"] + 1e-9
-    assert g["lip_wins"] == sum(g[f"{n}_lip"] > g[f"{n}_dd"] for n in folders)
-    for rule in ("es", "final"):
-        assert g[f"lip_wins_{rule}"] == sum(g[f"{n}_lip_{rule}"] > g[f"{n}_dd_{rule}"] for n in folders)
-    # the page's words on the inpainting comparison follow the numbers (fits differ between CPUs)
-    gap, spread = g["inpaint_kate_lip_minus_dd"], max(g["inpaint_kate_lip_std"], g["inpaint_kate_dd_std"])
-    assert g["inpaint_kate_comparison"] == ("within about a standard deviation of each other" if abs(gap) < spread else
-                                            "more than a standard deviation apart, the "
-                                            + ("ticket" if gap > 0 else "deep decoder") + " ahead")
+        # the table is lipkit's, computed from the stored records of the run and of the cached deep decoders
+        decoders = ex.deep_decoders(task, [g[f"{name}_dd_k"]])
+        row = ticket_against_deep_decoder(run, decoders, g[f"{name}_round"], g[f"{name}_dd_k"])
+        rows.append(row)
+        assert row["seeds"] == {"lip": params["seeds"], "dd": params["seeds"]}
+        assert g[f"{name}_dd_params"] == decoders[0]["parameters"]
+        for glued_name, key in (("lip", "lip_best"), ("lip_std", "lip_best_std"), ("dd", "dd_best"),
+                                ("dd_std", "dd_best_std"), ("random_layerwise", "random_layerwise"),
+                                ("random_global", "random_global"), ("dense", "dense"), ("lip_es", "lip_es"),
+                                ("dd_es", "dd_es"), ("lip_final", "lip_final"), ("dd_final", "dd_final"),
+                                ("lip_minus_dd", "gap")):
+            assert g[f"{name}_{glued_name}"] == pytest.approx(row[key]), (name, glued_name)
+        assert g[f"{name}_comparison"] == row["verdict"]
+        # the oracle bounds both honest stopping rules in every record
+        for r in run.records("imp") + decoders:
+            assert r["best_psnr"] >= max(r["es_psnr"], r["final_psnr"]) - 1e-9
+    assert (g["lip_wins"], g["lip_wins_es"], g["lip_wins_final"]) == tuple(ticket_wins(rows, rule)
+                                                                          for rule in ("best", "es", "final"))
 
 
 @pytest.mark.chapter
