@@ -54,8 +54,8 @@ def test_cache_keys_follow_the_description_the_tensors_and_the_code(tmp_path, mo
 
 
 def test_the_code_in_a_key_is_the_import_closure_of_the_job(tmp_path, monkeypatch):
-    """Editing a module the job imports (however indirectly, inside a function too) changes the
-    key; editing one it never imports does not."""
+    """Editing the code of a module the job imports (however indirectly, inside a function too)
+    changes the key; editing one it never imports, or only a comment or docstring, does not."""
     import shutil
 
     import lipkit.store.cache as cache_mod
@@ -79,9 +79,13 @@ def test_the_code_in_a_key_is_the_import_closure_of_the_job(tmp_path, monkeypatc
 
     try:
         before = fingerprint()
-        append("plots.py", "\n# an edit of a figure\n")
+        append("plots.py", "\nFIGURE_EDIT = 1\n")
         assert fingerprint() == before
-        append("early_stopping.py", "\n# an edit of ES-WMV\n")
+        append("early_stopping.py", "\n# a comment on ES-WMV\n")  # comments and docstrings compute nothing
+        es = copy / "early_stopping.py"
+        es.write_text(es.read_text().replace('"""', '"""An edited docstring. ', 1))
+        assert fingerprint() == before
+        append("early_stopping.py", "\nES_EDIT = 1\n")
         edited = fingerprint()
         assert edited != before
         # a module reached only by an import inside a function counts too

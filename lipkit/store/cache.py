@@ -1,9 +1,10 @@
 """Content-addressed results: a record is found again only if everything that made it is the same.
 
 A key hashes a JSON description of the job (task, settings, seed, ...), the job's tensors (masks,
-rewind weights), :data:`SCHEMA_VERSION` and the source code of the lipkit modules that compute the
+rewind weights), :data:`SCHEMA_VERSION` and the code of the lipkit modules that compute the
 number: the import closure of the module that runs the job (:func:`import_closure`, found by
-reading the sources, never listed by hand; :func:`code_fingerprint`). Editing that code, bumping
+reading the sources, never listed by hand; :func:`code_fingerprint`, which ignores docstrings and
+comments). Editing that code, bumping
 the schema or changing a setting gives a new key, so a cached number is recomputed instead of
 silently reused; editing a module the job never imports (a figure, the command line) does not.
 
@@ -91,13 +92,39 @@ def import_closure(module: str) -> tuple[str, ...]:
 
 @lru_cache(maxsize=None)
 def code_fingerprint(module: str) -> str:
-    """sha256 of the sources of :func:`import_closure` of ``module``: paths and contents, in order."""
+    """sha256 of the code of :func:`import_closure` of ``module``: each module's path and its
+    syntax tree without docstrings (:func:`code_of`), in order; comments, docstrings and layout
+    do not compute numbers, so editing them keeps every cached record."""
     h = hashlib.sha256()
     for name in import_closure(module):
         path = _source(name)
         h.update(str(path.relative_to(LIPKIT_ROOT)).encode())
-        h.update(path.read_bytes())
+        h.update(code_of(path).encode())
     return h.hexdigest()
+
+
+def code_of(path: Path) -> str:
+    r"""The code of a Python source file as ``ast.dump`` of its syntax tree, docstrings removed
+    (comments, blank lines and line numbers are not in the tree).
+
+    >>> import tempfile
+    >>> f = Path(tempfile.mkdtemp()) / "m.py"
+    >>> _ = f.write_text("'''Doc.'''\ndef f(x):\n    '''Doc.'''\n    return x + 1  # a comment\n")
+    >>> a = code_of(f)
+    >>> _ = f.write_text("'''Other doc.'''\n\n\ndef f(x):\n    return x + 1\n")
+    >>> a == code_of(f)
+    True
+    >>> _ = f.write_text('def f(x):\n    return x + 2\n')
+    >>> a == code_of(f)
+    False
+    """
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+                node.body = node.body[1:] or [ast.Pass()]
+    return ast.dump(tree)
 
 
 class RecordCache:
