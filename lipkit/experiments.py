@@ -196,7 +196,8 @@ class Experiments:
         (:func:`lipkit.deep_decoder_runs.deep_decoder_runs`, cached with this profile's runs)."""
         from lipkit.deep_decoder_runs import deep_decoder_runs
 
-        return deep_decoder_runs(task, widths, seeds=range(self.seeds), cache_dir=self.runs_root / "deep_decoder")
+        return deep_decoder_runs(task, widths, seeds=range(self.seeds), cache_dir=self.runs_root / "deep_decoder",
+                                 workers=self.workers, progress=self.progress)
 
     def dense_jobs(self, task: Task, seeds: Iterable[int]) -> list[TransferJob]:
         """Jobs fitting the dense DIP of this profile's width to ``task``, one per seed, for

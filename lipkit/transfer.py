@@ -152,6 +152,21 @@ def transfer_many(jobs: Sequence[TransferJob], *, cache_dir: str | os.PathLike |
                       device=dev, desc="transfer", progress=progress)
 
 
+def jobs_over_rounds(run, target: Task, *, random_like_rounds: Sequence[int] | None = None) -> list[TransferJob]:
+    """Every ticket of ``run`` (a :class:`lipkit.imp.ImpRun`; each seed, rounds 1 .. R) fitted to
+    ``target``, each followed by its ``"random_like"`` baseline at ``random_like_rounds`` (None:
+    every round; ``[run.rounds]``: the sparsest only, the comparison that matters at a third of the cost)."""
+    rounds = range(1, run.rounds + 1)
+    with_random = set(rounds if random_like_rounds is None else random_like_rounds)
+    return [TransferJob(run.ticket(s, k), target, variant) for s in run.seeds for k in rounds
+            for variant in (("ticket", "random_like") if k in with_random else ("ticket",))]
+
+
+def by_variant(records: Sequence[dict]) -> dict[str, list[dict]]:
+    """``records`` split by their ``variant`` (every one of :data:`VARIANTS`, in order)."""
+    return {v: [r for r in records if r["variant"] == v] for v in VARIANTS}
+
+
 def curve(records: Sequence[dict], key: str = "best_psnr") -> dict:
     """Per source round: mean and std over records of ``key`` and of the measured sparsity.
 

@@ -42,3 +42,28 @@ def test_spread_verdict_names_who_is_ahead():
     assert spread_verdict(1.2, 0.5, ahead="ticket", behind="deep decoder").endswith("the ticket ahead")
     assert spread_verdict(-1.2, 0.5, ahead="ticket", behind="deep decoder").endswith("the deep decoder ahead")
     assert spread_verdict(0.0, 0.0, ahead="a", behind="b").startswith("more than")  # no spread: any gap counts
+
+
+def race_row(contender, seconds, best, gflops, dense_seconds=6.0, dense_best=30.0, dense_gflops=8.0):
+    return dict(contender=contender, seconds=seconds, best_psnr=best, best_psnr_std=0.1, final_psnr=best - 1,
+                speedup=dense_seconds / seconds, flops_ratio=dense_gflops / gflops, gap_to_dense=best - dense_best)
+
+
+def race_task(ticket_seconds, ticket_best):
+    return [race_row("dense", 6.0, 30.0, 8.0), race_row("unstructured", 6.0, 29.8, 8.0),
+            race_row("channel_ticket", ticket_seconds, ticket_best, 1.6), race_row("random_channels", 2.0, 28.0, 1.6),
+            race_row("narrow", 1.8, 29.0, 1.7), race_row("deep_decoder", 1.5, 27.0, 1.5)]
+
+
+def test_race_numbers_and_the_target():
+    from lipkit.book.tables import race_numbers
+
+    met = race_numbers({"a": race_task(2.0, 29.9), "b": race_task(1.5, 29.75), "c": race_task(1.0, 28.0)})
+    assert met["a_speedup"] == 3.0 and met["a_flops_ratio"] == 5.0 and met["a_gap"] == pytest.approx(-0.1)
+    assert met["within_03"] == 2 and met["beats_narrow"] == 2 and met["min_speedup"] == 3.0
+    assert met["ticket_on_front"] == 3 and met["unstructured_speedup"] == 1.0
+    assert met["target_verdict"] == "meets the target"
+    slow = race_numbers({"a": race_task(2.5, 29.9), "b": race_task(1.5, 29.75), "c": race_task(1.0, 28.0)})
+    assert slow["min_speedup"] == 2.4 and slow["target_verdict"] == "does not meet the target"
+    far = race_numbers({"a": race_task(2.0, 29.6), "b": race_task(1.5, 29.75), "c": race_task(1.0, 28.0)})
+    assert far["within_03"] == 1 and far["target_verdict"] == "does not meet the target"

@@ -68,3 +68,88 @@ def ticket_against_deep_decoder(run, deep_decoders: Sequence[dict], level: int, 
 def ticket_wins(rows: Iterable[dict], rule: str = "best") -> int:
     """How many of :func:`ticket_against_deep_decoder`'s ``rows`` the ticket wins under ``rule``."""
     return sum(row[f"lip_{rule}"] > row[f"dd_{rule}"] for row in rows)
+
+
+def transfer_comparison(native: dict, moved: dict, random: dict) -> dict:
+    """Chapter 3's comparison of a transferred ticket with the target's own (native) ticket, from
+    three curves (:func:`lipkit.transfer.curve` or :meth:`lipkit.imp.ImpRun.curve`: per round,
+    mean best PSNR in dB): ``gaps`` per round of ``moved`` (moved minus native at the same
+    round), ``mean_gap``, and at the sparsest round ``gap_max``, ``native_max``, ``transfer_max``,
+    ``random_like_max``, ``sparsity_max`` (0-1), ``n_seeds`` and ``beats_random`` (transferred
+    above random there)."""
+    gaps = [moved["mean"][i] - native["mean"][native["round"].index(k)] for i, k in enumerate(moved["round"])]
+    return dict(gaps=gaps, mean_gap=mean_std(gaps)[0], gap_max=gaps[-1], native_max=native["mean"][-1],
+                transfer_max=moved["mean"][-1], random_like_max=random["mean"][-1], sparsity_max=moved["sparsity"][-1],
+                n_seeds=moved["n"][-1], beats_random=moved["mean"][-1] > random["mean"][-1])
+
+
+def transfer_matrix(records: Sequence[dict], images: Sequence[str]) -> dict:
+    """Chapter 3's matrix: one ticket (variants ``ticket``, ``random_like``, ``dense`` of
+    :mod:`lipkit.transfer`) on each of ``images``. Per image, in that order, ``ticket_gain`` and
+    ``random_gain`` (mean best PSNR over seeds minus the dense net's, dB) and ``structure``
+    (their difference); their means, and ``ticket_wins`` (images where the ticket beats random)."""
+    def mean_psnr(variant: str, image: str) -> float:
+        return mean_std(r["best_psnr"] for r in records if r["variant"] == variant and r["target"]["image"] == image)[0]
+
+    ticket = [mean_psnr("ticket", n) - mean_psnr("dense", n) for n in images]
+    random = [mean_psnr("random_like", n) - mean_psnr("dense", n) for n in images]
+    structure = [t - r for t, r in zip(ticket, random)]
+    return dict(ticket_gain=ticket, random_gain=random, structure=structure, mean_ticket_gain=mean_std(ticket)[0],
+                mean_random_gain=mean_std(random)[0], mean_structure=mean_std(structure)[0],
+                ticket_wins=sum(x > 0 for x in structure))
+
+
+# Chapter 7's target, as its page states it (book/07_tickets_that_save_time.ipynb): a channel ticket with
+# at least 4x fewer FLOPs and a 3x faster fit than the dense net, no more than 0.3 dB below it (best
+# PSNR) on at least two of the three tasks
+RACE_TARGET = dict(flops_ratio=4.0, speedup=3.0, gap_db=0.3, tasks_within=2)
+
+
+def race_rows(summary: Sequence[dict], task) -> list[dict]:
+    """The rows of :func:`lipkit.fast_tickets.summarize` for ``task`` (a :class:`lipkit.tasks.Task`),
+    one per contender in :data:`lipkit.fast_tickets.CONTENDERS` order."""
+    from lipkit.fast_tickets import CONTENDERS
+
+    mine = [r for r in summary if (r["kind"], r["image"], r["task_params"]) == (task.kind, task.image, str(task.params))]
+    return [next(r for r in mine if r["contender"] == c) for c in CONTENDERS]
+
+
+def race_numbers(by_task: dict[str, list[dict]]) -> dict:
+    """Chapter 7's numbers from :func:`race_rows` per task name: for each task ``<name>_flops_ratio``,
+    ``_speedup`` (channel ticket against dense), ``_ticket_best``, ``_dense_best``, ``_gap`` (ticket
+    minus dense, dB), ``_narrow_best``, ``_vs_narrow``, ``_ticket_final``, ``_dense_final``,
+    ``_unstructured_speedup``, ``_random_best``, ``_dd_best``; over the tasks ``min_``/``max_speedup``,
+    ``min_``/``max_flops_ratio``, ``within_03`` (tasks within :data:`RACE_TARGET`'s gap),
+    ``beats_narrow``, ``unstructured_speedup`` (mean), ``ticket_on_front`` (tasks whose
+    time-PSNR Pareto front holds the ticket), ``ticket_max_std`` and ``target_verdict``."""
+    from lipkit.fast_tickets import pareto_front
+
+    out: dict = {}
+    for name, rows in by_task.items():
+        row = {r["contender"]: r for r in rows}
+        ticket, dense, narrow = row["channel_ticket"], row["dense"], row["narrow"]
+        out.update({f"{name}_flops_ratio": ticket["flops_ratio"], f"{name}_speedup": ticket["speedup"],
+                    f"{name}_ticket_best": ticket["best_psnr"], f"{name}_dense_best": dense["best_psnr"],
+                    f"{name}_gap": ticket["gap_to_dense"], f"{name}_narrow_best": narrow["best_psnr"],
+                    f"{name}_vs_narrow": ticket["best_psnr"] - narrow["best_psnr"],
+                    f"{name}_ticket_final": ticket["final_psnr"], f"{name}_dense_final": dense["final_psnr"],
+                    f"{name}_unstructured_speedup": row["unstructured"]["speedup"],
+                    f"{name}_random_best": row["random_channels"]["best_psnr"],
+                    f"{name}_dd_best": row["deep_decoder"]["best_psnr"]})
+    names = list(by_task)
+    speedups = [out[f"{n}_speedup"] for n in names]
+    ratios = [out[f"{n}_flops_ratio"] for n in names]
+    within = sum(out[f"{n}_gap"] >= -RACE_TARGET["gap_db"] for n in names)
+    fronts = {n: [rows[i]["contender"] for i in pareto_front([(r["seconds"], r["best_psnr"]) for r in rows])]
+              for n, rows in by_task.items()}
+    met = (min(ratios) >= RACE_TARGET["flops_ratio"] and min(speedups) >= RACE_TARGET["speedup"]
+           and within >= RACE_TARGET["tasks_within"])
+    out.update(min_speedup=min(speedups), max_speedup=max(speedups), min_flops_ratio=min(ratios),
+               max_flops_ratio=max(ratios), within_03=within,
+               beats_narrow=sum(out[f"{n}_vs_narrow"] > 0 for n in names),
+               unstructured_speedup=mean_std(out[f"{n}_unstructured_speedup"] for n in names)[0],
+               ticket_on_front=sum("channel_ticket" in fronts[n] for n in names),
+               ticket_max_std=max(next(r for r in by_task[n] if r["contender"] == "channel_ticket")["best_psnr_std"]
+                                  for n in names),
+               target_verdict="meets the target" if met else "does not meet the target")
+    return out
