@@ -175,14 +175,10 @@ def test_chapter2_numbers(executed):
     assert g["n_tasks"] == len(tasks)
     baselines = ("random_global", "random_layerwise")
     assert g["imp_wins"] == sum(all(g[f"{t}_imp_max"] > g[f"{t}_{m}_max"] for m in baselines) for t in tasks)
-    # the glued means are the run folders' records
-    from lipkit.imp import ImpRun
-
-    folders = {t: f"{stem}_64px_w32_p60" for t, stem in (
-        ("denoise", "imp_denoise_set5-baby"), ("sr4", "imp_sr4_set14-zebra"), ("sr8", "imp_sr8_set14-pepper"),
-        ("inpaint_text", "imp_inpaint_dip-kate_kate_mask"), ("inpaint_random", "imp_inpaint_dip-kate_random"))}
-    for t, folder in folders.items():
-        run = ImpRun(RUNS / folder, max_round=3)
+    # the glued means are the run folders' records; the folders are the chapter's runs (Experiments)
+    ex = quick_experiments("02_single_image_imp")
+    for t in tasks:
+        run = ex.paper_imp(t)
         assert g[f"{t}_imp_max"] == pytest.approx(run.curve("imp")["mean"][-1])
         assert g[f"{t}_es_max"] == pytest.approx(run.curve("imp", "es_psnr")["mean"][-1])
         assert g[f"{t}_random_global_max"] == pytest.approx(run.curve("random_global")["mean"][-1])
@@ -195,7 +191,7 @@ def test_chapter2_numbers(executed):
         assert g[f"{t}_dense"] >= g[f"{t}_dense_es"] and g[f"{t}_dense"] >= g[f"{t}_dense_final"]
     assert g["imp_mean_max"] >= g["imp_es_mean_max"] and g["imp_mean_max"] >= g["imp_final_mean_max"]
     # the paper-scale section counts what the ledger holds for Fig. 2's four runs (25 levels each)
-    assert g["paper_target"] == 4 * 25 and g["paper_levels"] == sum(ledger_levels(name) for name in folders_paper())
+    assert g["paper_target"] == 4 * 25 and g["paper_levels"] == sum(ledger_levels(name) for name in fig2_runs())
 
 
 # --- chapter 6: GAN compressive sensing (lipkit.gan, lipkit.mom) --------------------------------
@@ -240,7 +236,6 @@ RUNS = ROOT / "_build" / "runs" / "quick"
 def test_chapter3_numbers(executed, monkeypatch):
     from lipkit import transfer
     from lipkit.book.tables import transfer_comparison, transfer_matrix
-    from lipkit.experiments import Experiments
 
     g = glued(executed("03_transfer"))
     # the issue's check: at the highest sparsity, woman's ticket on baby beats random masks with the
@@ -249,7 +244,7 @@ def test_chapter3_numbers(executed, monkeypatch):
     assert g["pair_sparsity_max"] > 90 and g["pair_n_seeds"] == 2
     # the chapter's numbers are lipkit's tables of the cached transfer records (nothing is fitted again)
     params = yaml.safe_load((ROOT / "book" / "profiles.yml").read_text())["quick"]["03_transfer"]
-    ex = Experiments.from_parameters(params, runs_root=RUNS, progress=False, workers=1)
+    ex = quick_experiments("03_transfer")  # one worker: a fit that was not cached would fail here
     monkeypatch.setattr(transfer, "_run_job", lambda *a: pytest.fail("the chapter's transfers were not cached"))
     baby = ex.paper_imp("denoise")
     pair = transfer.by_variant(ex.transfer(transfer.jobs_over_rounds(ex.imp("denoise", "set5/woman", baselines=[]),
@@ -307,7 +302,7 @@ def test_chapter4_numbers(executed):
     from lipkit.pruning import layer_densities, mask_overlap
 
     shared = ImpRun(RUNS / "shared_set5_per_image").ticket(0, 3).masks
-    f16 = ImpRun(RUNS / "imp_denoise_dip-f16_64px_w32_p60").ticket(0, 3).masks
+    f16 = quick_experiments("04_weight_sharing").imp("denoise", "dip/f16", baselines=[]).ticket(0, 3).masks
     assert g["overlap_f16"] == pytest.approx(100 * mask_overlap(shared, f16)["iou"])
     diffs = [abs(a - b) for a, b in zip(layer_densities(shared).values(), layer_densities(f16).values())]
     assert g["density_max_diff"] == pytest.approx(100 * max(diffs))
@@ -317,11 +312,10 @@ def test_chapter4_numbers(executed):
 def test_chapter5_numbers(executed, monkeypatch):
     from lipkit import deep_decoder_runs
     from lipkit.book.tables import ticket_against_deep_decoder, ticket_wins
-    from lipkit.experiments import Experiments
 
     g = glued(executed("05_deep_decoder"))
     params = yaml.safe_load((ROOT / "book" / "profiles.yml").read_text())["quick"]["05_deep_decoder"]
-    ex = Experiments.from_parameters(params, runs_root=RUNS, progress=False, workers=1)
+    ex = quick_experiments("05_deep_decoder")  # one worker: a fit that was not cached would fail here
     monkeypatch.setattr(deep_decoder_runs, "_fit_job", lambda *a: pytest.fail("the chapter's deep decoders were not cached"))
     problems = {"denoise_baby": (ex.paper_task("denoise"), ex.paper_imp("denoise")),
                 "denoise_f16": (ex.task("denoise", "dip/f16"), ex.imp("denoise", "dip/f16")),
@@ -362,11 +356,10 @@ def test_chapter7_numbers(executed, monkeypatch):
     from lipkit import fast_tickets
     from lipkit.book.tables import race_numbers, race_rows
     from lipkit.channels import channels_of
-    from lipkit.experiments import Experiments
 
     g = glued(executed("07_tickets_that_save_time"))
     params = yaml.safe_load((ROOT / "book" / "profiles.yml").read_text())["quick"]["07_tickets_that_save_time"]
-    ex = Experiments.from_parameters(params, runs_root=RUNS, progress=False)
+    ex = quick_experiments("07_tickets_that_save_time")  # one worker: a fit that was not cached would fail here
     assert g["n_tasks"] == len(params["tasks"]) == 3 and g["n_seeds"] == 2 and g["channel_rounds"] == 2
     assert g["export_max_diff"] < 1e-4  # the compacted ticket computes what the masked one does
     # the chapter's race, rebuilt: every record comes from the cache (nothing is fitted again)
@@ -409,11 +402,10 @@ def test_chapter8_numbers(executed, monkeypatch):
     import numpy as np
 
     from lipkit import deep_decoder_runs, init_tickets, init_vs_imp, paper, transfer
-    from lipkit.experiments import Experiments
 
     g = glued(executed("08_lip_against_its_rivals"))
     params = yaml.safe_load((ROOT / "book" / "profiles.yml").read_text())["quick"]["08_lip_against_its_rivals"]
-    ex = Experiments.from_parameters(params, runs_root=RUNS, progress=False, workers=1)  # a fit would run here
+    ex = quick_experiments("08_lip_against_its_rivals")  # one worker: a fit that was not cached would fail here
     for module, name in ((transfer, "_run_job"), (init_tickets, "init_ticket"), (deep_decoder_runs, "_fit_job")):
         monkeypatch.setattr(module, name, lambda *a, n=name: pytest.fail(f"the chapter's {n} was not cached"))
     protocol = init_vs_imp.Protocol(densities=params["densities"], eval_iters=params["eval_iters"],
@@ -447,9 +439,23 @@ def test_chapter8_numbers(executed, monkeypatch):
     assert np.isfinite(g["book_density"]) and g["book_density"] == pytest.approx(g["sparsest_density"], abs=0.1)
 
 
-def folders_paper() -> list[str]:
-    """The run folders of Fig. 2's four runs in the paper profile (searched on the observation)."""
-    return ["imp_inpaint_dip-kate_kate_mask", "imp_sr4_set14-zebra", "imp_sr8_set14-pepper", "imp_denoise_set5-baby"]
+def quick_experiments(stem: str, **overrides):
+    """The quick profile's experiments of chapter ``stem``, over the build's runs; one worker, so that a
+    job that was not cached fails the test in this process instead of running."""
+    from lipkit.experiments import Experiments
+
+    params = yaml.safe_load((ROOT / "book" / "profiles.yml").read_text())["quick"][stem]
+    return Experiments.from_parameters(params, runs_root=RUNS, progress=False, workers=1, **overrides)
+
+
+def fig2_runs() -> list[str]:
+    """The run folders of Fig. 2's four runs in the paper profile (searched on the observation), as
+    the paper plan names them."""
+    from lipkit import paper_plan
+
+    plan = paper_plan.fig2_plan(paper_plan.profile_experiments(ROOT / "book" / "profiles.yml",
+                                                               ROOT / "_build" / "runs" / "paper"))
+    return [item.run_name for item in plan if item.experiments.search_on == "observation"]
 
 
 def ledger_levels(name: str) -> int:
@@ -464,7 +470,6 @@ def ledger_levels(name: str) -> int:
 def test_reproduction_page_numbers(executed):
     import numpy as np
 
-    from lipkit.imp import ImpRun
     from lipkit.paper import FIG2
     from lipkit.results import is_current, load_record
 
@@ -478,7 +483,7 @@ def test_reproduction_page_numbers(executed):
     assert g["dip_zebra_published"] == pytest.approx(25.71, abs=0.01)
     assert "dip_kate_published" not in g  # DIP publishes no number for it
     # this build's values are chapter 2's run folders, under the three stopping rules
-    run = ImpRun(RUNS / "imp_denoise_set5-baby_64px_w32_p60", max_round=3)
+    run = quick_experiments("reproduction").paper_imp("denoise")
     for rule in ("best", "es", "final"):
         dense = [r[f"{rule}_psnr"] for r in run.records("imp") if r["round"] == 0]
         assert g[f"fig2_denoise_dense_{rule}"] == pytest.approx(np.mean(dense)) and len(dense) == 2
@@ -488,7 +493,7 @@ def test_reproduction_page_numbers(executed):
     for key in keys:
         assert g[f"{key}_best"] >= g[f"{key}_es"] - 1e-9 and g[f"{key}_best"] >= g[f"{key}_final"] - 1e-9, key
     # the official protocol's search on the clean image ran and was evaluated on the noisy image
-    clean = ImpRun(RUNS / "imp_denoise_set5-baby_64px_w32_p60_clean_search", max_round=3)
+    clean = quick_experiments("reproduction", search_on="clean", baselines=[]).paper_imp("denoise")
     assert clean.config["search_on"] == "clean" and clean.config["task"]["kind"] == "denoise"
     sparsest = [r["best_psnr"] for r in clean.records("imp") if r["round"] == 3]
     assert g["clean_search_max"] == pytest.approx(np.mean(sparsest))
