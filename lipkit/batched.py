@@ -6,8 +6,8 @@ of :func:`lipkit.fit.fit` would return, to float tolerance, by one of three meth
 
 - ``"batched"`` (the default on a GPU): the S networks as one batched model
   (:class:`lipkit.seed_axis.StackedNets`: weights stacked along a seed axis, the network under
-  ``torch.func.vmap``, every convolution grouped over the seeds), stepped by the one fitting loop,
-  :func:`lipkit.fit.fit_loop`, that fits one network. This fills a GPU that one small fit leaves
+  ``torch.func.vmap``, every convolution grouped over the seeds), stepped by
+  :func:`lipkit.fit.fit_loop`, the same loop that fits one network. This fills a GPU that one small fit leaves
   idle; :func:`lipkit.imp.imp` uses it for the seeds of each round on a GPU. Callbacks,
   backtracking and channels-last act on one network and are refused.
 - ``"processes"`` (the default on a CPU): one worker process per core, one thread each
@@ -107,9 +107,6 @@ def fit_seeds(
     if speed.channels_last:
         raise ValueError("channels_last applies to one network at a time; the batched method runs the seeds as "
                          "grouped convolutions in the default format (use method='sequential' for channels_last)")
-    if settings.backtrack:
-        raise ValueError("the batched method does not backtrack (it is per seed); use method='sequential' "
-                         "or 'processes'")
     with tf32_allowed(speed.allow_tf32), exact_constant_channels(nets[0], enabled=any(map(collapses, masks))):
         return fit_loop(nets, operator, observation, seeds=seeds, masks=masks, net_inputs=net_inputs,
                         progress=progress, desc=desc, stacked=True, **options)
