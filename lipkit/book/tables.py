@@ -38,7 +38,7 @@ def spread_verdict(gap: float, spread: float, *, ahead: str, behind: str) -> str
 def ticket_against_deep_decoder(run, deep_decoders: Sequence[dict], level: int, width: int) -> dict:
     """Chapter 5's row for one problem: the IMP ticket of ``run`` (a :class:`lipkit.imp.ImpRun`)
     at round ``level`` against the deep decoder of ``width`` channels (``k``) among the records
-    ``deep_decoders`` (:func:`lipkit.deep_decoder_runs.fit_deep_decoders`, one task).
+    ``deep_decoders`` (:func:`lipkit.deep_decoder_runs.deep_decoder_runs`, one task).
 
     Returns, per stopping rule (``best``, ``es``, ``final``), ``lip_<rule>`` and ``dd_<rule>``
     with their ``_std`` (dB, over seeds); ``random_layerwise`` and ``random_global`` (best PSNR of
@@ -46,8 +46,10 @@ def ticket_against_deep_decoder(run, deep_decoders: Sequence[dict], level: int, 
     ``seeds`` (how many of each), ``gap`` (ticket minus deep decoder, best PSNR) and ``verdict``
     (:func:`spread_verdict`).
     """
+    records = run.records()  # read once: every call of run.records reads the folder's files
+
     def at(method: str, key: str, round_: int = level) -> list[float]:
-        return [r[key] for r in run.records(method) if r["round"] == round_]
+        return [r[key] for r in records if r["method"] == method and r["round"] == round_]
 
     decoders = [r for r in deep_decoders if r["k"] == width]
     row: dict = {}
