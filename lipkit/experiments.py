@@ -211,6 +211,25 @@ class Experiments:
             jobs.append(TransferJob(ticket, task, "dense", seed=int(s)))
         return jobs
 
+    def tickets_on_images(self, tickets: Mapping[str, Sequence[Ticket]], images: Sequence[str], *, crop: int,
+                          dense: str = "dense") -> dict[str, dict[str, float]]:
+        """Best PSNR (dB) of every label's tickets fitted to denoising each of ``images`` (centre-cropped
+        to ``crop`` px), fit seed 0, through :meth:`transfer`: ``{label: {image: mean over the label's
+        tickets}}``. The label ``dense`` fits its tickets' dense nets (variant ``"dense"``)."""
+        from lipkit.summaries import mean_std
+
+        jobs, labels = [], []
+        for label, ticket_list in tickets.items():
+            for ticket in ticket_list:
+                for image in images:
+                    jobs.append(TransferJob(ticket, self.task("denoise", image, crop=crop),
+                                            "dense" if label == dense else "ticket", seed=0))
+                    labels.append((label, image))
+        psnrs: dict[str, dict[str, list[float]]] = {}
+        for (label, image), record in zip(labels, self.transfer(jobs)):
+            psnrs.setdefault(label, {}).setdefault(image, []).append(record["best_psnr"])
+        return {label: {image: mean_std(v)[0] for image, v in row.items()} for label, row in psnrs.items()}
+
     def transfer(self, jobs: Sequence[TransferJob]) -> list[dict]:
         """Evaluate transfer jobs, cached in ``runs_root/transfer`` (shared by all chapters)."""
         return transfer_many(jobs, cache_dir=self.runs_root / "transfer", workers=self.workers,

@@ -282,30 +282,46 @@ def test_chapter3_numbers(executed, monkeypatch):
 
 
 @pytest.mark.chapter
-def test_chapter4_numbers(executed):
+def test_chapter4_numbers(executed, monkeypatch):
+    from lipkit import transfer
+    from lipkit.book import tables
     from lipkit.imp import ImpRun
+    from lipkit.pruning import mask_overlap
 
-    g = glued(executed("04_weight_sharing"))
+    stem = "04_weight_sharing"
+    g = glued(executed(stem))
+    params = chapter_parameters(stem)
     # the weight-sharing objective is the sum of the per-image losses, in every round of both readings
     assert len(g["shared_loss_terms"]) == g["n_cross"] == 5
     assert g["shared_loss"] == pytest.approx(g["shared_loss_sum"], rel=1e-5)
     assert g["shared_loss_rel_error"] < 1e-5
     # and the glued record is the run folder's
-    records = [r for r in ImpRun(RUNS / "shared_set5_per_image").records() if r["seed"] == 0]
-    last = max(records, key=lambda r: r["round"])
+    per_image, one_z = (ImpRun(RUNS / f"shared_set5_{mode}") for mode in ("per_image", "shared"))
+    last = max((r for r in per_image.records() if r["seed"] == 0), key=lambda r: r["round"])
     assert last["loss"] == pytest.approx(g["shared_loss"])
     assert last["image_losses"] == pytest.approx(g["shared_loss_terms"], abs=1e-6)
     assert 90 < g["ws_sparsity"] < 95
-    for key in ("cross_per_image_own", "cross_shared_own", "cross_f16_own", "cross_woman_own", "faces_shared_own"):
+    # the table's means: the tickets' cached fits through the chapter's function (none may run here)
+    monkeypatch.setattr(transfer, "_run_job", lambda *a: pytest.fail("the chapter's transfer fits were not cached"))
+    ex = quick_experiments(stem)
+    f16, woman = (ex.imp("denoise", image, baselines=[]) for image in ("dip/f16", "set5/woman"))
+    tickets = {"shared weights, one z per image": [per_image.ticket(0, 3)],
+               "shared weights, one z (official)": [one_z.ticket(0, 3)],
+               "single image: F16": [f16.ticket(0, 3)], "single image: woman": [woman.ticket(0, 3)],
+               "dense": [f16.ticket(0, 0)]}
+    own, held = params["cross_domain"], params["held_out_cross"]
+    table = ex.tickets_on_images(tickets, own + held, crop=params["ws_crop"])
+    for key, label in (("cross_per_image_own", "shared weights, one z per image"),
+                       ("cross_shared_own", "shared weights, one z (official)"), ("cross_f16_own", "single image: F16"),
+                       ("cross_woman_own", "single image: woman"), ("cross_dense_own", "dense")):
+        assert g[key] == pytest.approx(tables.row_mean(table, label, own)), key
         assert 15 < g[key] < 45, key
+    assert g["cross_f16_held"] == pytest.approx(tables.row_mean(table, "single image: F16", held))
+    assert 15 < g["faces_shared_own"] < 45
     # overlap and layer densities of the stored tickets: the shared one against F16's
-    from lipkit.pruning import layer_densities, mask_overlap
-
-    shared = ImpRun(RUNS / "shared_set5_per_image").ticket(0, 3).masks
-    f16 = quick_experiments("04_weight_sharing").imp("denoise", "dip/f16", baselines=[]).ticket(0, 3).masks
-    assert g["overlap_f16"] == pytest.approx(100 * mask_overlap(shared, f16)["iou"])
-    diffs = [abs(a - b) for a, b in zip(layer_densities(shared).values(), layer_densities(f16).values())]
-    assert g["density_max_diff"] == pytest.approx(100 * max(diffs))
+    shared, f16_masks = per_image.ticket(0, 3).masks, f16.ticket(0, 3).masks
+    assert g["overlap_f16"] == pytest.approx(100 * mask_overlap(shared, f16_masks)["iou"])
+    assert g["density_max_diff"] == pytest.approx(tables.layer_density_gap(shared, f16_masks))
 
 
 @pytest.mark.chapter
@@ -442,6 +458,16 @@ def test_chapter8_numbers(executed, monkeypatch):
             assert r["density"] == pytest.approx(density_of[r["level"]], abs=1e-4)
     assert paper.OES_SET14["oes"]["final"] == 25.86 and paper.OES_SET14["imp"]["density"] == 5.49
     assert g["book_density"] == pytest.approx(g["sparsest_density"], abs=0.1)  # chapter 2's level matches
+
+
+def chapter_parameters(stem: str) -> dict:
+    """Chapter ``stem``'s parameters as the quick build ran it: its parameters cell's defaults, then the
+    quick profile's values."""
+    import papermill as pm
+
+    declared = {name: yaml.safe_load(p["default"]) for name, p in
+                pm.inspect_notebook(str(ROOT / "book" / f"{stem}.ipynb")).items()}
+    return {**declared, **yaml.safe_load((ROOT / "book" / "profiles.yml").read_text())["quick"].get(stem, {})}
 
 
 def quick_experiments(stem: str, **overrides):

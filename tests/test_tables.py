@@ -110,3 +110,20 @@ def test_chapter8_levels_verdicts_and_tables_from_rows():
     assert "| 16.5 % | SNIP |" in "\n".join(table) and "28.50 ± 0.50" in "\n".join(table)
     moved_table = tables.rivals_transfer_table(moved, "set14/lenna")
     assert "| OES | set14/lenna |" in moved_table and "| dense DIP | — |" in moved_table
+
+
+def test_chapter4_tables_from_a_ticket_table():
+    import torch
+
+    from lipkit.book import tables
+
+    table = {"shared": {"set5/baby": 30.0, "set5/bird": 32.0, "set14/zebra": 25.0},
+             "dense": {"set5/baby": 29.0, "set5/bird": 30.0, "set14/zebra": 26.0}}
+    assert tables.row_mean(table, "shared", ["set5/baby", "set5/bird"]) == 31.0
+    text = tables.tickets_table(table, ["set5/baby", "set5/bird"], ["set14/zebra"]).splitlines()
+    assert text[0] == "| ticket | baby | bird | zebra (held out) | mean, own | mean, held out |"
+    assert text[2] == "| shared | 30.00 | 32.00 | 25.00 | 31.00 | 25.00 |" and len(text) == 4
+    a = {"l1": torch.tensor([1.0, 1.0, 0.0, 0.0]), "l2": torch.tensor([1.0, 0.0])}
+    b = {"l1": torch.tensor([1.0, 0.0, 0.0, 0.0]), "l2": torch.tensor([1.0, 1.0])}
+    assert tables.layer_density_gap(a, b) == 50.0  # l2: 50 % against 100 %
+    assert tables.overlap_table({"F16": {"iou": 0.4567}}).splitlines()[2] == "| F16 | 45.7 % (Jaccard) |"

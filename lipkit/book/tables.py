@@ -293,3 +293,37 @@ def plotted_curves(rows: Iterable[dict], image: str, level: int) -> list[dict]:
     order = {c: i for i, c in enumerate(CONTENDERS)}
     chosen = [r for r in rows if r["image"] == image and r["seed"] == 0 and r["level"] in (None, level)]
     return sorted(chosen, key=lambda r: order[r["contender"]])
+
+
+# Chapter 4 (book/04_weight_sharing.ipynb): tables of Experiments.tickets_on_images, {label: {image: best PSNR}}.
+def row_mean(table: dict[str, dict[str, float]], label: str, images: Sequence[str]) -> float:
+    """Mean over ``images`` of ``label``'s row (dB)."""
+    return mean_std(table[label][i] for i in images)[0]
+
+
+def tickets_table(table: dict[str, dict[str, float]], own: Sequence[str], held_out: Sequence[str]) -> str:
+    """Chapter 4's table (Markdown): a row per ticket label, a column per image (``own``, the search's
+    images, then ``held_out``), and the row's means over each group."""
+    cols = list(own) + list(held_out)
+    head = "| ticket | " + " | ".join(c.split("/")[1] + (" (held out)" if c in held_out else "") for c in cols)
+    lines = [head + " | mean, own | mean, held out |", "|---|" + "---|" * (len(cols) + 2)]
+    for label, row in table.items():
+        lines.append(f"| {label} | " + " | ".join(f"{row[c]:.2f}" for c in cols)
+                     + f" | {row_mean(table, label, own):.2f} | {row_mean(table, label, held_out):.2f} |")
+    return "\n".join(lines)
+
+
+def layer_density_gap(a: dict, b: dict) -> float:
+    """Largest difference, in percentage points, between the per-layer densities of mask sets ``a``
+    and ``b`` (name -> {0,1} tensor, the same layers)."""
+    from lipkit.pruning import layer_densities
+
+    return 100 * max(abs(x - y) for x, y in zip(layer_densities(a).values(), layer_densities(b).values()))
+
+
+def overlap_table(overlaps: dict[str, dict]) -> str:
+    """Chapter 4's overlap table (Markdown): per label, the Jaccard overlap (``iou`` of
+    :func:`lipkit.pruning.mask_overlap`) of its kept weights with the per-image shared ticket's."""
+    lines = ["| ticket | kept weights shared with the per-image shared ticket |", "|---|---|"]
+    lines += [f"| {label} | {100 * o['iou']:.1f} % (Jaccard) |" for label, o in overlaps.items()]
+    return "\n".join(lines)
