@@ -127,3 +127,38 @@ def test_chapter4_tables_from_a_ticket_table():
     b = {"l1": torch.tensor([1.0, 0.0, 0.0, 0.0]), "l2": torch.tensor([1.0, 1.0])}
     assert tables.layer_density_gap(a, b) == 50.0  # l2: 50 % against 100 %
     assert tables.overlap_table({"F16": {"iou": 0.4567}}).splitlines()[2] == "| F16 | 45.7 % (Jaccard) |"
+
+
+class FakeImpRun(FakeRun):
+    """And ``curve``, as ImpRun computes it (lipkit.summaries.level_curve over rounds)."""
+
+    def curve(self, method="imp", key="best_psnr"):
+        from lipkit.summaries import level_curve
+
+        return level_curve(self.records(method), level_of=lambda r: r["round"], key=key)
+
+
+def imp_record(method, round_, seed, best, nonzero):
+    return dict(rec(method, round_, seed, best, best - 1, best - 2, 1 - nonzero / 1000), unpruned_params=nonzero + 10,
+                conv_nonzero=nonzero, layer_density=[nonzero / 1000] * 3)
+
+
+def test_chapter2_numbers_and_table():
+    from lipkit.book.tables import imp_numbers, imp_table
+
+    kept = {0: 1000, 1: 400, 2: 161}  # rate 0.6: 1000, 400, 160; one weight off at round 2
+    runs = {"denoise": FakeImpRun([imp_record("imp", k, s, 30.0 - k + s, kept[k]) for k in kept for s in (0, 1)]
+                                  + [imp_record("random_global", k, s, 29.0 - 2 * k, kept[k]) for k in (1, 2)
+                                     for s in (0, 1)]),
+            "sr4": FakeImpRun([imp_record("imp", k, s, 24.0 - k, kept[k]) for k in kept for s in (0, 1)]
+                              + [imp_record("random_global", k, s, 23.5, kept[k]) for k in (1, 2) for s in (0, 1)])}
+    n = imp_numbers(runs, ["random_global"], rate=0.6)
+    assert (n["denoise_dense"], n["denoise_imp_max"], n["denoise_es_max"], n["denoise_final_max"]) == (30.5, 28.5, 27.5, 26.5)
+    assert n["denoise_random_global_max"] == 25.0 and n["sr4_random_global_max"] == 23.5
+    assert n["imp_wins"] == 1  # sr4: 22.0 against random's 23.5
+    assert n["imp_mean_max"] == 25.25 and n["random_global_mean_max"] == 24.25
+    assert n["max_sparsity_error"] == 1 and n["n_convs"] == 3 and n["n_tasks"] == 2
+    assert n["denoise_sparsity_max"] == pytest.approx(83.9) and n["denoise_params_max"] == 171
+    table = imp_table(runs, {"denoise": "Denoising", "sr4": "SR ×4"}, ["random_global"]).splitlines()
+    assert table[0] == "| task | dense | sparsity | params | IMP | random (global) | IMP, ES-WMV | IMP, last |"
+    assert table[2] == "| Denoising | 30.50 | 83.90 % | 171 | **28.50** ± 0.50 | 25.00 ± 0.00 | 27.50 ± 0.50 | 26.50 ± 0.50 |"

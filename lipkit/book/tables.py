@@ -327,3 +327,57 @@ def overlap_table(overlaps: dict[str, dict]) -> str:
     lines = ["| ticket | kept weights shared with the per-image shared ticket |", "|---|---|"]
     lines += [f"| {label} | {100 * o['iou']:.1f} % (Jaccard) |" for label, o in overlaps.items()]
     return "\n".join(lines)
+
+
+# Chapter 2 (book/02_single_image_imp.ipynb): IMP runs (lipkit.imp.ImpRun) per task name, with branch baselines.
+BASELINE_NAMES = {"random_global": "random (global)", "random_layerwise": "random (layer-wise)",
+                  "oneshot": "one-shot magnitude"}
+
+
+def imp_numbers(runs: dict, baselines: Sequence[str], rate: float) -> dict:
+    """Chapter 2's numbers at each run's sparsest round (means over seeds, dB): per task name
+    ``<name>_dense``, ``_imp_max``, ``_es_max``, ``_final_max``, ``_dense_es``, ``_dense_final``,
+    ``_sparsity_max`` (%), ``_params_max`` and ``_<baseline>_max``; over the tasks ``imp_wins`` (tasks
+    where IMP beats every baseline), ``<method>_mean_max``, ``imp_es_mean_max``, ``imp_final_mean_max``,
+    ``n_tasks``, ``n_convs`` and ``max_sparsity_error`` (largest distance, in weights, of any round's
+    kept count from ``total·(1 − rate)^round``)."""
+    out: dict = {}
+    wins = max_error = n_layers = 0
+    for name, run in runs.items():
+        imp_c, es_c, final_c = (run.curve("imp", key) for key in ("best_psnr", "es_psnr", "final_psnr"))
+        last = len(imp_c["round"]) - 1
+        at_max = {m: run.curve(m)["mean"][-1] for m in baselines}
+        out.update({f"{name}_dense": imp_c["mean"][0], f"{name}_imp_max": imp_c["mean"][last],
+                    f"{name}_final_max": final_c["mean"][last], f"{name}_es_max": es_c["mean"][last],
+                    f"{name}_dense_es": es_c["mean"][0], f"{name}_dense_final": final_c["mean"][0],
+                    f"{name}_sparsity_max": 100 * imp_c["sparsity"][last],
+                    f"{name}_params_max": int(imp_c["unpruned_params"][last])})
+        out.update({f"{name}_{m}_max": at_max[m] for m in baselines})
+        wins += all(imp_c["mean"][last] > v for v in at_max.values())
+        records = run.records("imp")
+        n_layers, total = len(records[0]["layer_density"]), records[0]["conv_nonzero"]
+        for r in records:
+            max_error = max(max_error, abs(r["conv_nonzero"] - round(total * (1 - rate) ** r["round"])))
+    out.update(imp_wins=wins, n_tasks=len(runs), max_sparsity_error=max_error, n_convs=n_layers)
+    for m in ["imp"] + list(baselines):
+        out[f"{m}_mean_max"] = mean_std(run.curve(m)["mean"][-1] for run in runs.values())[0]
+    out["imp_es_mean_max"] = mean_std(run.curve("imp", "es_psnr")["mean"][-1] for run in runs.values())[0]
+    out["imp_final_mean_max"] = mean_std(run.curve("imp", "final_psnr")["mean"][-1] for run in runs.values())[0]
+    return out
+
+
+def imp_table(runs: dict, titles: dict[str, str], baselines: Sequence[str]) -> str:
+    """Chapter 2's summary table (Markdown): per task (headed ``titles[name]``) the dense net, and at
+    the sparsest round the sparsity, parameters, IMP, each baseline and IMP's ES-WMV and last PSNR."""
+    lines = ["| task | dense | sparsity | params | IMP | " + " | ".join(BASELINE_NAMES[m] for m in baselines)
+             + " | IMP, ES-WMV | IMP, last |", "|---|---|---|---|---|" + "---|" * len(baselines) + "---|---|"]
+    for name, run in runs.items():
+        imp_c, es_c, final_c = (run.curve("imp", key) for key in ("best_psnr", "es_psnr", "final_psnr"))
+        last = len(imp_c["round"]) - 1
+        lines.append(
+            f"| {titles[name]} | {imp_c['mean'][0]:.2f} | {100 * imp_c['sparsity'][last]:.2f} % | "
+            f"{int(imp_c['unpruned_params'][last]):,} | **{imp_c['mean'][last]:.2f}** ± {imp_c['std'][last]:.2f} | "
+            + " | ".join(f"{run.curve(m)['mean'][-1]:.2f} ± {run.curve(m)['std'][-1]:.2f}" for m in baselines)
+            + f" | {es_c['mean'][last]:.2f} ± {es_c['std'][last]:.2f} "
+            f"| {final_c['mean'][last]:.2f} ± {final_c['std'][last]:.2f} |")
+    return "\n".join(lines)
