@@ -19,7 +19,8 @@ Modules, one concept each, by the layer they belong to (the README's layout tabl
   :mod:`~lipkit.gan_data` and :mod:`~lipkit.mom`;
 - studies: :mod:`~lipkit.transfer`, :mod:`~lipkit.deep_decoder_runs`, :mod:`~lipkit.fast_tickets`,
   :mod:`~lipkit.init_tickets`, :mod:`~lipkit.init_vs_imp`;
-- the book: :mod:`~lipkit.experiments`, :mod:`~lipkit.book` (and :mod:`~lipkit.book.tables`),
+- the book: :mod:`~lipkit.experiments`, :mod:`~lipkit.book` (and :mod:`~lipkit.book.tables`,
+  :mod:`~lipkit.book.rivals`, :mod:`~lipkit.book.reproduction`),
   :mod:`~lipkit.paper`, :mod:`~lipkit.results`, :mod:`~lipkit.plots`, :mod:`~lipkit.widgets`;
 - runs at scale: :mod:`~lipkit.store`, :mod:`~lipkit.sweep`, :mod:`~lipkit.sweep_engines`,
   :mod:`~lipkit.ledger`, :mod:`~lipkit.ledger_files`, :mod:`~lipkit.paper_plan`, :mod:`~lipkit.cli`.

@@ -214,6 +214,15 @@ class ImpRun:
         return next((r for r in self.records("imp") if r["seed"] == seed and r["round"] == round
                      and r.get("batched") is False), None)
 
+    def round_for_density(self, density: float, method: str = "imp") -> int:
+        """The pruned round (≥ 1) whose measured density (fraction of conv weights kept, averaged over
+        seeds) is closest in ratio to ``density`` (:func:`lipkit.matching.closest_in_ratio`)."""
+        c = self.curve(method)
+        levels = [(k, 1 - s) for k, s in zip(c["round"], c["sparsity"]) if k >= 1]
+        if not levels:
+            raise ValueError(f"{self.dir} has no pruned level yet; run at least one round")
+        return closest_in_ratio(levels, lambda ks: ks[1], density)[0]
+
     def round_for_parameters(self, n_params: float, method: str = "imp") -> dict:
         """The round whose tickets have about ``n_params`` parameters left (closest in ratio).
 

@@ -30,7 +30,6 @@ from lipkit.experiments import Experiments
 from lipkit.imp import ImpRun
 from lipkit.init_pruning import INIT_STRATEGIES
 from lipkit.init_tickets import OES_PAPER_STEPS, InitTicketJob, init_tickets
-from lipkit.matching import closest_in_ratio
 from lipkit.models.deep_decoder import deep_decoder_for
 from lipkit.pruning import mask_sparsity
 from lipkit.summaries import group_stats, mean_std
@@ -58,13 +57,9 @@ class Protocol:
 
 def matched_levels(run: ImpRun, densities: Sequence[float]) -> list[int]:
     """The IMP levels (≥ 1) whose measured density, averaged over seeds, is closest in ratio to
-    each of ``densities``; a level matched twice is listed once, sparsest last."""
-    c = run.curve("imp")
-    levels = [(k, 1 - s) for k, s in zip(c["round"], c["sparsity"]) if k >= 1]
-    if not levels:
-        raise ValueError(f"{run.dir} has no pruned level yet; run at least one round")
-    chosen = {closest_in_ratio(levels, lambda ks: ks[1], d)[0] for d in densities}
-    return sorted(chosen)
+    each of ``densities`` (:meth:`lipkit.imp.ImpRun.round_for_density`); a level matched twice is
+    listed once, sparsest last."""
+    return sorted({run.round_for_density(d) for d in densities})
 
 
 def _kept(ticket) -> float:

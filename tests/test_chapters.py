@@ -416,7 +416,7 @@ def test_chapter7_numbers(executed, monkeypatch):
 @pytest.mark.chapter
 def test_chapter8_numbers(executed, monkeypatch):
     from lipkit import deep_decoder_runs, init_tickets, init_vs_imp, paper, transfer
-    from lipkit.book import tables
+    from lipkit.book import rivals
     from lipkit.experiments import PAPER_TASKS
 
     g = glued(executed("08_lip_against_its_rivals"))
@@ -431,7 +431,7 @@ def test_chapter8_numbers(executed, monkeypatch):
     image = params["set14_images"][0]
     rows = init_vs_imp.compare(ex, "denoise", image, protocol)  # the chapter's, from the caches
     assert g["n_fits"] == len(rows) == 2 + 3 * 2 * 7  # dense; 3 levels x 2 seeds x (IMP, 5 masks, deep decoder)
-    density_of = tables.level_densities(rows)
+    density_of = rivals.level_densities(rows)
     assert g["densities_used"] == "40.0 %, 16.0 %, 6.4 %"  # IMP's levels at rate 0.6, measured
     summary = init_vs_imp.summarize(rows)
     moved = init_vs_imp.summarize(init_vs_imp.transfer_rows(ex, "denoise", params["transfer_from"],
@@ -445,7 +445,7 @@ def test_chapter8_numbers(executed, monkeypatch):
         book[name] = init_vs_imp.summarize(init_vs_imp.compare(book_ex, spec.pop("kind"), spec.pop("image"),
                                                                book_protocol, **spec))
     titles = {name: PAPER_TASKS[name]["title"] for name in params["book_tasks"]}
-    numbers = tables.rival_numbers(summary, density_of, curves=tables.plotted_curves(rows, image, max(density_of)),
+    numbers = rivals.rival_numbers(summary, density_of, curves=rivals.plotted_curves(rows, image, max(density_of)),
                                    moved=moved, book=book, titles=titles)
     for key, value in numbers.items():  # every verdict the page glues is the function's on the stored records
         assert g[key] == (value if isinstance(value, str) else pytest.approx(value, nan_ok=True)), key
@@ -514,17 +514,26 @@ def test_reproduction_page_numbers(executed):
     assert g["dip_zebra_published"] == pytest.approx(25.71, abs=0.01)
     assert "dip_kate_published" not in g  # DIP publishes no number for it
     # this build's values are chapter 2's run folders, under the three stopping rules
+    from lipkit.book import reproduction
+
     run = quick_experiments("reproduction").paper_imp("denoise")
     for rule in ("best", "es", "final"):
         dense = [r[f"{rule}_psnr"] for r in run.records("imp") if r["round"] == 0]
         assert g[f"fig2_denoise_dense_{rule}"] == pytest.approx(np.mean(dense)) and len(dense) == 2
-    assert g["fig2_denoise_dense_diff"] == pytest.approx(g["fig2_denoise_dense_best"] - 31.07)
+    clean = quick_experiments("reproduction", search_on="clean", baselines=[]).paper_imp("denoise")
+    rows = [r for name, ref in FIG2.items()
+            for r in reproduction.fig2_rows(quick_experiments("reproduction").paper_imp(name), name, ref)]
+    rows += reproduction.fig2_rows(clean, "denoise", FIG2["denoise"], prefix="clean", dense=False)
+    for key, value in reproduction.numbers(rows).items():  # the rows' numbers are the function's on the runs
+        if key.startswith(("fig2_", "clean_")):
+            assert g[key] == pytest.approx(value), key
+    # each published ticket is compared with the run's round of the closest density (in ratio)
+    assert g["fig2_denoise_99_53_best"] == pytest.approx(reproduction.mean_at(run, run.round_for_density(1 - 0.9953)))
     keys = {k[: -len("_best")] for k in g if k.endswith("_best") and k.startswith(("fig2_", "clean_", "dip_"))}
     assert len(keys) == g["n_rows"] - 1  # and the MOM row
     for key in keys:
         assert g[f"{key}_best"] >= g[f"{key}_es"] - 1e-9 and g[f"{key}_best"] >= g[f"{key}_final"] - 1e-9, key
     # the official protocol's search on the clean image ran and was evaluated on the noisy image
-    clean = quick_experiments("reproduction", search_on="clean", baselines=[]).paper_imp("denoise")
     assert clean.config["search_on"] == "clean" and clean.config["task"]["kind"] == "denoise"
     sparsest = [r["best_psnr"] for r in clean.records("imp") if r["round"] == 3]
     assert g["clean_search_max"] == pytest.approx(np.mean(sparsest))

@@ -30,6 +30,9 @@ def test_the_levels_closest_to_the_asked_densities_are_matched(ex, rows):
     run = ImpRun(ex.runs_root / ex.run_name("denoise", "set14/pepper"))
     assert iv.matched_levels(run, (0.5, 0.2, 0.05)) == [1, 2]  # 40 % and 16 % kept; 5 % is closest to 16 %
     assert iv.matched_levels(run, (0.4,)) == [1]
+    # the one rule is a ratio of kept fractions: 26 % kept is 1.54x from 40 % and 1.63x from 16 %, though
+    # 74 % sparsity is nearer 84 % than 60 % in points
+    assert run.round_for_density(0.26) == 1 and run.round_for_density(0.11) == 2
 
 
 def test_every_contender_fits_once_per_seed_and_level_at_the_imp_ticket_s_density(rows):

@@ -1,4 +1,4 @@
-"""Chapter tables (lipkit.book.tables) on hand-made records."""
+"""Chapter tables (lipkit.book.tables, lipkit.book.rivals) on hand-made records."""
 
 import pytest
 
@@ -76,7 +76,7 @@ def rival_row(contender, level, best, final, empty=0.0, density=None, seed=0, im
 
 
 def test_chapter8_levels_verdicts_and_tables_from_rows():
-    from lipkit.book import tables
+    from lipkit.book import rivals
     from lipkit.init_vs_imp import summarize
 
     rows = [rival_row("dense", None, 30.0, 26.0, density=None)]
@@ -86,16 +86,16 @@ def test_chapter8_levels_verdicts_and_tables_from_rows():
                  rival_row("oes", 2, 27.0, 27.8, density=0.16, seed=seed),
                  rival_row("snip", 2, 26.0, 24.0, empty=1.0, density=0.16, seed=seed),
                  rival_row("random", 2, 26.5, 25.0, density=0.16, seed=seed)]
-    density_of = tables.level_densities(rows)
+    density_of = rivals.level_densities(rows)
     assert list(density_of) == [1, 2] and density_of[2] == pytest.approx(0.165)
-    curves = tables.plotted_curves(rows, "set14/pepper", 2)
+    curves = rivals.plotted_curves(rows, "set14/pepper", 2)
     assert [r["contender"] for r in curves] == ["dense", "imp", "oes", "snip", "random"]  # seed 0, in contender order
     summary = summarize(rows)
     moved = summarize([dict(rival_row(c, 2, 27.0, final), origin=o) for c, final, o in
                        (("imp", 27.0, "own"), ("imp", 26.0, "transferred"), ("oes", 27.5, "own"),
                         ("oes", 27.4, "transferred"), ("dense", 26.0, None))], by=("contender", "origin"))
     book = {"denoise": summary}
-    n = tables.rival_numbers(summary, density_of, curves=curves, moved=moved, book=book, titles={"denoise": "noise"})
+    n = rivals.rival_numbers(summary, density_of, curves=curves, moved=moved, book=book, titles={"denoise": "noise"})
     assert (n["imp_best"], n["imp_final"], n["oes_final"]) == (28.5, 27.5, 27.8)
     assert n["oes_vs_imp_final"] == "above" and n["oes_minus_imp_final"] == pytest.approx(0.3)
     assert n["dense_drop"] == 4.0 and n["best_final_label"] == "OES" and n["best_peak_label"] == "IMP ticket (LIP)"
@@ -105,10 +105,10 @@ def test_chapter8_levels_verdicts_and_tables_from_rows():
     assert n["n_masks"] == 5  # IMP at two levels, OES, SNIP, random
     assert n["imp_moved_minus_own"] == -1.0 and n["oes_moved_minus_own"] == pytest.approx(-0.1)
     assert n["book_best"] == "noise: IMP ticket (LIP)" and n["book_density"] == pytest.approx(100 * 0.2825)
-    table = tables.rivals_table(summary, density_of).splitlines()
+    table = rivals.rivals_table(summary, density_of).splitlines()
     assert len(table) == 2 + len(summary) and table[2].startswith("| 100 % | dense DIP |")
     assert "| 16.5 % | SNIP |" in "\n".join(table) and "28.50 ± 0.50" in "\n".join(table)
-    moved_table = tables.rivals_transfer_table(moved, "set14/lenna")
+    moved_table = rivals.rivals_transfer_table(moved, "set14/lenna")
     assert "| OES | set14/lenna |" in moved_table and "| dense DIP | — |" in moved_table
 
 
