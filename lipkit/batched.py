@@ -11,7 +11,7 @@ of :func:`lipkit.fit.fit` would return, to float tolerance, by one of three meth
   idle; :func:`lipkit.imp.imp` uses it for the seeds of each round on a GPU. Callbacks,
   backtracking and channels-last act on one network and are refused.
 - ``"processes"`` (the default on a CPU): one worker process per core, one thread each
-  (:func:`lipkit.parallel.run_jobs`). A small fit cannot keep two cores busy; two fits can.
+  (:class:`lipkit.parallel.Engine`). A small fit cannot keep two cores busy; two fits can.
 - ``"sequential"``: :func:`lipkit.fit.fit` for one seed after the other, in this process.
 """
 
@@ -95,12 +95,12 @@ def fit_seeds(
                     desc=f"{desc} (seed {s})", **options)
                 for net, s, m, z in zip(nets, seeds, masks, net_inputs)]
     if method == "processes":
-        from lipkit.parallel import run_jobs
+        from lipkit.parallel import Engine
 
         jobs = [(net, operator, observation, dict(options, seed=s, masks=m, net_input=z))
                 for net, s, m, z in zip(nets, seeds, masks, net_inputs)]
         results: list[FitResult | None] = [None] * len(nets)
-        for i, (result, state) in run_jobs(_fit_and_return_state, jobs, workers=workers, device=device):
+        for i, (result, state) in Engine(device, workers).map(_fit_and_return_state, jobs):
             nets[i].load_state_dict(state)
             results[i] = result
         return results

@@ -41,7 +41,7 @@ from lipkit.fit_records import FitResult
 from lipkit.flops import step_flops
 from lipkit.matching import closest_in_ratio
 from lipkit.memory import check_fit_memory
-from lipkit.parallel import default_workers, run_cached
+from lipkit.parallel import Engine, run_cached
 from lipkit.store.cache import RecordCache
 from lipkit.summaries import group_stats
 from lipkit.tasks import Task
@@ -225,9 +225,8 @@ def race(jobs: Sequence[SpeedJob], *, cache_dir: str | os.PathLike | None = None
     dev = resolve_device(device)
     if jobs:  # the dense net is the largest contender: refuse before anything is written
         largest = max(jobs, key=lambda j: j.task.image_size[0] * j.task.image_size[1])
-        at_once = default_workers(len(jobs), dev) if workers is None else max(1, min(workers, len(jobs)))
         check_fit_memory(largest.ticket.build_net(), *largest.task.image_size, device=dev, what=largest.task.image,
-                         fits_at_once=at_once)
+                         fits_at_once=Engine(dev, workers).workers_for(len(jobs)))
     cache = RecordCache(cache_dir, prefix="race_", computed_by=__name__) if cache_dir is not None else None
     taken = [_from_imp(job) if job.fitted is not None else None for job in jobs]  # IMP's own fits: not run
     keys = [job.key(cache) if cache is not None and job.fitted is None else None for job in jobs]

@@ -31,7 +31,7 @@ from lipkit.device import resolve_device
 from lipkit.fit import default_input
 from lipkit.init_pruning import INIT_STRATEGIES, find_masks
 from lipkit.models import theta0
-from lipkit.parallel import run_jobs
+from lipkit.parallel import Engine
 from lipkit.pruning import mask_sparsity
 from lipkit.store.cache import RecordCache
 from lipkit.tasks import Task, check_task_fits
@@ -125,7 +125,7 @@ def init_tickets(jobs: Sequence[InitTicketJob], folder: str | os.PathLike, *, wo
     todo = [i for i, t in enumerate(out) if t is None]
     dev = str(resolve_device(device))
     bar = tqdm(total=len(todo), desc="masks at initialization", disable=not progress or not todo)
-    for j, ticket in run_jobs(init_ticket, [(jobs[i], dev) for i in todo], workers=workers, device=dev):
+    for j, ticket in Engine(dev, workers).map(init_ticket, [(jobs[i], dev) for i in todo]):
         i = todo[j]
         ticket.save(stems[i])
         out[i] = Ticket.load(stems[i])

@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +34,7 @@ import torch
 
 from lipkit.data import to_pil
 from lipkit.device import resolve_device
-from lipkit.parallel import worker_pool
+from lipkit.parallel import Engine
 from lipkit.pruning import dense_masks, global_prune, one_shot_magnitude, random_global, random_like
 from lipkit.store.folder import (RunConfigError, RunLock, load_masks, load_tensors, open_config, read_json,
                                  save_masks, save_state, union, write_json)
@@ -276,26 +274,22 @@ def _reuse_chain_fit(folder: ImpFolder, seed: int, level: int, main: str, name: 
 
 # --- a run: lock, config, seeds in processes --------------------------------------------------------------
 def seed_job(config: dict, make_trainer, payload, seeds: Sequence[int], run_dir: str, device: str,
-             threads: int | None, progress: bool, batch: bool) -> None:
+             progress: bool, batch: bool) -> None:
     """Run ``seeds`` in this process (a worker's job): ``make_trainer(config, payload, device, progress,
     batch)`` builds the trainer."""
-    if threads:
-        torch.set_num_threads(threads)
     trainer = make_trainer(config, payload, resolve_device(device), progress, batch)
     run_seeds(config, trainer, seeds, ImpFolder(run_dir))
 
 
 def how_seeds_run(n_seeds: int, device, workers: int | None, batch_seeds: bool | None) -> tuple[bool, int]:
     """(batched, worker processes) for ``n_seeds`` seeds: batched by default on a GPU with several
-    seeds; otherwise one process per CPU core (at most one per seed) on a CPU, one on a GPU."""
+    seeds; otherwise the job engine's workers for one job per seed (:class:`lipkit.parallel.Engine`)."""
     dev = resolve_device(device)
     if batch_seeds is None:
         batch_seeds = dev.type != "cpu" and n_seeds > 1
     if batch_seeds:
         return True, 1
-    if workers is None:
-        workers = min(n_seeds, os.cpu_count() or 1) if dev.type == "cpu" else 1
-    return False, max(1, min(workers, n_seeds))
+    return False, Engine(dev, workers).workers_for(n_seeds)
 
 
 def start_run(run_dir, config: dict, make_trainer, payload, seeds: Sequence[int], *, device, workers,
@@ -313,32 +307,27 @@ def start_run(run_dir, config: dict, make_trainer, payload, seeds: Sequence[int]
         open_config(run_dir, config, extendable=EXTENDABLE, what=what)
         dev = resolve_device(device)
         batch_seeds, workers = how_seeds_run(len(seeds), dev, workers, batch_seeds)
-        if batch_seeds:
-            seed_job(config, make_trainer, payload, list(seeds), str(run_dir), str(dev), None, progress, True)
+        if batch_seeds or workers == 1:
+            seed_job(config, make_trainer, payload, list(seeds), str(run_dir), str(dev), progress, batch_seeds)
             return
-        if workers == 1:
-            seed_job(config, make_trainer, payload, list(seeds), str(run_dir), str(dev), None, progress, False)
-            return
-        threads = max(1, (os.cpu_count() or 1) // workers)
-        with worker_pool(workers) as pool:  # workers die with this process, and so never write unlocked
-            futures = [pool.submit(seed_job, config, make_trainer, payload, [s], str(run_dir), str(dev), threads,
-                                   False, False) for s in seeds]
-            _watch(futures, run_dir, seeds, total, progress)
-            for f in futures:
-                f.result()  # re-raise a worker's error here
+        _seeds_in_workers(run_dir, config, make_trainer, payload, seeds, dev, workers, total, progress)
 
 
-def _watch(futures, run_dir: Path, seeds, total: int, progress: bool) -> None:
-    """Progress bar over the records the workers write, until they are done."""
+def _seeds_in_workers(run_dir: Path, config, make_trainer, payload, seeds, dev, workers: int, total: int,
+                      progress: bool) -> None:
+    """One job per seed on the job engine's workers (they die with this process, and so never write
+    unlocked), with a progress bar over the records they write."""
     from tqdm.auto import tqdm
 
-    def count() -> int:
-        return ImpFolder(run_dir).records_written(seeds)
-
     bar = tqdm(total=total, desc="IMP rounds", disable=not progress)
-    while not all(f.done() for f in futures):
-        bar.n = count()
+
+    def written() -> None:
+        bar.n = ImpFolder(run_dir).records_written(seeds)
         bar.refresh()
-        time.sleep(1.0)
-    bar.n = count()
+
+    jobs = [(config, make_trainer, payload, [s], str(run_dir), str(dev), False, False) for s in seeds]
+    for _ in Engine(dev, workers).map(seed_job, jobs, waiting=written if progress else None):
+        pass  # a worker's error is raised here
+    if progress:
+        written()
     bar.close()

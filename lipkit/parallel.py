@@ -1,9 +1,12 @@
-"""Independent jobs in worker processes: how lipkit uses two CPU cores well.
+"""Independent jobs in worker processes: lipkit's one job engine, :class:`Engine`.
 
 A DIP fit of a small image cannot keep several cores busy (measured at 64 px: two threads run
 a fit only about 1.3× faster than one), so on a CPU independent fits run in separate processes
 with one thread each. On a GPU they run one after another in this process. The worker
 processes are started once per process and kept for the next job call (:func:`worker_pool`).
+Every runner of lipkit (the lottery driver's seeds, sweeps, init tickets, transfers, deep
+decoders, chapter 7's race, the batched seeds' processes) asks :class:`Engine` how many workers
+and threads, and runs its jobs through :meth:`Engine.map`.
 """
 
 from __future__ import annotations
@@ -12,20 +15,14 @@ import multiprocessing as mp
 import os
 import threading
 from contextlib import contextmanager
-from concurrent.futures import Future, ProcessPoolExecutor, as_completed, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
 
 import torch
 
 from lipkit.device import resolve_device
 from lipkit.runtime import release_freed_memory
-
-
-def default_workers(n_jobs: int, device=None) -> int:
-    """One process per CPU core on a CPU (at most one per job), one on a GPU."""
-    dev = resolve_device(device)
-    workers = (os.cpu_count() or 1) if dev.type == "cpu" else 1
-    return max(1, min(workers, n_jobs))
 
 
 def die_with_parent(parent: int) -> None:
@@ -139,24 +136,65 @@ def _then_release(fn: Callable, *args, **kwargs):
         release_freed_memory()  # a worker kept for the next call holds no more than it needs
 
 
-def run_jobs(fn: Callable, jobs: Sequence[tuple], *, workers: int | None = None, device=None) -> Iterator[tuple[int, object]]:
-    """Yield ``(index, fn(*jobs[index]))`` as the jobs finish.
+@dataclass(frozen=True)
+class Engine:
+    """Where independent jobs run, and with how many threads: the one worker and thread policy.
 
-    ``fn`` must be importable (a module-level function) for the worker processes; they are
-    started with ``spawn``, so the library works the same from notebooks and scripts.
+    On a CPU, one worker process per ``cpus_per_job`` cores (at most one per job), each with
+    cores // workers threads; on a GPU, one worker. ``workers`` fixes the number (still at most one
+    per job). A single worker runs the jobs in this process, with its own threads, unless
+    ``isolate`` (a sweep: a job that dies must not take the sweep with it). Records made in a job
+    carry the thread count the job really had (``FitResult.record``).
+
+    >>> Engine("cpu", workers=8).workers_for(3), Engine("cpu", workers=1).workers_for(5)
+    (3, 1)
     """
-    if not jobs:
-        return
-    workers = default_workers(len(jobs), device) if workers is None else max(1, min(workers, len(jobs)))
-    if workers == 1:
-        for i, args in enumerate(jobs):
-            yield i, fn(*args)
-        return
-    threads = max(1, (os.cpu_count() or 1) // workers)
-    with worker_pool(workers) as pool:
-        futures = {pool.submit(_call, fn, threads, args): i for i, args in enumerate(jobs)}
-        for future in as_completed(futures):
-            yield futures[future], future.result()
+
+    device: object = None
+    workers: int | None = None
+    cpus_per_job: int = 1
+    isolate: bool = False
+
+    def workers_for(self, n_jobs: int) -> int:
+        """Worker processes for ``n_jobs`` jobs (1: this process, unless ``isolate``)."""
+        if self.workers is not None:
+            workers = self.workers
+        elif resolve_device(self.device).type == "cpu":
+            workers = (os.cpu_count() or 1) // max(1, self.cpus_per_job)
+        else:
+            workers = 1
+        return max(1, min(workers, n_jobs))
+
+    @staticmethod
+    def threads_for(workers: int) -> int:
+        """Threads of each of ``workers`` worker processes: the cores, shared out."""
+        return max(1, (os.cpu_count() or 1) // workers)
+
+    def map(self, fn: Callable, jobs: Sequence[tuple], *, waiting: Callable[[], None] | None = None,
+            every: float = 1.0) -> Iterator[tuple[int, object]]:
+        """Yield ``(index, fn(*jobs[index]))`` as the jobs finish; ``waiting()`` is called every ``every``
+        seconds while workers run (a progress bar over files the jobs write).
+
+        ``fn`` must be importable (a module-level function) for the worker processes; they are
+        started with ``spawn``, so the library works the same from notebooks and scripts.
+        """
+        if not jobs:
+            return
+        workers = self.workers_for(len(jobs))
+        if workers == 1 and not self.isolate:
+            for i, args in enumerate(jobs):
+                yield i, fn(*args)
+            return
+        threads = self.threads_for(workers)
+        with worker_pool(workers) as pool:
+            futures = {pool.submit(_call, fn, threads, args): i for i, args in enumerate(jobs)}
+            pending = set(futures)
+            while pending:
+                done, pending = wait(pending, timeout=every if waiting else None, return_when=FIRST_COMPLETED)
+                if waiting is not None:
+                    waiting()
+                for future in done:
+                    yield futures[future], future.result()
 
 
 def run_cached(fn: Callable, jobs: Sequence[tuple], keys: Sequence[str | None], cache, *, workers: int | None = None,
@@ -165,7 +203,7 @@ def run_cached(fn: Callable, jobs: Sequence[tuple], keys: Sequence[str | None], 
     """The record of every job, in order: ``fn(*jobs[i])`` returns ``(record, image)``; a record
     found in ``cache`` (a :class:`lipkit.store.cache.RecordCache`, or None) under ``keys[i]`` is
     taken instead of running the job, and one run is put there with its image. ``records[i]``
-    given (not None) is kept as it is. The jobs to run go to :func:`run_jobs`."""
+    given (not None) is kept as it is. The jobs to run go to :meth:`Engine.map`."""
     from tqdm.auto import tqdm
 
     out = list(records) if records is not None else [None] * len(jobs)
@@ -178,7 +216,7 @@ def run_cached(fn: Callable, jobs: Sequence[tuple], keys: Sequence[str | None], 
     if not todo:
         return out
     bar = tqdm(total=len(todo), desc=desc, disable=not progress)
-    for j, (record, image) in run_jobs(fn, [jobs[i] for i in todo], workers=workers, device=device):
+    for j, (record, image) in Engine(device, workers).map(fn, [jobs[i] for i in todo]):
         i = todo[j]
         out[i] = cache.put(keys[i], record, image) if cache is not None else record
         bar.update()

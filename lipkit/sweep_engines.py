@@ -18,11 +18,10 @@ will not go away comes back once, with its message, and the others go on.
 from __future__ import annotations
 
 import os
-from concurrent.futures import FIRST_COMPLETED, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Iterator
 
-from lipkit.parallel import worker_pool
+from lipkit.parallel import Engine
 from lipkit.sweep import ENGINES, Sweep, SweepJob, records_done, records_expected, run_job
 
 RAY_VERSION = "2.60.0"  # the lipkit[ray] extra's pin: a driver and its cluster must run the same Ray
@@ -61,25 +60,22 @@ def _crashed(job: SweepJob, runs: int) -> dict:
 
 
 def _run_local(todo: list[SweepJob], root, sweep: Sweep, workers: int | None) -> Iterator[dict]:
+    """The jobs on this machine, each in a worker process of the job engine (:class:`lipkit.parallel.Engine`:
+    one per ``sweep.cpus`` cores, one in all for GPU jobs on a GPU); a job whose worker dies runs again,
+    up to ``sweep.retries`` times."""
     import torch
 
-    if workers is None:
-        workers = 1 if (sweep.gpus and torch.cuda.is_available()) else max(1, (os.cpu_count() or 1) // sweep.cpus)
-    workers = max(1, min(workers, len(todo) or 1))
+    device = "cuda" if sweep.gpus and torch.cuda.is_available() else "cpu"
+    engine = Engine(device, workers, cpus_per_job=sweep.cpus, isolate=True)
     runs = {job.id: 0 for job in todo}
     reported: set[str] = set()
     while todo:
         for job in todo:
             runs[job.id] += 1
         try:
-            with worker_pool(workers) as pool:
-                left = {pool.submit(run_job, job, str(root), sweep.cpus): job for job in todo}
-                while left:
-                    done, _ = wait(left, return_when=FIRST_COMPLETED)
-                    for future in done:
-                        result = future.result()
-                        reported.add(left.pop(future).id)
-                        yield result
+            for i, result in engine.map(run_job, [(job, str(root), sweep.cpus) for job in todo]):
+                reported.add(todo[i].id)
+                yield result
             todo = []
         except BrokenProcessPool:  # a worker died (killed, out of memory), in a job or at submit: run the rest again
             todo = [job for job in todo if job.id not in reported]

@@ -27,7 +27,7 @@ from typing import Sequence
 from lipkit.device import resolve_device
 from lipkit.fit import fit
 from lipkit.memory import check_fit_memory
-from lipkit.parallel import default_workers, run_cached
+from lipkit.parallel import Engine, run_cached
 from lipkit.pruning import random_like, sparsity_report
 from lipkit.store.cache import RecordCache
 from lipkit.summaries import level_curve
@@ -94,9 +94,8 @@ def check_jobs(jobs: Sequence[TransferJob], device, workers: int | None) -> None
         job.ticket.check_image(*job.task.image_size)
     if jobs:
         largest = max(jobs, key=lambda j: j.task.image_size[0] * j.task.image_size[1])
-        at_once = default_workers(len(jobs), device) if workers is None else max(1, min(workers, len(jobs)))
         check_fit_memory(largest.ticket.build_net(), *largest.task.image_size, device=resolve_device(device),
-                         what=largest.task.image, fits_at_once=at_once)
+                         what=largest.task.image, fits_at_once=Engine(device, workers).workers_for(len(jobs)))
 
 
 def transfer(ticket: Ticket, task: Task, *, variant: str = "ticket", seed: int | None = None,

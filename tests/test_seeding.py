@@ -209,11 +209,11 @@ def best_psnr_of_fit(observation_seed: int, fit_seed: int, crop: int, iters: int
 def test_a_fit_seed_equal_to_the_observation_seed_is_not_worse(mirror_dir):
     # The coupling cost 1 dB here (30.61 dB same-seed against 31.62 unrelated, 700 steps). Now
     # the same seed is just another draw: 3 fits each way, 64 px baby, the LIP net, 450 steps.
-    from lipkit.parallel import run_jobs
+    from lipkit.parallel import Engine
 
     seeds = [0, 1, 2]
     jobs = [(s, s, 64, 450) for s in seeds] + [(1000 + s, s, 64, 450) for s in seeds]
-    best = dict(run_jobs(best_psnr_of_fit, jobs, device="cpu"))
+    best = dict(Engine("cpu").map(best_psnr_of_fit, jobs))
     same = sum(best[i] for i in range(3)) / 3
     unrelated = sum(best[i] for i in range(3, 6)) / 3
     assert same - unrelated > -0.5, (same, unrelated)

@@ -160,7 +160,7 @@ def test_a_job_ends_the_seed_workers_it_kept(tmp_path):
     from lipkit import parallel
 
     parallel.shutdown_workers()
-    dict(parallel.run_jobs(os.getpid, [()] * 2, workers=2))  # what a job's two seed workers leave
+    dict(parallel.Engine("cpu", workers=2).map(os.getpid, [()] * 2))  # what a job's two seed workers leave
     assert parallel._POOL
     job = sweep.load(tiny_sweep(tmp_path)).jobs[0]
     result = sweep.run_job(job, str(tmp_path / "runs"), threads=1)
@@ -175,24 +175,24 @@ def test_a_pool_that_breaks_at_submit_runs_every_job_once_more(tmp_path, monkeyp
     from concurrent.futures.process import BrokenProcessPool
     from contextlib import contextmanager
 
-    from lipkit import sweep_engines
+    from lipkit import parallel, sweep_engines
 
     submits = []
 
     class BreaksOnce:
-        def submit(self, fn, job, *args):
-            submits.append(job.id)
+        def submit(self, call, fn, threads, args):  # what Engine.map submits: lipkit.parallel._call
+            submits.append(args[0].id)
             if len(submits) == 2:
                 raise BrokenProcessPool("a worker died")
             future = Future()
-            future.set_result(fn(job, *args))
+            future.set_result(fn(*args))
             return future
 
     @contextmanager
     def pool(workers):
         yield BreaksOnce()
 
-    monkeypatch.setattr(sweep_engines, "worker_pool", pool)
+    monkeypatch.setattr(parallel, "worker_pool", pool)
     monkeypatch.setattr(sweep_engines, "run_job", lambda job, root, cpus: dict(id=job.id, state="done"))
     plan = sweep.load(tiny_sweep(tmp_path))
     results = list(sweep_engines._run_local(list(plan.jobs), tmp_path, plan, workers=2))
