@@ -2,7 +2,7 @@
 
 Every measurement that compares lipkit with a baseline runs in a fresh worker process with its
 thread count set, so that neither side inherits the other's state (lipkit's fit keeps freed
-memory in the process, see ``lipkit.fit.keep_freed_memory``; the baseline must not profit).
+memory in the process, see ``lipkit.fitting.loop.keep_freed_memory``; the baseline must not profit).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def smooth_image(size: int):
 
 
 class StepClock:
-    """A ``lipkit.fit`` callback timing the steps after ``warmup`` (``seconds_per_step`` once the
+    """A ``lipkit.fitting.loop`` callback timing the steps after ``warmup`` (``seconds_per_step`` once the
     fit is done); on a GPU it synchronises before reading the clock."""
 
     def __init__(self, warmup: int, steps: int, device: str):

@@ -1,9 +1,9 @@
 """Does a channel ticket save time? One DIP fit of the dense LIP skip net against its compacted
-channel ticket (``lipkit.channels.compact``), same steps, same machine, side by side.
+channel ticket (``lipkit.pruning.channels.compact``), same steps, same machine, side by side.
 
 The ticket keeps ``--keep`` of every layer's channels (ranked by filter magnitude); its FLOPs per
-step (forward + backward, :func:`lipkit.flops.step_flops`) are about keep² of the dense net's. Each
-measurement is a whole ``lipkit.fit.fit`` in a fresh process with 1 or 2 threads; the time per
+step (forward + backward, :func:`lipkit.fitting.flops.step_flops`) are about keep² of the dense net's. Each
+measurement is a whole ``lipkit.fitting.loop.fit`` in a fresh process with 1 or 2 threads; the time per
 step is taken after warm-up steps; whole fits of the quick profile's length (200 steps at 64 px,
 network construction and start-up included) are timed apart.
 The two sides alternate; each side's time is the median over ``--repeats``.
@@ -26,9 +26,9 @@ GPU_STEPS = {64: (20, 100), 128: (20, 100), 256: (10, 50), 512: (10, 30)}
 
 
 def network(compacted: bool, keep: float):
-    from lipkit.channels import compact, dense_channels, parameter_masks, prune_channels
+    from lipkit.pruning.channels import compact, dense_channels, parameter_masks, prune_channels
     from lipkit.models import skip_net
-    from lipkit.pruning import apply_masks
+    from lipkit.pruning.masks import apply_masks
     from lipkit.seeding import seeded
 
     with seeded(0, "weights"):
@@ -41,15 +41,15 @@ def network(compacted: bool, keep: float):
 
 
 def step_gflop(net, size: int) -> float:
-    """Forward + backward GFLOP of one step (:func:`lipkit.flops.step_flops`, nothing runs)."""
-    from lipkit.flops import step_flops
+    """Forward + backward GFLOP of one step (:func:`lipkit.fitting.flops.step_flops`, nothing runs)."""
+    from lipkit.fitting.flops import step_flops
 
     return step_flops(net, size, size) / 1e9
 
 
 def time_fit(compacted: bool, keep: float, size: int, warmup: int, steps: int, device: str) -> tuple[float, float]:
-    """(seconds per step after ``warmup`` steps, seconds of the whole fit) of ``lipkit.fit.fit``."""
-    from lipkit.fit import fit
+    """(seconds per step after ``warmup`` steps, seconds of the whole fit) of ``lipkit.fitting.loop.fit``."""
+    from lipkit.fitting.loop import fit
     from lipkit.operators import Denoising
 
     start = time.perf_counter()

@@ -1,9 +1,9 @@
-"""One IMP round at the quick profile's size: lipkit.imp vs the plain DIP loop plus pruning.
+"""One IMP round at the quick profile's size: lipkit.lottery.imp vs the plain DIP loop plus pruning.
 
 A round is one fit of the (dense) skip net followed by global magnitude pruning of 20% of the
 conv weights. Quick profile size: 64 px crop of set5/baby (or a synthetic image when the image
 mirror is missing), skip net of width 32, DIP denoising for 200 iterations. lipkit runs
-``lipkit.imp.imp(rounds=0)`` into a temporary run folder (fit, PNG, masks, records); the
+``lipkit.lottery.imp.imp(rounds=0)`` into a temporary run folder (fit, PNG, masks, records); the
 baseline runs ``benchmarks/baseline.py``'s loop, then ranks all conv weights by magnitude.
 Both sides use every core, in fresh processes. With several seeds lipkit runs them in worker
 processes on a CPU and as one batched model on a GPU (its defaults); the baseline runs them one
@@ -28,7 +28,7 @@ def quick_task(size: int, iters: int):
     """Denoising a ``size`` px crop of set5/baby from the image mirror, or a synthetic image without one."""
     from dataclasses import replace
 
-    from lipkit.settings import PRESETS
+    from lipkit.fitting.settings import PRESETS
     from lipkit.operators import Denoising
     from lipkit.tasks import Task, make_task
 
@@ -42,7 +42,7 @@ def quick_task(size: int, iters: int):
 def lipkit_round(size, width, iters, n_seeds, device) -> float:
     import torch
 
-    from lipkit.imp import imp
+    from lipkit.lottery.imp import imp
 
     task = quick_task(size, iters)
     arch = dict(num_channels_down=[width] * 5, num_channels_up=[width] * 5)
@@ -59,7 +59,7 @@ def baseline_round(size, width, iters, n_seeds, device) -> float:
     import torch
 
     from baseline import DipLoop
-    from lipkit.fit import default_input
+    from lipkit.fitting.loop import default_input
     from lipkit.models import skip_net
     from lipkit.seeding import seeded
 

@@ -29,7 +29,7 @@ def run(task_name: str, option: str, seeds: list[int], size: int, width: int, it
         device: str) -> list[dict]:
     import torch
 
-    from lipkit.batched import fit_seeds
+    from lipkit.fitting.batched import fit_seeds
     from lipkit.models import skip_net
     from lipkit.seeding import seeded
     from lipkit.tasks import make_task

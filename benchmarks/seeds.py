@@ -1,4 +1,4 @@
-"""Seeds in parallel: S independent fits at once (lipkit.batched.fit_seeds) vs one after another.
+"""Seeds in parallel: S independent fits at once (lipkit.fitting.batched.fit_seeds) vs one after another.
 
 Throughput is iterations per second over all seeds, wall clock from the call to the results,
 worker start-up included. On a CPU "at once" is worker processes with one thread each and
@@ -25,7 +25,7 @@ def run(method: str, n_seeds: int, size: int, width: int, iters: int, device: st
     """Seconds for ``n_seeds`` fits of ``iters`` iterations by ``method`` (after a short warm-up fit)."""
     import torch
 
-    from lipkit.batched import fit_seeds
+    from lipkit.fitting.batched import fit_seeds
     from lipkit.models import skip_net
     from lipkit.operators import Denoising
     from lipkit.seeding import seeded

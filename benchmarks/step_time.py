@@ -1,8 +1,8 @@
-"""Per-iteration time of one DIP fitting step: lipkit.fit vs the plain DIP loop, and GFLOP/s.
+"""Per-iteration time of one DIP fitting step: lipkit.fitting.loop vs the plain DIP loop, and GFLOP/s.
 
 The step is DIP denoising on the LIP skip net (width 128, 2.2 M parameters): input noise,
 forward, backward, Adam, moving average, PSNR tracking against the clean image. lipkit runs
-``lipkit.fit.fit`` (default options); the baseline is ``benchmarks/baseline.py``. Each
+``lipkit.fitting.loop.fit`` (default options); the baseline is ``benchmarks/baseline.py``. Each
 measurement runs in a fresh process with 1 or 2 threads; the two sides alternate, and each
 side's time is the median over its repeats. Achieved GFLOP/s counts the forward and backward
 FLOPs (``torch.utils.flop_counter``, on the meta device) over the measured step time, and is
@@ -27,7 +27,7 @@ GPU_STEPS = {64: (20, 100), 128: (20, 100), 256: (10, 50), 512: (10, 30)}
 
 
 def problem(size: int, seed: int = 0):
-    from lipkit.fit import default_input
+    from lipkit.fitting.loop import default_input
     from lipkit.models import skip_net
     from lipkit.operators import Denoising
     from lipkit.seeding import seeded
@@ -42,12 +42,13 @@ def problem(size: int, seed: int = 0):
 
 
 def time_lipkit(size: int, warmup: int, steps: int, device: str, options: dict) -> float:
-    """Seconds per step of ``lipkit.fit.fit`` after ``warmup`` steps (timed by a callback)."""
-    from lipkit.fit import fit
+    """Seconds per step of ``lipkit.fitting.loop.fit`` after ``warmup`` steps (timed by a callback)."""
+    from lipkit.fitting.loop import fit
 
     net, z, op, noisy, clean = problem(size)
     clock = StepClock(warmup, steps, device)
-    # lipkit's fast configuration: the fused Adam is opt-in because it rounds differently (lipkit.fit.make_adam)
+    # lipkit's fast configuration: the fused Adam is opt-in because it rounds differently
+    # (lipkit.runtime.make_adam)
     options = {"fused_adam": True, **options}
     fit(net, op, noisy, settings="denoise", num_iter=warmup + steps, net_input=z, reference=clean, device=device,
         progress=False, callbacks=[clock], **options)
@@ -76,8 +77,8 @@ def time_baseline(size: int, warmup: int, steps: int, device: str) -> float:
 
 
 def step_gflop(size: int) -> float:
-    """Forward + backward GFLOP of one step (:func:`lipkit.flops.step_flops`, nothing runs)."""
-    from lipkit.flops import step_flops
+    """Forward + backward GFLOP of one step (:func:`lipkit.fitting.flops.step_flops`, nothing runs)."""
+    from lipkit.fitting.flops import step_flops
     from lipkit.models import skip_net
 
     return step_flops(skip_net(), size, size) / 1e9
@@ -90,7 +91,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="torch threads; 0 = leave as is")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--repeats", type=int, default=2, help="alternating repeats per side at 64 and 128 px")
-    ap.add_argument("--options", default="", help="lipkit.fit options, e.g. channels_last=1,allow_tf32=1,bf16=1")
+    ap.add_argument("--options", default="", help="lipkit.fitting.loop.fit options, e.g. channels_last=1,allow_tf32=1,bf16=1")
     ap.add_argument("--name", default=None, help="results file name (default step_time_<device>)")
     args = ap.parse_args()
     options = {k: bool(int(v)) for k, v in (kv.split("=") for kv in args.options.split(",") if kv)}

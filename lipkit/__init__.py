@@ -7,23 +7,19 @@ Modules, one concept each, by the layer they belong to (the README's layout tabl
   :mod:`~lipkit.data` (checksummed images), :mod:`~lipkit.metrics`, :mod:`~lipkit.resample`,
   :mod:`~lipkit.summaries` (over seeds) and :mod:`~lipkit.matching` (closest in ratio);
 - networks and degradations: :mod:`~lipkit.models` (skip net, deep decoder, ``theta0``),
-  :mod:`~lipkit.operators`, :mod:`~lipkit.tasks`, :mod:`~lipkit.settings`;
-- fitting: :mod:`~lipkit.fit` (the loop), :mod:`~lipkit.seed_axis` (what it steps),
-  :mod:`~lipkit.batched` (several seeds at once), :mod:`~lipkit.tracking`, :mod:`~lipkit.fit_records` (results and the per-fit record),
-  :mod:`~lipkit.early_stopping` (ES-WMV), :mod:`~lipkit.runtime`, :mod:`~lipkit.memory`,
-  :mod:`~lipkit.flops`, :mod:`~lipkit.parallel` (the worker pool);
-- pruning: :mod:`~lipkit.pruning`, :mod:`~lipkit.channels`, :mod:`~lipkit.init_pruning`,
-  :mod:`~lipkit.tickets`;
-- lottery runs: :mod:`~lipkit.lottery` (the one driver), :mod:`~lipkit.imp`,
-  :mod:`~lipkit.weight_sharing`, :mod:`~lipkit.gan` with :mod:`~lipkit.wgan`,
-  :mod:`~lipkit.gan_data` and :mod:`~lipkit.mom`;
-- studies: :mod:`~lipkit.transfer`, :mod:`~lipkit.deep_decoder_runs`, :mod:`~lipkit.fast_tickets`,
-  :mod:`~lipkit.init_tickets`, :mod:`~lipkit.init_vs_imp`;
-- the book: :mod:`~lipkit.experiments`, :mod:`~lipkit.book` (and :mod:`~lipkit.book.tables`,
-  :mod:`~lipkit.book.rivals`, :mod:`~lipkit.book.reproduction`),
-  :mod:`~lipkit.paper`, :mod:`~lipkit.results`, :mod:`~lipkit.plots`, :mod:`~lipkit.widgets`;
-- runs at scale: :mod:`~lipkit.store`, :mod:`~lipkit.sweep`, :mod:`~lipkit.sweep_engines`,
-  :mod:`~lipkit.ledger`, :mod:`~lipkit.ledger_files`, :mod:`~lipkit.paper_plan`, :mod:`~lipkit.cli`.
+  :mod:`~lipkit.operators`, :mod:`~lipkit.tasks`;
+- :mod:`~lipkit.fitting`: the one loop (:mod:`~lipkit.fitting.loop`), what it steps, records and
+  stops by, its settings, and what a fit needs in memory and FLOPs; :mod:`~lipkit.runtime`: speed
+  options and the process's memory; :mod:`~lipkit.parallel`: the one job engine;
+- :mod:`~lipkit.pruning`: masks, channels, masks at initialization, tickets;
+- :mod:`~lipkit.lottery`: the one driver (:mod:`~lipkit.lottery.driver`), single-image and
+  weight-sharing IMP; :mod:`~lipkit.gan`: chapter 6 (generator IMP, WGAN-GP, MOM, data);
+- :mod:`~lipkit.studies`: transfer, deep decoders, the race of chapter 7, masks at initialization
+  against IMP;
+- the book: :mod:`~lipkit.experiments`, :mod:`~lipkit.book` (tables and verdicts, paper-scale records),
+  :mod:`~lipkit.paper`, :mod:`~lipkit.plots`, :mod:`~lipkit.widgets`;
+- runs at scale: :mod:`~lipkit.store`, :mod:`~lipkit.runs` (sweeps, the ledger, the paper plan),
+  :mod:`~lipkit.cli`.
 """
 
 __version__ = "0.2.0"

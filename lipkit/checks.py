@@ -36,7 +36,7 @@ def _window(v) -> bool:
 
 
 def _baselines(v) -> bool:
-    from lipkit.lottery import BRANCHES
+    from lipkit.lottery.driver import BRANCHES
 
     return isinstance(v, (list, tuple)) and all(isinstance(b, str) and b in BRANCHES for b in v)
 
@@ -61,7 +61,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "rewind_iteration": (_at_least(0), "a whole number >= 0"),
     "kate_window": (_window, "two whole numbers >= 0 (the crop's top-left corner), or null"),
     "search_on": (lambda v: v in ("observation", "clean"), "'observation' or 'clean'"),
-    "baselines": (_baselines, "a list of baselines from lipkit.lottery.BRANCHES"),
+    "baselines": (_baselines, "a list of baselines from lipkit.lottery.driver.BRANCHES"),
     "densities": (lambda v: isinstance(v, (list, tuple)) and bool(v) and all(_number(d) and 0 < d < 1 for d in v),
                   "a list of fractions of the conv weights kept, each in (0, 1)"),
 }

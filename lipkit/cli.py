@@ -81,7 +81,7 @@ def _seeds(a: argparse.Namespace, default: list) -> list:
 
 
 def _imp(a: argparse.Namespace) -> int:
-    from lipkit.imp import imp
+    from lipkit.lottery.imp import imp
 
     check_options(a)
     task = _task(a)
@@ -103,8 +103,8 @@ def _imp(a: argparse.Namespace) -> int:
 
 
 def _ticket(a: argparse.Namespace) -> int:
-    from lipkit.imp import ImpRun
-    from lipkit.tickets import Ticket
+    from lipkit.lottery.imp import ImpRun
+    from lipkit.pruning.tickets import Ticket
 
     if a.round < 0 or a.seed < 0:
         raise UsageError(f"--round and --seed must be >= 0, got {a.round} and {a.seed}")
@@ -118,7 +118,7 @@ def _ticket(a: argparse.Namespace) -> int:
 
 
 def _refuse_existing(out: str) -> None:
-    from lipkit.tickets import ticket_files
+    from lipkit.pruning.tickets import ticket_files
 
     for path in ticket_files(out):  # a ticket someone made is never overwritten
         if path.exists():
@@ -126,8 +126,8 @@ def _refuse_existing(out: str) -> None:
 
 
 def _prune_init(a: argparse.Namespace) -> int:
-    from lipkit.init_tickets import InitTicketJob, init_ticket
-    from lipkit.tickets import Ticket
+    from lipkit.studies.init_tickets import InitTicketJob, init_ticket
+    from lipkit.pruning.tickets import Ticket
 
     check_options(a)
     _refuse_existing(a.out)
@@ -142,8 +142,8 @@ def _prune_init(a: argparse.Namespace) -> int:
 
 
 def _transfer(a: argparse.Namespace) -> int:
-    from lipkit.tickets import Ticket
-    from lipkit.transfer import TransferJob, transfer_many
+    from lipkit.pruning.tickets import Ticket
+    from lipkit.studies.transfer import TransferJob, transfer_many
 
     check_options(a)
     ticket = Ticket.load(a.ticket)
@@ -156,8 +156,8 @@ def _transfer(a: argparse.Namespace) -> int:
 
 
 def _sweep(a: argparse.Namespace) -> int:
-    from lipkit import sweep
-    from lipkit.sweep_engines import run_sweep
+    from lipkit.runs import sweep
+    from lipkit.runs.sweep_engines import run_sweep
 
     plan = sweep.load(a.file)
     if a.workers is not None and a.workers < 1:
@@ -232,8 +232,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--debug", action="store_true", help="show the traceback of an error (or LIPKIT_DEBUG=1)")
     p.set_defaults(handler=_ticket)
 
-    from lipkit.init_pruning import INIT_STRATEGIES
-    from lipkit.init_tickets import OES_PAPER_STEPS
+    from lipkit.pruning.at_init import INIT_STRATEGIES
+    from lipkit.studies.init_tickets import OES_PAPER_STEPS
 
     p = sub.add_parser("prune-init", help="a ticket from a mask chosen at initialization (.safetensors + .json)")
     add_task_options(p)

@@ -29,9 +29,9 @@ class UsageError(ValueError):
 def user_errors() -> tuple[type[BaseException], ...]:
     """What a user's input or machine can cause: reported in one line, without a traceback."""
     from lipkit.data import DataError
-    from lipkit.fit import FitDivergedError
+    from lipkit.fitting.loop import FitDivergedError
     from lipkit.store.folder import RunConfigError, RunInUseError
-    from lipkit.tickets import TicketMismatchError
+    from lipkit.pruning.tickets import TicketMismatchError
 
     errors: tuple = (UsageError, ValueError, KeyError, MemoryError, RunConfigError, RunInUseError,
                      TicketMismatchError, FitDivergedError, DataError, OSError)

@@ -23,12 +23,12 @@ from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 from lipkit import book
-from lipkit.imp import ImpRun, imp
+from lipkit.lottery.imp import ImpRun, imp
 from lipkit.models import theta0
-from lipkit.pruning import dense_masks
+from lipkit.pruning.masks import dense_masks
 from lipkit.tasks import Task, make_task
-from lipkit.tickets import Ticket
-from lipkit.transfer import TransferJob, transfer_many
+from lipkit.pruning.tickets import Ticket
+from lipkit.studies.transfer import TransferJob, transfer_many
 
 # The paper's single-image problems (LIP Fig. 2 and its code), by the names the book uses.
 PAPER_TASKS = {
@@ -182,9 +182,9 @@ class Experiments:
         return self.imp(spec.pop("kind"), spec.pop("image"), baselines=baselines, **spec, **settings)
 
     def shared_imp(self, images: Sequence[str], input_mode: str, name: str, *, seeds: int, crop: int) -> ImpRun:
-        """Weight-sharing IMP (:func:`lipkit.weight_sharing.imp_shared`) for denoising ``images``,
+        """Weight-sharing IMP (:func:`lipkit.lottery.weight_sharing.imp_shared`) for denoising ``images``,
         centre-cropped to ``crop`` px, with this profile's rounds and rate, in the run ``name``."""
-        from lipkit.weight_sharing import imp_shared
+        from lipkit.lottery.weight_sharing import imp_shared
 
         tasks = [self.task("denoise", image, crop=crop) for image in images]
         return imp_shared(tasks, input_mode=input_mode, rounds=self.rounds, rate=self.rate, seeds=range(seeds),
@@ -193,8 +193,8 @@ class Experiments:
 
     def deep_decoders(self, task: Task, widths: Sequence[int]) -> list[dict]:
         """Deep decoders of ``widths`` channels fitted to ``task`` with this profile's seeds
-        (:func:`lipkit.deep_decoder_runs.deep_decoder_runs`, cached with this profile's runs)."""
-        from lipkit.deep_decoder_runs import deep_decoder_runs
+        (:func:`lipkit.studies.deep_decoder_runs.deep_decoder_runs`, cached with this profile's runs)."""
+        from lipkit.studies.deep_decoder_runs import deep_decoder_runs
 
         return deep_decoder_runs(task, widths, seeds=range(self.seeds), cache_dir=self.runs_root / "deep_decoder",
                                  workers=self.workers, progress=self.progress)

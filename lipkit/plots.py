@@ -71,7 +71,7 @@ def show_images(images: Sequence[torch.Tensor], titles: Sequence[str] | None = N
 
 def plot_psnr_curves(result, *, baseline_psnr: float | None = None, baseline_label: str = "observation",
                      title: str | None = None, ax=None):
-    """PSNR against iteration for one :class:`lipkit.fit.FitResult`.
+    """PSNR against iteration for one :class:`lipkit.fitting.loop.FitResult`.
 
     Draws the raw output and, when the fit used one, its moving average; marks the three
     stopping rules (best iteration, ES-WMV's pick, last iteration), draws ``baseline_psnr`` (e.g.
@@ -146,7 +146,7 @@ def _sparsity_axes(ax, title: str | None, ylabel: str) -> None:
 
 def plot_sparsity_curves(run, methods=("imp", "random_global", "random_layerwise"), *, key: str = "best_psnr",
                          title: str | None = None, ylabel: str | None = None, ax=None):
-    """PSNR against measured sparsity for an :class:`lipkit.imp.ImpRun`: mean ± std band over seeds.
+    """PSNR against measured sparsity for an :class:`lipkit.lottery.imp.ImpRun`: mean ± std band over seeds.
 
     ``key`` is the stopping rule (:data:`STOPPING_RULES`); ``ylabel`` defaults to one naming it.
     The dense DIP (round 0) is drawn as a horizontal band; the top axis gives the unpruned
@@ -177,7 +177,7 @@ def plot_sparsity_curves(run, methods=("imp", "random_global", "random_layerwise
 
 
 def plot_stopping_rules(run, method: str = "imp", *, title: str | None = None, ax=None):
-    """One method of an :class:`lipkit.imp.ImpRun` under the three stopping rules, against sparsity:
+    """One method of an :class:`lipkit.lottery.imp.ImpRun` under the three stopping rules, against sparsity:
     what the oracle reports, what ES-WMV gets without the clean image, and the last iteration."""
     fig, ax, own = _axes(ax, (6.4, 3.8))
     # where two rules pick the same iteration their lines coincide: the oracle is drawn wide and
@@ -195,7 +195,7 @@ def plot_curves(curves: dict, *, dense: tuple[float, float] | None = None, title
                 ylabel: str = "PSNR at the best iteration (oracle) (dB)", ax=None):
     """PSNR against measured sparsity for several curves: ``{label: curve}``, mean ± std band.
 
-    A curve is the dict of :meth:`lipkit.imp.ImpRun.curve` or :func:`lipkit.transfer.curve`
+    A curve is the dict of :meth:`lipkit.lottery.imp.ImpRun.curve` or :func:`lipkit.studies.transfer.curve`
     (rounds with sparsity 0 are skipped); ``dense`` = (mean, std) is drawn as a grey band.
     """
     fig, ax, own = _axes(ax, (6.4, 3.8))
@@ -240,10 +240,10 @@ def plot_psnr_vs_parameters(series: dict, *, dense: tuple[float, float, float] |
 
 def plot_time_vs_psnr(rows: Sequence[dict], *, title: str | None = None, ylabel: str = "PSNR (dB)", ax=None):
     """PSNR against measured seconds per fit, one marker per contender (rows of
-    :func:`lipkit.fast_tickets.summarize` for one task): filled at the best iteration, hollow at
+    :func:`lipkit.studies.fast_tickets.summarize` for one task): filled at the best iteration, hollow at
     the last, error bars one std over seeds; the dashed line joins the Pareto front of the best
     PSNRs (no contender is both faster and better)."""
-    from lipkit.fast_tickets import pareto_front
+    from lipkit.studies.fast_tickets import pareto_front
 
     fig, ax, own = _axes(ax, (6.4, 3.8))
     markers = "*osD^vP"
@@ -269,7 +269,7 @@ def plot_time_vs_psnr(rows: Sequence[dict], *, title: str | None = None, ylabel:
 def plot_psnr_against_iteration(rows: Sequence[dict], *, title: str | None = None,
                                 ylabel: str = "PSNR vs clean image (dB)", ax=None):
     """PSNR against iteration of several fits: ``rows`` with ``label``, ``psnr_curve`` (pairs of
-    0-based iteration and dB, :meth:`lipkit.fit.FitResult.psnr_curve`), ``best_iteration`` and
+    0-based iteration and dB, :meth:`lipkit.fitting.loop.FitResult.psnr_curve`), ``best_iteration`` and
     ``es_iteration``. One line per fit; a star at its best iteration, a triangle at ES-WMV's
     pick, so that a curve that falls after its peak shows how far."""
     fig, ax, own = _axes(ax, (7.2, 4.0))

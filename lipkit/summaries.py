@@ -36,8 +36,8 @@ def group_stats(records: Sequence[dict], keys: Sequence[str]) -> dict:
 def level_curve(records: Iterable[dict], level_of: Callable[[dict], int], key: str = "best_psnr") -> dict:
     """Per level (``level_of(record)``, increasing): the mean measured sparsity and unpruned
     parameters, and the mean, std and count of ``key``; the layout every lipkit curve shares
-    (:meth:`lipkit.imp.ImpRun.curve`, :func:`lipkit.transfer.curve`,
-    :func:`lipkit.paper_plan.ledger_curve`) and :func:`lipkit.plots` draws."""
+    (:meth:`lipkit.lottery.imp.ImpRun.curve`, :func:`lipkit.studies.transfer.curve`,
+    :func:`lipkit.runs.paper_plan.ledger_curve`) and :func:`lipkit.plots` draws."""
     by_level: dict[int, list[dict]] = {}
     for r in records:
         by_level.setdefault(int(level_of(r)), []).append(r)

@@ -17,7 +17,7 @@ from lipkit.metrics import psnr_tensor, psnr_y_tensor
 from lipkit.models.skip import DEFAULT_LEVELS, size_problem
 from lipkit.operators import Denoising, Inpainting, Operator, SuperResolution
 from lipkit.seeding import SCHEME
-from lipkit.settings import FitSettings, task_settings
+from lipkit.fitting.settings import FitSettings, task_settings
 
 TASK_KINDS = ("denoise", "sr", "inpaint")
 
@@ -95,7 +95,7 @@ def make_task(kind: str, image: str, *, sigma: float = 25 / 255, factor: int = 4
             ``"observation"`` stream (:mod:`lipkit.seeding`), so a fit seed of the same value
             shares no random numbers with them.
         settings, iters: fit settings (default: the LIP code's per-task values,
-            :func:`lipkit.settings.task_settings`) and an
+            :func:`lipkit.fitting.settings.task_settings`) and an
             iteration override.
     """
     if kind not in TASK_KINDS:

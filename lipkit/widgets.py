@@ -34,7 +34,7 @@ def iteration_browser(frames: Sequence[tuple[int, torch.Tensor]], psnrs: Sequenc
                       *, display_size: int = 384, description: str = "iteration") -> widgets.VBox:
     """A slider (and play button) stepping through fit snapshots.
 
-    ``frames`` are (iteration, image (C,H,W)) pairs, e.g. ``lipkit.fit.Snapshots(...).frames``;
+    ``frames`` are (iteration, image (C,H,W)) pairs, e.g. ``lipkit.fitting.loop.Snapshots(...).frames``;
     ``psnrs`` optionally gives one PSNR per frame for its caption.
     """
     if not frames:

@@ -10,8 +10,8 @@ In order, each step skipped when the time left is below its estimate:
    step time in FP32, TF32 and bf16 (channels-last) at 256 and 512 px, 8 seeds batched against
    one after another at 256 px, one paper IMP round (3,000 steps at 512 px), and the effect of
    TF32 and bf16 on best and final PSNR against FP32 (3 seeds, 512 px, denoising and ×4);
-3. the rest of the budget advances the paper-scale plan (:mod:`lipkit.paper_plan`) level by
-   level, resumed from the ledger in ``results/paper_profile/ledger`` (:mod:`lipkit.ledger`),
+3. the rest of the budget advances the paper-scale plan (:mod:`lipkit.runs.paper_plan`) level by
+   level, resumed from the ledger in ``results/paper_profile/ledger`` (:mod:`lipkit.runs.ledger`),
    which is written after every level.
 
 Everything to commit lands under ``results/`` (and ``benchmarks/results/``); a record of the
@@ -90,7 +90,7 @@ def measured_here(results: Path, name: str, gpu: str | None) -> bool:
 
 def plan_experiments(dry_run: bool, out: Path):
     """The paper profile's IMP settings (book/profiles.yml), or tiny ones for a dry run."""
-    from lipkit.paper_plan import profile_experiments
+    from lipkit.runs.paper_plan import profile_experiments
 
     profiles = ROOT / "book" / "profiles.yml"
     if dry_run:
@@ -118,8 +118,8 @@ def main() -> int:
 
     import torch
 
-    from lipkit import paper_plan
-    from lipkit.ledger import provenance
+    from lipkit.runs import paper_plan
+    from lipkit.runs.ledger import provenance
 
     if not a.dry_run and not torch.cuda.is_available():
         print("gpu_window: no CUDA GPU here; use --dry-run on a CPU", file=sys.stderr)

@@ -184,9 +184,9 @@ def glued_values(executed: Path) -> dict:
 
 def record(stems: list[str], profile: str, stage: Path = STAGE, results: Path = ROOT / "results") -> list[Path]:
     """Write the glued numbers of the executed ``stems`` to results/<profile>_profile/<stem>.json,
-    with what made them: device, torch, commit, date and the seeding scheme (lipkit.results)."""
+    with what made them: device, torch, commit, date and the seeding scheme (lipkit.book.results)."""
     from lipkit.device import default_device
-    from lipkit.ledger import provenance
+    from lipkit.runs.ledger import provenance
     from lipkit.seeding import SCHEME
 
     made = provenance(default_device())  # device, torch, commit (dirty: the code changed), UTC date

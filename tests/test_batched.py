@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from lipkit.batched import default_method, fit_seeds
-from lipkit.fit import default_input, fit
+from lipkit.fitting.batched import default_method, fit_seeds
+from lipkit.fitting.loop import default_input, fit
 from lipkit.models import skip_net
-from lipkit.pruning import prunable_weights
+from lipkit.pruning.masks import prunable_weights
 from lipkit.operators import Denoising
 from lipkit.seeding import seeded
 

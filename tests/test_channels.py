@@ -7,11 +7,11 @@ import pytest
 import torch
 from torch import nn
 
-from lipkit.channels import channel_groups, channels_of, compact, dense_channels, parameter_masks, prune_channels
+from lipkit.pruning.channels import channel_groups, channels_of, compact, dense_channels, parameter_masks, prune_channels
 from lipkit.models import network_input, skip_net
-from lipkit.pruning import apply_masks
+from lipkit.pruning.masks import apply_masks
 from lipkit.seeding import seeded
-from lipkit.tickets import TicketMismatchError
+from lipkit.pruning.tickets import TicketMismatchError
 
 ARCHES = {"lip": dict(num_channels_down=[8] * 5, num_channels_up=[8] * 5),
           "no skips, no 1x1": dict(num_channels_down=[6, 8, 8], num_channels_up=[8, 6, 8],
@@ -90,7 +90,7 @@ def test_pruning_removes_the_rate_of_the_kept_channels_by_score_and_keeps_one_a_
 
 
 def test_channel_imp_removes_whole_channels_and_its_tickets_compact_exactly(tmp_path, mirror_dir):
-    from lipkit.imp import imp
+    from lipkit.lottery.imp import imp
     from lipkit.tasks import make_task
 
     task = make_task("denoise", "set5/baby", crop=64, iters=3)

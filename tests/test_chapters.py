@@ -194,7 +194,7 @@ def test_chapter2_numbers(executed):
     assert g["paper_target"] == 4 * 25 and g["paper_levels"] == sum(ledger_levels(name) for name in fig2_runs())
 
 
-# --- chapter 6: GAN compressive sensing (lipkit.gan, lipkit.mom) --------------------------------
+# --- chapter 6: GAN compressive sensing (lipkit.gan, lipkit.gan.mom) --------------------------------
 @pytest.mark.chapter
 def test_chapter6_numbers(executed):
     g = glued(executed("06_gan_compressive_sensing"))
@@ -217,7 +217,7 @@ def test_chapter6_numbers(executed):
     rounds = range(1, g["rounds"] + 1)
     assert g["ticket_beats_random"] == sum(g[f"ticket_mse_{k}"] < g[f"random_mse_{k}"] for k in rounds)
     # the glued sparsities and sizes are the run folder's records
-    from lipkit.gan import GanImpRun
+    from lipkit.gan.imp import GanImpRun
 
     run = GanImpRun(RUNS / "ch6_mnist_imp")
     for k in rounds:
@@ -234,7 +234,7 @@ RUNS = ROOT / "_build" / "runs" / "quick"
 
 @pytest.mark.chapter
 def test_chapter3_numbers(executed, monkeypatch):
-    from lipkit import transfer
+    from lipkit.studies import transfer
     from lipkit.book.tables import transfer_comparison, transfer_matrix
 
     g = glued(executed("03_transfer"))
@@ -283,10 +283,10 @@ def test_chapter3_numbers(executed, monkeypatch):
 
 @pytest.mark.chapter
 def test_chapter4_numbers(executed, monkeypatch):
-    from lipkit import transfer
+    from lipkit.studies import transfer
     from lipkit.book import tables
-    from lipkit.imp import ImpRun
-    from lipkit.pruning import mask_overlap
+    from lipkit.lottery.imp import ImpRun
+    from lipkit.pruning.masks import mask_overlap
 
     stem = "04_weight_sharing"
     g = glued(executed(stem))
@@ -326,7 +326,7 @@ def test_chapter4_numbers(executed, monkeypatch):
 
 @pytest.mark.chapter
 def test_chapter5_numbers(executed, monkeypatch):
-    from lipkit import deep_decoder_runs
+    from lipkit.studies import deep_decoder_runs
     from lipkit.book.tables import ticket_against_deep_decoder, ticket_wins
 
     g = glued(executed("05_deep_decoder"))
@@ -369,9 +369,9 @@ def test_chapter7_numbers(executed, monkeypatch):
     import numpy as np
     import yaml
 
-    from lipkit import fast_tickets
+    from lipkit.studies import fast_tickets
     from lipkit.book.tables import race_numbers, race_rows
-    from lipkit.channels import channels_of
+    from lipkit.pruning.channels import channels_of
 
     g = glued(executed("07_tickets_that_save_time"))
     params = yaml.safe_load((ROOT / "book" / "profiles.yml").read_text())["quick"]["07_tickets_that_save_time"]
@@ -415,7 +415,8 @@ def test_chapter7_numbers(executed, monkeypatch):
 
 @pytest.mark.chapter
 def test_chapter8_numbers(executed, monkeypatch):
-    from lipkit import deep_decoder_runs, init_tickets, init_vs_imp, paper, transfer
+    from lipkit import paper
+    from lipkit.studies import deep_decoder_runs, init_tickets, init_vs_imp, transfer
     from lipkit.book import rivals
     from lipkit.experiments import PAPER_TASKS
 
@@ -482,7 +483,7 @@ def quick_experiments(stem: str, **overrides):
 def fig2_runs() -> list[str]:
     """The run folders of Fig. 2's four runs in the paper profile (searched on the observation), as
     the paper plan names them."""
-    from lipkit import paper_plan
+    from lipkit.runs import paper_plan
 
     plan = paper_plan.fig2_plan(paper_plan.profile_experiments(ROOT / "book" / "profiles.yml",
                                                                ROOT / "_build" / "runs" / "paper"))
@@ -502,7 +503,7 @@ def test_reproduction_page_numbers(executed):
     import numpy as np
 
     from lipkit.paper import FIG2
-    from lipkit.results import is_current, load_record
+    from lipkit.book.results import is_current, load_record
 
     g = glued(executed("reproduction"))
     # the published values are the sources': Fig. 2 as printed, DIP's outputs scored by DIP's protocol

@@ -73,13 +73,13 @@ def test_a_small_image_is_refused_with_its_real_size(capsys, tmp_path, size, mat
 
 def test_an_image_too_large_for_the_memory_is_refused_with_the_estimate_and_the_way_out(capsys, tmp_path,
                                                                                           mirror_dir, monkeypatch):
-    monkeypatch.setattr("lipkit.memory.available_bytes", lambda device: 0.6 * 2 ** 30)  # 0.6 GiB free
+    monkeypatch.setattr("lipkit.fitting.memory.available_bytes", lambda device: 0.6 * 2 ** 30)  # 0.6 GiB free
     out = tmp_path / "run"
     argv = ["imp", *TINY, "--out", str(out), "--crop", "512", "--width", "128"]
     err = refused(capsys, argv, "needs about")
     assert "has 0.6 GiB available" in err and "--width (now 128)" in err, err
     side = int(re.search(r"--crop (\d+)", err).group(1))  # the crop it suggests does fit
-    from lipkit.memory import fit_bytes
+    from lipkit.fitting.memory import fit_bytes
     from lipkit.models import skip_net
 
     assert 64 <= side < 512 and fit_bytes(skip_net(), side, side) <= 0.6 * 2 ** 30 < fit_bytes(skip_net(), side + 32,
@@ -184,7 +184,7 @@ def test_prune_init_names_a_bad_option_and_writes_nothing(capsys, tmp_path, opti
 
 
 def test_prune_init_writes_a_ticket_with_its_cost_and_never_overwrites_one(capsys, tmp_path, mirror_dir):
-    from lipkit.tickets import Ticket
+    from lipkit.pruning.tickets import Ticket
 
     out = tmp_path / "ticket"
     assert main([*PRUNE_INIT, "--method", "synflow", "--density", "0.05", "--out", str(out)]) == 0

@@ -9,12 +9,12 @@ import pytest
 import torch
 from torch import nn
 
-from lipkit.batched import fit_seeds
-from lipkit.fit import collapses, fit
-from lipkit.imp import ImpRun
+from lipkit.fitting.batched import fit_seeds
+from lipkit.fitting.loop import collapses, fit
+from lipkit.lottery.imp import ImpRun
 from lipkit.models import exact_constant_channels, per_image_statistics, skip_net
 from lipkit.operators import Identity
-from lipkit.pruning import conv_weights_of, dense_masks, empty_filters, empty_layers, one_shot_magnitude, sparsity_report
+from lipkit.pruning.masks import conv_weights_of, dense_masks, empty_filters, empty_layers, one_shot_magnitude, sparsity_report
 from lipkit.seeding import seeded
 
 DEEP_FIRST_CONV = "1.1.1.1.weight"  # the deep branch's first conv: everything below level 0 reads it

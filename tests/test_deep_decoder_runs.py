@@ -2,9 +2,9 @@ import math
 
 import pytest
 
-import lipkit.deep_decoder_runs as ddr
-from lipkit.deep_decoder_runs import deep_decoder_runs, fit_deep_decoder
-from lipkit.imp import imp
+import lipkit.studies.deep_decoder_runs as ddr
+from lipkit.studies.deep_decoder_runs import deep_decoder_runs, fit_deep_decoder
+from lipkit.lottery.imp import imp
 from lipkit.models import count_parameters, deep_decoder, deep_decoder_for, deep_decoder_parameters
 from lipkit.tasks import make_task
 

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from lipkit.early_stopping import ESWMV
-from lipkit.fit import fit
+from lipkit.fitting.early_stopping import ESWMV
+from lipkit.fitting.loop import fit
 from lipkit.metrics import psnr
 from lipkit.models import skip_net
 from lipkit.operators import Denoising
 from lipkit.seeding import seeded
-from lipkit.settings import FitSettings
+from lipkit.fitting.settings import FitSettings
 
 
 def synthetic_run(steps=1200, peak=400, seed=0, size=(3, 16, 16)):

@@ -21,7 +21,7 @@ from lipkit.cli import main
 from lipkit.errors import one_line
 from lipkit.store.folder import RunLock
 from lipkit.store.paths import ImpFolder
-from lipkit.tickets import Ticket
+from lipkit.pruning.tickets import Ticket
 
 TINY = ["--task", "denoise", "--image", "set5/baby", "--crop", "64", "--iters", "2", "--width", "8", "--rounds", "1",
         "--workers", "1", "--quiet"]
@@ -142,14 +142,14 @@ def test_a_ticket_whose_json_is_not_an_object_is_one_line(capsys, tmp_path, mirr
 
 def _a_ticket(tmp_path):
     from lipkit.models import skip_net
-    from lipkit.pruning import dense_masks
+    from lipkit.pruning.masks import dense_masks
 
     net = skip_net(num_channels_down=[8] * 5, num_channels_up=[8] * 5)
     return Ticket.from_net(net, dense_masks(net), round=2, seed=0).save(tmp_path / "t")
 
 
 def test_an_edited_round_or_seed_of_a_ticket_is_noticed(tmp_path):
-    from lipkit.tickets import TicketMismatchError
+    from lipkit.pruning.tickets import TicketMismatchError
 
     stem = _a_ticket(tmp_path)
     jfile = tmp_path / "t.json"
@@ -162,7 +162,7 @@ def test_an_edited_round_or_seed_of_a_ticket_is_noticed(tmp_path):
 
 def test_a_retyped_rewind_tensor_is_refused_even_without_checksums(tmp_path):
     """A ticket saved before the checksums existed: its header retyped F32 -> I32 loaded weights of 1e9."""
-    from lipkit.tickets import TicketMismatchError
+    from lipkit.pruning.tickets import TicketMismatchError
 
     stem = _a_ticket(tmp_path)
     tfile, jfile = tmp_path / "t.safetensors", tmp_path / "t.json"
@@ -267,7 +267,7 @@ def test_fewer_rounds_on_a_finished_folder_keep_every_level_in_the_summary(capsy
 def test_a_damaged_cache_record_is_made_again_with_a_warning_naming_it(tmp_path):
     from lipkit.store.cache import RecordCache
 
-    cache = RecordCache(tmp_path, computed_by="lipkit.transfer")
+    cache = RecordCache(tmp_path, computed_by="lipkit.studies.transfer")
     key = cache.key({"job": 1})
     cache.put(key, {"best_psnr": 30.0})
     cache.path(key).write_text("{\"best_psnr\": 3")

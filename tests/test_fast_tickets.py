@@ -9,12 +9,12 @@ import pytest
 import torch
 
 from conftest import mirror
-from lipkit import fast_tickets
-from lipkit.channels import channel_groups, channels_of, compact, parameter_masks, random_channels_like
+from lipkit.studies import fast_tickets
+from lipkit.pruning.channels import channel_groups, channels_of, compact, parameter_masks, random_channels_like
 from lipkit.experiments import Experiments
-from lipkit.flops import step_flops
+from lipkit.fitting.flops import step_flops
 from lipkit.models import deep_decoder, network_input, skip_net
-from lipkit.pruning import apply_masks, dense_masks, global_prune
+from lipkit.pruning.masks import apply_masks, dense_masks, global_prune
 from lipkit.seeding import seeded
 
 ARCH = dict(num_channels_down=[16] * 5, num_channels_up=[16] * 5)
@@ -145,7 +145,7 @@ def test_contenders_refuse_tickets_of_another_kind_or_another_theta0(searched):
 
 
 def test_a_channel_tickets_random_like_transfer_draws_whole_channels(searched):
-    from lipkit.transfer import TransferJob, _masks_for
+    from lipkit.studies.transfer import TransferJob, _masks_for
 
     ex, task, unstructured, channel = searched
     ticket = channel.ticket(0, 1)
@@ -162,8 +162,8 @@ def test_chapter_7_and_transfer_draw_the_same_random_channels_for_a_ticket_and_s
     # one draw per (ticket, seed): the race's "random channels" contender and
     # `transfer --variants random_like` keep the same channels
     from lipkit.tasks import make_task
-    from lipkit.tickets import Ticket
-    from lipkit.transfer import TransferJob, _masks_for
+    from lipkit.pruning.tickets import Ticket
+    from lipkit.studies.transfer import TransferJob, _masks_for
 
     net = _net()
     keep = {g.producer: torch.arange(g.size) % 3 == 0 for g in channel_groups(net)}

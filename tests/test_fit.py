@@ -5,12 +5,12 @@ import pytest
 import torch
 
 from lipkit.device import DeviceError
-from lipkit.fit import FitDivergedError, Snapshots, fit
+from lipkit.fitting.loop import FitDivergedError, Snapshots, fit
 from lipkit.metrics import psnr
 from lipkit.models import deep_decoder, skip_net
 from lipkit.operators import Denoising, Inpainting, SuperResolution
-from lipkit.pruning import prunable_weights
-from lipkit.settings import PRESETS, FitSettings
+from lipkit.pruning.masks import prunable_weights
+from lipkit.fitting.settings import PRESETS, FitSettings
 from lipkit.seeding import seeded
 
 
@@ -270,9 +270,9 @@ def test_a_collapsed_fit_earns_a_warning(mirror_dir):
 
 
 def test_one_seed_is_a_plain_training_loop_bit_for_bit():
-    # fit() runs the loop written over a seed axis (lipkit.fit.fit_loop); for one network it must
+    # fit() runs the loop written over a seed axis (lipkit.fitting.loop.fit_loop); for one network it must
     # compute exactly what the plain DIP loop computes: Adam on net(z + σ·n), masks held at zero
-    from lipkit.fit import default_input, step_noise_generator
+    from lipkit.fitting.loop import default_input, step_noise_generator
 
     x = smooth_image()
     op = Denoising(0.1)

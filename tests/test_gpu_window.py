@@ -12,8 +12,8 @@ import tarfile
 
 from conftest import ROOT
 
-from lipkit import paper_plan
-from lipkit.ledger import LedgerRun
+from lipkit.runs import paper_plan
+from lipkit.runs.ledger import LedgerRun
 
 
 def window(out, *args) -> tuple[int, dict, str]:

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from lipkit.fit import FitDivergedError
-from lipkit.imp import _fit_guarded, imp
+from lipkit.fitting.loop import FitDivergedError
+from lipkit.lottery.imp import _fit_guarded, imp
 from lipkit.models import skip_net
 from lipkit.operators import Denoising
-from lipkit.settings import FitSettings
+from lipkit.fitting.settings import FitSettings
 from lipkit.store.folder import RunConfigError
 from lipkit.store.paths import ImpFolder
 from lipkit.tasks import Task, make_task
@@ -217,7 +217,7 @@ def test_a_run_folder_in_use_is_refused(mirror_dir, tmp_path):
 @pytest.mark.parametrize("search_on", ["observation", "clean"])
 def test_batched_seeds_evaluate_each_seeds_ticket_as_a_fit_alone(mirror_dir, tmp_path, search_on):
     # the GPU path (one vmapped model per round), forced on the CPU
-    from lipkit.transfer import transfer
+    from lipkit.studies.transfer import transfer
 
     task = make_task("denoise", "set5/baby", crop=64, iters=8)  # short: rounding differences grow with each step
     kwargs = dict(rounds=2, rate=0.5, seeds=[0, 3], arch=TINY, search_on=search_on, workers=1, progress=False)
@@ -237,7 +237,7 @@ def test_batched_seeds_evaluate_each_seeds_ticket_as_a_fit_alone(mirror_dir, tmp
 
 
 def test_batched_seeds_resume_a_run_round_by_round(mirror_dir, tmp_path):
-    from lipkit.transfer import transfer
+    from lipkit.studies.transfer import transfer
 
     task = make_task("sr", "dip/zebra", crop=64, iters=10)  # another operator and DIP's Y-channel PSNR
     kwargs = dict(rate=0.5, seeds=[0, 1], arch=TINY, run_dir=tmp_path / "r", batch_seeds=True, progress=False)
@@ -253,7 +253,7 @@ def test_batched_seeds_resume_a_run_round_by_round(mirror_dir, tmp_path):
 def test_one_shot_at_level_1_is_imp_s_first_round_and_is_not_fitted_twice(mirror_dir, tmp_path, monkeypatch):
     # one-shot pruning of the dense fit at level 1 gives IMP's level-1 masks: its record is the
     # chain's fit (marked same_fit_as), and equals what fitting it again gives
-    from lipkit import lottery
+    from lipkit.lottery import driver as lottery
 
     task = make_task("denoise", "set5/baby", crop=64, iters=20)
     kw = dict(rounds=2, rate=0.5, seeds=[0], arch=TINY, baselines=["oneshot"], workers=1, progress=False)

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from lipkit import init_pruning
+from lipkit.pruning import at_init as init_pruning
 from lipkit.models import network_input, skip_net
 from lipkit.operators import Denoising
 from lipkit.seeding import generator, seeded

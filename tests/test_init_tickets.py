@@ -6,12 +6,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lipkit import init_tickets as it
-from lipkit.imp import SingleImageTrainer
-from lipkit.init_pruning import INIT_STRATEGIES
+from lipkit.studies import init_tickets as it
+from lipkit.lottery.imp import SingleImageTrainer
+from lipkit.pruning.at_init import INIT_STRATEGIES
 from lipkit.tasks import make_task
-from lipkit.tickets import Ticket
-from lipkit.transfer import transfer
+from lipkit.pruning.tickets import Ticket
+from lipkit.studies.transfer import transfer
 
 
 @pytest.fixture(scope="module")

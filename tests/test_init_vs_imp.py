@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from lipkit import init_vs_imp as iv
+from lipkit.studies import init_vs_imp as iv
 from lipkit.experiments import Experiments
-from lipkit.imp import ImpRun
+from lipkit.lottery.imp import ImpRun
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -9,8 +9,8 @@ from collections import OrderedDict
 import pytest
 import torch
 
-from lipkit.imp import ImpRun, imp
-from lipkit.ledger import LedgerError, LedgerRun, decode_chain, encode_chain, export_run, restore_run, theta0_state
+from lipkit.lottery.imp import ImpRun, imp
+from lipkit.runs.ledger import LedgerError, LedgerRun, decode_chain, encode_chain, export_run, restore_run, theta0_state
 from lipkit.tasks import make_task
 
 ARCH = dict(num_channels_down=[8] * 5, num_channels_up=[8] * 5)
@@ -115,7 +115,7 @@ def test_an_edited_record_is_refused_by_restore_and_export(ledger_run, tmp_path)
     (lambda s: s.__setitem__("mask_levels", s["mask_levels"] + 1), "says mask_levels = 3, but .* prunes weights at"),
 ])
 def test_an_edited_state_is_refused_even_with_its_manifest_updated(ledger_run, tmp_path, edit, match):
-    from lipkit.ledger_files import write_manifest
+    from lipkit.runs.ledger_files import write_manifest
 
     path = ledger_run.state(0)
     state = json.loads(path.read_text())
@@ -130,7 +130,7 @@ def test_a_shortened_masks_file_with_its_checksums_updated_is_refused_naming_it(
     import hashlib
     import lzma
 
-    from lipkit.ledger_files import write_manifest
+    from lipkit.runs.ledger_files import write_manifest
 
     short = lzma.compress(lzma.decompress(ledger_run.masks(0).read_bytes())[:-100])
     ledger_run.masks(0).write_bytes(short)
@@ -167,7 +167,7 @@ def _backbone_config() -> dict:
 
 
 def test_theta0_regenerates_bit_identically_from_its_seed():
-    from lipkit.ledger import state_sha256, theta0_state
+    from lipkit.runs.ledger import state_sha256, theta0_state
 
     assert state_sha256(theta0_state(_backbone_config(), 0)) == BACKBONE_THETA0_SHA256
 
@@ -175,7 +175,7 @@ def test_theta0_regenerates_bit_identically_from_its_seed():
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_theta0_is_the_same_when_cuda_is_the_default_device():
-    from lipkit.ledger import state_sha256, theta0_state
+    from lipkit.runs.ledger import state_sha256, theta0_state
 
     with torch.device("cuda"):
         made = theta0_state(_backbone_config(), 0)

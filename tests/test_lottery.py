@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from lipkit.lottery import BRANCHES, Trained, start_run
+from lipkit.lottery.driver import BRANCHES, Trained, start_run
 from lipkit.store.folder import RunConfigError, load_masks
 from lipkit.store.paths import ImpFolder
 

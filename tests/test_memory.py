@@ -9,14 +9,14 @@ import sys
 import pytest
 import torch
 
-from lipkit.memory import available_bytes, check_fit_memory, fit_bytes
+from lipkit.fitting.memory import available_bytes, check_fit_memory, fit_bytes
 from lipkit.models import skip_net
 
 # The peak RSS of this process's address space (VmHWM starts afresh at exec; ru_maxrss would carry
 # the forking parent's, a large pytest process, across it)
 MEASURE = """
 import torch
-from lipkit.fit import fit
+from lipkit.fitting.loop import fit
 from lipkit.models import skip_net
 from lipkit.operators import Denoising
 
@@ -52,6 +52,6 @@ def test_activations_scale_with_the_pixels_and_the_net_is_left_as_it_was():
 def test_a_fit_that_cannot_fit_is_refused_naming_the_estimate_and_the_way_out(monkeypatch):
     net = skip_net()
     assert 0 < check_fit_memory(net, 64, 64, device="cpu") < available_bytes("cpu")
-    monkeypatch.setattr("lipkit.memory.available_bytes", lambda device: 64 * 2 ** 30)
+    monkeypatch.setattr("lipkit.fitting.memory.available_bytes", lambda device: 64 * 2 ** 30)
     with pytest.raises(MemoryError, match=r"4000x3000 px\) needs about 1[0-9]{2}\.[0-9] GiB .* use --crop \d+"):
         check_fit_memory(net, 3000, 4000, device="cpu", what="a photo")

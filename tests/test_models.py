@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 from lipkit.models import count_parameters, decodernw, deep_decoder, deep_decoder_input, network_input, skip_net
-from lipkit.pruning import prunable_weights
+from lipkit.pruning.masks import prunable_weights
 
 
 def n_bn(net):

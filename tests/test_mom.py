@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from lipkit.mom import erm, median_of_means, mom_tournament, per_pixel_mse
+from lipkit.gan.mom import erm, median_of_means, mom_tournament, per_pixel_mse
 from lipkit.operators import CompressiveSensing
 
 

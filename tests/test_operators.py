@@ -68,7 +68,7 @@ def test_every_factor_gives_the_low_resolution_size(factor):
 
 @pytest.mark.parametrize("factor", [3, 5])
 def test_an_odd_factor_task_is_built_and_fitted(mirror_dir, factor):
-    from lipkit.fit import fit
+    from lipkit.fitting.loop import fit
     from lipkit.models import skip_net
     from lipkit.tasks import make_task
 

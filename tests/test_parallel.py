@@ -50,7 +50,7 @@ def test_the_engine_is_the_one_worker_and_thread_policy(monkeypatch):
     assert parallel.Engine("cpu", cpus_per_job=4).workers_for(40) == 4  # a sweep of 4-core jobs
     assert parallel.Engine("cpu", workers=2).workers_for(40) == 2 and parallel.Engine.threads_for(2) == 8
     assert parallel.Engine("meta").workers_for(40) == 1  # not a CPU: one job after another
-    from lipkit.lottery import how_seeds_run
+    from lipkit.lottery.driver import how_seeds_run
 
     assert how_seeds_run(3, "cpu", None, False) == (False, 3) and how_seeds_run(3, "cpu", 1, None) == (False, 1)
 

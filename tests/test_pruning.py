@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from lipkit.models import skip_net
-from lipkit.pruning import (prunable_weights, conv_weights_of, dense_masks, global_prune, input_weight_names,
+from lipkit.pruning.masks import (prunable_weights, conv_weights_of, dense_masks, global_prune, input_weight_names,
                             layer_densities, mask_overlap, mask_sparsity, one_shot_magnitude, random_global,
                             random_like, sparsity_report)
 from lipkit.seeding import seeded

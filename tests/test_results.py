@@ -6,7 +6,7 @@ import nbformat
 import pytest
 
 from conftest import run_chapters
-from lipkit.results import current_value, is_current, load_record
+from lipkit.book.results import current_value, is_current, load_record
 from lipkit.seeding import SCHEME
 
 

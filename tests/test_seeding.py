@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from conftest import ROOT
-from lipkit.fit import default_input, step_noise_generator
+from lipkit.fitting.loop import default_input, step_noise_generator
 from lipkit.models import skip_net
 from lipkit.operators import Denoising, Inpainting
 from lipkit.seeding import SCHEME, STREAMS, derive_seed, generator, seeded
@@ -195,7 +195,7 @@ def test_every_generator_comes_from_lipkit_seeding():
 def best_psnr_of_fit(observation_seed: int, fit_seed: int, crop: int, iters: int) -> float:
     """Best PSNR of the dense DIP (θ0, z and step noise from ``fit_seed``) denoising the baby
     crop observed with ``observation_seed``. Module level: it runs in worker processes."""
-    from lipkit.fit import fit
+    from lipkit.fitting.loop import fit
     from lipkit.tasks import make_task
 
     task = make_task("denoise", "set5/baby", crop=crop, seed=observation_seed, iters=iters)

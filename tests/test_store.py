@@ -36,15 +36,15 @@ def test_a_folder_refuses_other_settings_and_grows_by_the_extendable_ones(tmp_pa
 
 
 def test_cache_keys_follow_the_description_the_tensors_and_the_code(tmp_path, monkeypatch):
-    cache = RecordCache(tmp_path, computed_by="lipkit.transfer")
+    cache = RecordCache(tmp_path, computed_by="lipkit.studies.transfer")
     key = cache.key({"seed": 0}, [("mask", torch.ones(3))])
     assert key == cache.key({"seed": 0}, [("mask", torch.ones(3))])
     assert key != cache.key({"seed": 1}, [("mask", torch.ones(3))])
     assert key != cache.key({"seed": 0}, [("mask", torch.zeros(3))])
     assert RecordCache(tmp_path, computed_by="lipkit.metrics").key({"seed": 0}, [("mask", torch.ones(3))]) != key
-    assert code_fingerprint("lipkit.fit") != code_fingerprint("lipkit.metrics")
+    assert code_fingerprint("lipkit.fitting.loop") != code_fingerprint("lipkit.metrics")
     with pytest.raises(ValueError, match="is not a lipkit module"):
-        RecordCache(tmp_path, computed_by="lipkit.transfer.TransferJob")
+        RecordCache(tmp_path, computed_by="lipkit.studies.transfer.TransferJob")
     cache.put(key, {"best_psnr": 1.0}, torch.zeros(3, 4, 4))
     assert cache.get(key)["best_psnr"] == 1.0 and cache.get(key)["image"].endswith(".png")
     import lipkit.store.cache as cache_mod
@@ -60,9 +60,10 @@ def test_the_code_in_a_key_is_the_import_closure_of_the_job(tmp_path, monkeypatc
 
     import lipkit.store.cache as cache_mod
 
-    closure = import_closure("lipkit.transfer")
+    closure = import_closure("lipkit.studies.transfer")
     # the fit loop and what picks the three PSNRs are in it; figures and the command line are not
-    assert {"lipkit", "lipkit.fit", "lipkit.tracking", "lipkit.early_stopping", "lipkit.fit_records"} <= set(closure)
+    assert {"lipkit", "lipkit.fitting.loop", "lipkit.fitting.tracking", "lipkit.fitting.early_stopping",
+            "lipkit.fitting.records"} <= set(closure)
     assert not {"lipkit.plots", "lipkit.widgets", "lipkit.cli"} & set(closure)
 
     copy = tmp_path / "lipkit"
@@ -72,7 +73,7 @@ def test_the_code_in_a_key_is_the_import_closure_of_the_job(tmp_path, monkeypatc
     def fingerprint():
         cache_mod.import_closure.cache_clear()
         cache_mod.code_fingerprint.cache_clear()
-        return cache_mod.code_fingerprint("lipkit.transfer")
+        return cache_mod.code_fingerprint("lipkit.studies.transfer")
 
     def append(name, text):
         (copy / name).write_text((copy / name).read_text() + text)
@@ -81,18 +82,18 @@ def test_the_code_in_a_key_is_the_import_closure_of_the_job(tmp_path, monkeypatc
         before = fingerprint()
         append("plots.py", "\nFIGURE_EDIT = 1\n")
         assert fingerprint() == before
-        append("early_stopping.py", "\n# a comment on ES-WMV\n")  # comments and docstrings compute nothing
-        es = copy / "early_stopping.py"
+        append("fitting/early_stopping.py", "\n# a comment on ES-WMV\n")  # comments and docstrings compute nothing
+        es = copy / "fitting" / "early_stopping.py"
         es.write_text(es.read_text().replace('"""', '"""An edited docstring. ', 1))
         assert fingerprint() == before
-        append("early_stopping.py", "\nES_EDIT = 1\n")
+        append("fitting/early_stopping.py", "\nES_EDIT = 1\n")
         edited = fingerprint()
         assert edited != before
         # a module reached only by an import inside a function counts too
         (copy / "extra_numbers.py").write_text("X = 1\n")
-        append("tracking.py", "\n\ndef _late():\n    from lipkit.extra_numbers import X\n    return X\n")
+        append("fitting/tracking.py", "\n\ndef _late():\n    from lipkit.extra_numbers import X\n    return X\n")
         with_extra = fingerprint()
-        assert with_extra != edited and "lipkit.extra_numbers" in cache_mod.import_closure("lipkit.transfer")
+        assert with_extra != edited and "lipkit.extra_numbers" in cache_mod.import_closure("lipkit.studies.transfer")
         append("extra_numbers.py", "Y = 2\n")
         assert fingerprint() != with_extra
     finally:

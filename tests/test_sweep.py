@@ -12,11 +12,11 @@ import pytest
 import yaml
 
 from conftest import ROOT
-from lipkit import sweep
+from lipkit.runs import sweep
 from lipkit.cli import main
 from lipkit.experiments import PAPER_TASKS, Experiments
 from lipkit.store.folder import RunLock
-from lipkit.sweep_engines import run_sweep
+from lipkit.runs.sweep_engines import run_sweep
 
 TINY = dict(crop=64, width=8, rounds=1, seeds=1, denoise_iters=3, sr_iters=3, inpaint_iters=3, baselines=[])
 TIMING = {"seconds", "batched", "threads"}  # how long a fit took and how it ran are not results
@@ -175,7 +175,8 @@ def test_a_pool_that_breaks_at_submit_runs_every_job_once_more(tmp_path, monkeyp
     from concurrent.futures.process import BrokenProcessPool
     from contextlib import contextmanager
 
-    from lipkit import parallel, sweep_engines
+    from lipkit import parallel
+    from lipkit.runs import sweep_engines
 
     submits = []
 

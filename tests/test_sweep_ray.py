@@ -12,8 +12,8 @@ import time
 import pytest
 import yaml
 
-from lipkit import sweep
-from lipkit.sweep_engines import run_sweep
+from lipkit.runs import sweep
+from lipkit.runs.sweep_engines import run_sweep
 from test_sweep import TINY, records, reference, tiny_sweep  # noqa: F401 (reference is a fixture)
 
 ray = pytest.importorskip("ray", reason="the lipkit[ray] extra is not installed")

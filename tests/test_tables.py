@@ -77,7 +77,7 @@ def rival_row(contender, level, best, final, empty=0.0, density=None, seed=0, im
 
 def test_chapter8_levels_verdicts_and_tables_from_rows():
     from lipkit.book import rivals
-    from lipkit.init_vs_imp import summarize
+    from lipkit.studies.init_vs_imp import summarize
 
     rows = [rival_row("dense", None, 30.0, 26.0, density=None)]
     for seed, shift in ((0, 0.0), (1, 1.0)):

@@ -3,12 +3,12 @@ import json
 import pytest
 import torch
 
-from lipkit.fit import fit
+from lipkit.fitting.loop import fit
 from lipkit.models import skip_net
 from lipkit.operators import Denoising
-from lipkit.pruning import conv_weights_of, dense_masks, global_prune
+from lipkit.pruning.masks import conv_weights_of, dense_masks, global_prune
 from lipkit.seeding import seeded
-from lipkit.tickets import Ticket, TicketMismatchError
+from lipkit.pruning.tickets import Ticket, TicketMismatchError
 
 ARCH = dict(num_channels_down=[8] * 5, num_channels_up=[8] * 5)
 

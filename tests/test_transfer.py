@@ -3,12 +3,12 @@ import json
 import pytest
 import torch
 
-import lipkit.transfer as transfer_mod
-from lipkit.imp import imp
-from lipkit.pruning import layer_densities
+import lipkit.studies.transfer as transfer_mod
+from lipkit.lottery.imp import imp
+from lipkit.pruning.masks import layer_densities
 from lipkit.tasks import make_task
-from lipkit.tickets import TicketMismatchError
-from lipkit.transfer import TransferJob, transfer, transfer_many
+from lipkit.pruning.tickets import TicketMismatchError
+from lipkit.studies.transfer import TransferJob, transfer, transfer_many
 
 TINY = dict(num_channels_down=[8] * 5, num_channels_up=[8] * 5)
 

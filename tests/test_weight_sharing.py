@@ -4,7 +4,7 @@ import torch
 from lipkit.models import per_image_statistics, skip_net
 from lipkit.operators import Denoising, Identity
 from lipkit.tasks import make_task
-from lipkit.weight_sharing import SharedLoss, check_tasks, fit_shared, imp_shared
+from lipkit.lottery.weight_sharing import SharedLoss, check_tasks, fit_shared, imp_shared
 
 TINY = dict(num_channels_down=[8] * 5, num_channels_up=[8] * 5)
 

@@ -101,5 +101,5 @@ def run_dir(profile: str, name: str) -> Path:
 
 
 def results_dir() -> Path:
-    """The repository's ``results/`` folder: paper-scale records, read by :mod:`lipkit.results`."""
+    """The repository's ``results/`` folder: paper-scale records, read by :mod:`lipkit.book.results`."""
     return BOOK_TO_REPOSITORY / "results"

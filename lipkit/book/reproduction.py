@@ -25,7 +25,7 @@ def row(key: str, target: str, source: str, published: float | None, values: dic
         results: Path | None = None) -> dict:
     """One row from ``values`` (rule -> one PSNR per seed); with ``results`` (the results folder),
     the paper-scale oracle PSNR recorded there under ``<key>_best``."""
-    from lipkit.results import current_value
+    from lipkit.book.results import current_value
 
     paper_scale = None if results is None else current_value(results, "reproduction", f"{key}_best")
     return dict(key=key, target=target, source=source, published=published, setting=setting, paper_scale=paper_scale,
@@ -33,7 +33,7 @@ def row(key: str, target: str, source: str, published: float | None, values: dic
 
 
 def by_rule(run, round_: int) -> dict:
-    """Rule -> the PSNRs of every seed of ``run`` (a :class:`lipkit.imp.ImpRun`) at ``round_``."""
+    """Rule -> the PSNRs of every seed of ``run`` (a :class:`lipkit.lottery.imp.ImpRun`) at ``round_``."""
     return {rule: [r[rule] for r in run.records("imp") if r["round"] == round_] for rule in RULES}
 
 
@@ -46,7 +46,7 @@ def fig2_rows(run, name: str, ref: dict, *, prefix: str = "fig2", dense: bool = 
               setting_note: str = "", results: Path | None = None) -> list[dict]:
     """Rows of Fig. 2's task ``name`` (``ref``: :data:`lipkit.paper.FIG2`'s entry) from ``run``: the dense
     net (round 0) if ``dense``, then each published ticket against the round whose density is
-    closest to it (:meth:`lipkit.imp.ImpRun.round_for_density`). Keys are ``<prefix>_<name>_<sparsity>``;
+    closest to it (:meth:`lipkit.lottery.imp.ImpRun.round_for_density`). Keys are ``<prefix>_<name>_<sparsity>``;
     ``note`` and ``setting_note`` end the target and setting texts."""
     curve = run.curve("imp")
     rows = [row(f"{prefix}_{name}_dense", f"{ref['image']}, dense{note}", "LIP Fig. 2", ref["dense"],
@@ -54,8 +54,9 @@ def fig2_rows(run, name: str, ref: dict, *, prefix: str = "fig2", dense: bool = 
     for sparsity, published in ref["tickets"]:
         k = run.round_for_density(1 - sparsity / 100)
         kept = 100 * curve["sparsity"][curve["round"].index(k)]
-        rows.append(row(f"{prefix}_{name}_{str(sparsity).replace('.', '_')}", f"{ref['image']}, {sparsity:g} % ticket{note}",
-                        "LIP Fig. 2", published, by_rule(run, k), f"{kept:.1f} % ticket{setting_note}", results=results))
+        key = f"{prefix}_{name}_{str(sparsity).replace('.', '_')}"
+        rows.append(row(key, f"{ref['image']}, {sparsity:g} % ticket{note}", "LIP Fig. 2", published, by_rule(run, k),
+                        f"{kept:.1f} % ticket{setting_note}", results=results))
     return rows
 
 
@@ -83,15 +84,16 @@ def table(rows: Sequence[dict], mom_paper_scale: float | None) -> str:
     def fmt(v):
         return "—" if v is None else f"{v:.2f}"
 
-    lines = ["| target | source | published | this build: setting | oracle / ES-WMV / last | Δ oracle | paper scale (oracle) |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| target | source | published | this build: setting | oracle / ES-WMV / last | Δ oracle "
+             "| paper scale (oracle) |", "|---|---|---|---|---|---|---|"]
     for r in rows:
         diff = None if r["published"] is None else r["best_psnr"] - r["published"]
         lines.append(f"| {r['target']} | {r['source']} | {fmt(r['published'])} | {r['setting']} | "
                      f"{r['best_psnr']:.2f} / {r['es_psnr']:.2f} / {r['final_psnr']:.2f} | "
                      f"{'—' if diff is None else f'{diff:+.2f}'} | "
                      f"{fmt(r['paper_scale']) if r['paper_scale'] is not None else 'not yet run at paper scale'} |")
+    paper_scale = "not yet run at paper scale" if mom_paper_scale is None else f"{mom_paper_scale:.4f}"
     lines.append(f"| dense MOM, per-pixel MSE | LIP authors' notebook ({MOM_DENSE['setting']}) | "
-                 f"{MOM_DENSE['at_1500']} (min {MOM_DENSE['minimum']}) | needs the PGAN checkpoint (chapter 6, paper tier) "
-                 f"| — | — | {'not yet run at paper scale' if mom_paper_scale is None else f'{mom_paper_scale:.4f}'} |")
+                 f"{MOM_DENSE['at_1500']} (min {MOM_DENSE['minimum']}) | needs the PGAN checkpoint (chapter 6, paper "
+                 f"tier) | — | — | {paper_scale} |")
     return "\n".join(lines)

@@ -1,6 +1,6 @@
 """Chapter 8's tables and verdicts (book/08_lip_against_its_rivals.ipynb): LIP's IMP ticket against
 masks chosen at initialization, the dense net and the deep decoder, from the rows of
-:func:`lipkit.init_vs_imp.compare` and their summaries (:func:`lipkit.init_vs_imp.summarize`). The
+:func:`lipkit.studies.init_vs_imp.compare` and their summaries (:func:`lipkit.studies.init_vs_imp.summarize`). The
 page shows and glues them; its test calls them on the cached records (:mod:`lipkit.book.tables`
 holds the other chapters').
 """
@@ -45,7 +45,7 @@ def rivals_table(summary: Sequence[dict], density_of: dict[int, float]) -> str:
 
 def rivals_transfer_table(moved: Sequence[dict], source: str) -> str:
     """Chapter 8's transfer table (Markdown) from the summary of
-    :func:`lipkit.init_vs_imp.transfer_rows` by contender and origin; ``source`` names the image the
+    :func:`lipkit.studies.init_vs_imp.transfer_rows` by contender and origin; ``source`` names the image the
     transferred masks come from."""
     lines = ["| contender | mask from | best | ES | last |", "|---|---|---|---|---|"]
     for r in moved:
@@ -58,7 +58,7 @@ def rivals_transfer_table(moved: Sequence[dict], source: str) -> str:
 def rivals_book_table(book: dict[str, Sequence[dict]], titles: dict[str, str]) -> str:
     """Chapter 8's table on the book's tasks (Markdown): best / last PSNR of every contender but the
     deep decoder, one column per task name of ``book`` (its summary), headed by ``titles[name]``."""
-    from lipkit.init_vs_imp import CONTENDERS, LABELS
+    from lipkit.studies.init_vs_imp import CONTENDERS, LABELS
 
     names = list(book)
     lines = ["| contender | " + " | ".join(titles[n] for n in names) + " |", "|---|" + "---|" * len(names)]
@@ -102,7 +102,7 @@ def rival_numbers(summary: Sequence[dict], density_of: dict[int, float], *, curv
     fall by :data:`FALL_DB` or more, the masks that emptied a layer, the search costs of OES and
     IMP, the transfer losses (moved minus own, last PSNR) and the best sparse contender per task.
     """
-    from lipkit.init_vs_imp import LABELS
+    from lipkit.studies.init_vs_imp import LABELS
 
     sparsest = max(density_of)
     imp, oes, dense, random = (_at(summary, c, sparsest) for c in ("imp", "oes", "dense", "random"))
@@ -120,7 +120,8 @@ def rival_numbers(summary: Sequence[dict], density_of: dict[int, float], *, curv
         imp_best=imp["best_psnr"], imp_final=imp["final_psnr"], oes_best=oes["best_psnr"],
         oes_final=oes["final_psnr"], dense_best=dense["best_psnr"], dense_final=dense["final_psnr"],
         dense_drop=dense["drop"], imp_drop=imp["drop"], oes_drop=oes["drop"],
-        oes_minus_imp_final=oes["final_psnr"] - imp["final_psnr"], oes_minus_imp_best=oes["best_psnr"] - imp["best_psnr"],
+        oes_minus_imp_final=oes["final_psnr"] - imp["final_psnr"],
+        oes_minus_imp_best=oes["best_psnr"] - imp["best_psnr"],
         oes_vs_imp_final="above" if oes["final_psnr"] > imp["final_psnr"] else "below",
         best_final_label=best_final["label"], best_final_psnr=best_final["final_psnr"],
         best_peak_label=best_peak["label"], best_peak_psnr=best_peak["best_psnr"],
@@ -141,8 +142,8 @@ def rival_numbers(summary: Sequence[dict], density_of: dict[int, float], *, curv
 
 def plotted_curves(rows: Iterable[dict], image: str, level: int) -> list[dict]:
     """Chapter 8's curves: seed 0's rows on ``image`` at ``level`` and the dense net's, in
-    :data:`lipkit.init_vs_imp.CONTENDERS` order."""
-    from lipkit.init_vs_imp import CONTENDERS
+    :data:`lipkit.studies.init_vs_imp.CONTENDERS` order."""
+    from lipkit.studies.init_vs_imp import CONTENDERS
 
     order = {c: i for i, c in enumerate(CONTENDERS)}
     chosen = [r for r in rows if r["image"] == image and r["seed"] == 0 and r["level"] in (None, level)]

@@ -36,9 +36,9 @@ def spread_verdict(gap: float, spread: float, *, ahead: str, behind: str) -> str
 
 
 def ticket_against_deep_decoder(run, deep_decoders: Sequence[dict], level: int, width: int) -> dict:
-    """Chapter 5's row for one problem: the IMP ticket of ``run`` (a :class:`lipkit.imp.ImpRun`)
+    """Chapter 5's row for one problem: the IMP ticket of ``run`` (a :class:`lipkit.lottery.imp.ImpRun`)
     at round ``level`` against the deep decoder of ``width`` channels (``k``) among the records
-    ``deep_decoders`` (:func:`lipkit.deep_decoder_runs.deep_decoder_runs`, one task).
+    ``deep_decoders`` (:func:`lipkit.studies.deep_decoder_runs.deep_decoder_runs`, one task).
 
     Returns, per stopping rule (``best``, ``es``, ``final``), ``lip_<rule>`` and ``dd_<rule>``
     with their ``_std`` (dB, over seeds); ``random_layerwise`` and ``random_global`` (best PSNR of
@@ -74,7 +74,7 @@ def ticket_wins(rows: Iterable[dict], rule: str = "best") -> int:
 
 def transfer_comparison(native: dict, moved: dict, random: dict) -> dict:
     """Chapter 3's comparison of a transferred ticket with the target's own (native) ticket, from
-    three curves (:func:`lipkit.transfer.curve` or :meth:`lipkit.imp.ImpRun.curve`: per round,
+    three curves (:func:`lipkit.studies.transfer.curve` or :meth:`lipkit.lottery.imp.ImpRun.curve`: per round,
     mean best PSNR in dB): ``gaps`` per round of ``moved`` (moved minus native at the same
     round), ``mean_gap``, and at the sparsest round ``gap_max``, ``native_max``, ``transfer_max``,
     ``random_like_max``, ``sparsity_max`` (0-1), ``n_seeds`` and ``beats_random`` (transferred
@@ -87,7 +87,7 @@ def transfer_comparison(native: dict, moved: dict, random: dict) -> dict:
 
 def transfer_matrix(records: Sequence[dict], images: Sequence[str]) -> dict:
     """Chapter 3's matrix: one ticket (variants ``ticket``, ``random_like``, ``dense`` of
-    :mod:`lipkit.transfer`) on each of ``images``. Per image, in that order, ``ticket_gain`` and
+    :mod:`lipkit.studies.transfer`) on each of ``images``. Per image, in that order, ``ticket_gain`` and
     ``random_gain`` (mean best PSNR over seeds minus the dense net's, dB) and ``structure``
     (their difference); their means, and ``ticket_wins`` (images where the ticket beats random)."""
     def mean_psnr(variant: str, image: str) -> float:
@@ -108,9 +108,9 @@ RACE_TARGET = dict(flops_ratio=4.0, speedup=3.0, gap_db=0.3, tasks_within=2)
 
 
 def race_rows(summary: Sequence[dict], task) -> list[dict]:
-    """The rows of :func:`lipkit.fast_tickets.summarize` for ``task`` (a :class:`lipkit.tasks.Task`),
-    one per contender in :data:`lipkit.fast_tickets.CONTENDERS` order."""
-    from lipkit.fast_tickets import CONTENDERS
+    """The rows of :func:`lipkit.studies.fast_tickets.summarize` for ``task`` (a :class:`lipkit.tasks.Task`),
+    one per contender in :data:`lipkit.studies.fast_tickets.CONTENDERS` order."""
+    from lipkit.studies.fast_tickets import CONTENDERS
 
     mine = [r for r in summary if (r["kind"], r["image"], r["task_params"]) == (task.kind, task.image, str(task.params))]
     return [next(r for r in mine if r["contender"] == c) for c in CONTENDERS]
@@ -124,7 +124,7 @@ def race_numbers(by_task: dict[str, list[dict]]) -> dict:
     ``min_``/``max_flops_ratio``, ``within_03`` (tasks within :data:`RACE_TARGET`'s gap),
     ``beats_narrow``, ``unstructured_speedup`` (mean), ``ticket_on_front`` (tasks whose
     time-PSNR Pareto front holds the ticket), ``ticket_max_std`` and ``target_verdict``."""
-    from lipkit.fast_tickets import pareto_front
+    from lipkit.studies.fast_tickets import pareto_front
 
     out: dict = {}
     for name, rows in by_task.items():
@@ -178,20 +178,20 @@ def tickets_table(table: dict[str, dict[str, float]], own: Sequence[str], held_o
 def layer_density_gap(a: dict, b: dict) -> float:
     """Largest difference, in percentage points, between the per-layer densities of mask sets ``a``
     and ``b`` (name -> {0,1} tensor, the same layers)."""
-    from lipkit.pruning import layer_densities
+    from lipkit.pruning.masks import layer_densities
 
     return 100 * max(abs(x - y) for x, y in zip(layer_densities(a).values(), layer_densities(b).values()))
 
 
 def overlap_table(overlaps: dict[str, dict]) -> str:
     """Chapter 4's overlap table (Markdown): per label, the Jaccard overlap (``iou`` of
-    :func:`lipkit.pruning.mask_overlap`) of its kept weights with the per-image shared ticket's."""
+    :func:`lipkit.pruning.masks.mask_overlap`) of its kept weights with the per-image shared ticket's."""
     lines = ["| ticket | kept weights shared with the per-image shared ticket |", "|---|---|"]
     lines += [f"| {label} | {100 * o['iou']:.1f} % (Jaccard) |" for label, o in overlaps.items()]
     return "\n".join(lines)
 
 
-# Chapter 2 (book/02_single_image_imp.ipynb): IMP runs (lipkit.imp.ImpRun) per task name, with branch baselines.
+# Chapter 2 (book/02_single_image_imp.ipynb): IMP runs (lipkit.lottery.imp.ImpRun) per task name, with branch baselines.
 BASELINE_NAMES = {"random_global": "random (global)", "random_layerwise": "random (layer-wise)",
                   "oneshot": "one-shot magnitude"}
 

@@ -37,8 +37,8 @@ def exact_constant_channels(net, enabled: bool = True):
     What a fit needs once a mask empties a conv filter or a whole layer (layer collapse): without
     it, the BatchNorms after the emptied layer blow its rounding noise up to NaN gradients (see
     :func:`lipkit.models.common.live_channels`). Channels that vary are computed as before, bit
-    for bit. :func:`lipkit.fit.fit` turns it on when its masks empty a filter
-    (:func:`lipkit.pruning.empty_filters`).
+    for bit. :func:`lipkit.fitting.loop.fit` turns it on when its masks empty a filter
+    (:func:`lipkit.pruning.masks.empty_filters`).
     """
     with _norms_set(net, "exact_constant_channels", enabled):
         yield net

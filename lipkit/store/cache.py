@@ -10,7 +10,7 @@ silently reused; editing a module the job never imports (a figure, the command l
 
 Example:
     >>> import tempfile
-    >>> cache = RecordCache(tempfile.mkdtemp(), computed_by="lipkit.transfer")
+    >>> cache = RecordCache(tempfile.mkdtemp(), computed_by="lipkit.studies.transfer")
     >>> key = cache.key({"task": "denoise", "seed": 0})
     >>> cache.get(key) is None
     True
@@ -67,7 +67,7 @@ def _lipkit_imports(module: str, path: Path) -> set[str]:
 
 @lru_cache(maxsize=None)
 def import_closure(module: str) -> tuple[str, ...]:
-    """The lipkit modules that importing ``module`` (e.g. ``"lipkit.transfer"``) runs: itself, what
+    """The lipkit modules that importing ``module`` (e.g. ``"lipkit.studies.transfer"``) runs: itself, what
     it imports, directly or not, and the packages above each; sorted.
 
     >>> closure = import_closure("lipkit.metrics")

@@ -2,9 +2,9 @@
 
 For one task on one image: IMP (LIP) runs on the observation (:meth:`Experiments.imp`), and the
 levels whose measured densities are closest to the asked ones are the *matched densities*. At
-each, every strategy of :mod:`lipkit.init_pruning` (OES, SNIP, GraSP, SynFlow, random) finds a
+each, every strategy of :mod:`lipkit.pruning.at_init` (OES, SNIP, GraSP, SynFlow, random) finds a
 mask at the IMP ticket's exact density, from the same seed's θ0 and z
-(:mod:`lipkit.init_tickets`). Every contender is then fitted by the same loop, to the same
+(:mod:`lipkit.studies.init_tickets`). Every contender is then fitted by the same loop, to the same
 observation, with the same fit seed and for the same ``eval_iters`` (which may exceed the
 search's, to show what happens after the peak):
 
@@ -12,7 +12,7 @@ search's, to show what happens after the peak):
 - ``imp``: the IMP ticket of the level;
 - ``oes``, ``snip``, ``grasp``, ``synflow``, ``random``: the masks found at initialization;
 - ``deep_decoder``: the deep decoder with the parameter count closest to the level's ticket,
-  with Heckel & Hand's settings (:mod:`lipkit.deep_decoder_runs`).
+  with Heckel & Hand's settings (:mod:`lipkit.studies.deep_decoder_runs`).
 
 Every row says what its mask cost: forward-backward passes and seconds of the search (IMP: the
 fits of the levels before it; dense and deep decoder: nothing), and how many conv layers the
@@ -22,18 +22,20 @@ mask left without a single weight (global rankings can empty a layer: *layer col
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from lipkit.experiments import Experiments
-from lipkit.imp import ImpRun
-from lipkit.init_pruning import INIT_STRATEGIES
-from lipkit.init_tickets import OES_PAPER_STEPS, InitTicketJob, init_tickets
+from lipkit.lottery.imp import ImpRun
 from lipkit.models.deep_decoder import deep_decoder_for
-from lipkit.pruning import mask_sparsity
+from lipkit.pruning.at_init import INIT_STRATEGIES
+from lipkit.pruning.masks import mask_sparsity
+from lipkit.studies.init_tickets import OES_PAPER_STEPS, InitTicketJob, init_tickets
+from lipkit.studies.transfer import TransferJob
 from lipkit.summaries import group_stats, mean_std
-from lipkit.transfer import TransferJob
+
+if TYPE_CHECKING:  # the book's experiments drive this study; it never builds one
+    from lipkit.experiments import Experiments
 
 CONTENDERS = ("dense", "imp") + INIT_STRATEGIES + ("deep_decoder",)
 LABELS = {"dense": "dense DIP", "imp": "IMP ticket (LIP)", "oes": "OES", "snip": "SNIP", "grasp": "GraSP",
@@ -57,7 +59,7 @@ class Protocol:
 
 def matched_levels(run: ImpRun, densities: Sequence[float]) -> list[int]:
     """The IMP levels (≥ 1) whose measured density, averaged over seeds, is closest in ratio to
-    each of ``densities`` (:meth:`lipkit.imp.ImpRun.round_for_density`); a level matched twice is
+    each of ``densities`` (:meth:`lipkit.lottery.imp.ImpRun.round_for_density`); a level matched twice is
     listed once, sparsest last."""
     return sorted({run.round_for_density(d) for d in densities})
 

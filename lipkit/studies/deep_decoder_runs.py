@@ -1,13 +1,13 @@
 """Deep decoders fitted to the book's tasks, for the comparison at equal parameter counts.
 
-The deep decoder of Heckel & Hand is fitted by the same :func:`lipkit.fit.fit` loop and the same
+The deep decoder of Heckel & Hand is fitted by the same :func:`lipkit.fitting.loop.fit` loop and the same
 operators as the DIP tickets (denoising, the lanczos2 super-resolution operator, the inpainting
 mask), with Heckel & Hand's settings: Adam 0.01, no input noise, a fixed random input at
 1/2^L of the image size, and best-PSNR tracking (``PRESETS["deep_decoder"]``). Only the
 iteration count is taken from the task, so both priors get the same budget.
 
 Records are cached as JSON by content (task, width, depth, seed, settings and the code), like
-:func:`lipkit.transfer.transfer_many`.
+:func:`lipkit.studies.transfer.transfer_many`.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from dataclasses import asdict, replace
 from typing import Sequence
 
 from lipkit.device import resolve_device
-from lipkit.fit import fit
+from lipkit.fitting.loop import fit
 from lipkit.models import count_parameters, deep_decoder, theta0
 from lipkit.parallel import run_cached
-from lipkit.settings import PRESETS, FitSettings
+from lipkit.fitting.settings import PRESETS, FitSettings
 from lipkit.store.cache import RecordCache
 from lipkit.tasks import Task
 

@@ -1,13 +1,13 @@
 """Tickets from masks chosen at initialization: a seed's θ0, a strategy's masks, and their cost.
 
 An :class:`InitTicketJob` names everything that makes such a ticket: the task (OES, SNIP and
-GraSP look at its observation), the strategy (:data:`lipkit.init_pruning.INIT_STRATEGIES`), the density
+GraSP look at its observation), the strategy (:data:`lipkit.pruning.at_init.INIT_STRATEGIES`), the density
 (fraction of conv weights kept), the seed and the architecture. Seed s gives θ0 from its
 ``"weights"`` stream and z from its ``"network_input"`` stream, exactly as IMP's chain of seed s
 and a fit with seed s do: an init ticket, an IMP ticket and the dense DIP of one seed start from
 the same weights and the same input, and the ticket is fitted with the z its mask was chosen for.
 
-The ticket is an ordinary :class:`lipkit.tickets.Ticket` (masks, rewind weights = θ0), with
+The ticket is an ordinary :class:`lipkit.pruning.tickets.Ticket` (masks, rewind weights = θ0), with
 ``method``, ``density``, ``measured_density`` and ``cost`` (forward-backward passes and seconds of the search) in its
 metadata, so every fit, transfer and chapter takes it. :func:`init_tickets` makes many in worker
 processes and keeps each as ticket files in a folder, under a name that hashes the job and the
@@ -28,14 +28,14 @@ from pathlib import Path
 from typing import Sequence
 
 from lipkit.device import resolve_device
-from lipkit.fit import default_input
-from lipkit.init_pruning import INIT_STRATEGIES, find_masks
+from lipkit.fitting.loop import default_input
+from lipkit.pruning.at_init import INIT_STRATEGIES, find_masks
 from lipkit.models import theta0
 from lipkit.parallel import Engine
-from lipkit.pruning import mask_sparsity
+from lipkit.pruning.masks import mask_sparsity
 from lipkit.store.cache import RecordCache
 from lipkit.tasks import Task, check_task_fits
-from lipkit.tickets import Ticket, TicketMismatchError, ticket_files
+from lipkit.pruning.tickets import Ticket, TicketMismatchError, ticket_files
 
 OES_PAPER_STEPS = 60000  # the OES code's default (its Set14 logs ran 80,000)
 

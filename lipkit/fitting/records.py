@@ -9,8 +9,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from lipkit.early_stopping import ESWMV
-from lipkit.settings import FitSettings
+from lipkit.fitting.early_stopping import ESWMV
+from lipkit.fitting.settings import FitSettings
 
 
 @dataclass
@@ -73,9 +73,9 @@ class FitResult:
         """The per-fit record every study stores (IMP levels, baselines, transfers, deep decoders,
         the race): the caller's ``identity`` fields, the three PSNRs (dB) and their 0-based
         iterations, ``es_stopped``, ``iterations``, ``seconds`` (the whole fit; for seeds fitted
-        together, :mod:`lipkit.batched`, the batch's wall time over its seeds), ``threads`` (of
+        together, :mod:`lipkit.fitting.batched`, the batch's wall time over its seeds), ``threads`` (of
         the process that fitted), ``device`` and the thinned ``psnr_curve``; with a
-        :func:`lipkit.pruning.sparsity_report` of the masks, their counts and per-layer densities."""
+        :func:`lipkit.pruning.masks.sparsity_report` of the masks, their counts and per-layer densities."""
         out = dict(identity, best_psnr=self.best_psnr, es_psnr=self.es_psnr, final_psnr=self.final_psnr,
                    best_iteration=self.best_iteration, es_iteration=self.es_iteration, es_stopped=self.es_stopped,
                    iterations=self.iterations, seconds=round(self.seconds, 3), threads=torch.get_num_threads(),

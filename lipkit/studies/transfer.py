@@ -1,6 +1,6 @@
 """Do tickets travel? Evaluate a ticket on another image or another task.
 
-A ticket (masks + rewind weights, :class:`lipkit.tickets.Ticket`) found on one image and task is
+A ticket (masks + rewind weights, :class:`lipkit.pruning.tickets.Ticket`) found on one image and task is
 fitted, from its rewind point and with its masks, to another task's observation, exactly as IMP
 evaluates a ticket on its own task. The skip net is fully convolutional, so any image size works
 that the architecture accepts (a multiple of 2^levels, at least 2·2^levels).
@@ -25,14 +25,14 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from lipkit.device import resolve_device
-from lipkit.fit import fit
-from lipkit.memory import check_fit_memory
+from lipkit.fitting.loop import fit
+from lipkit.fitting.memory import check_fit_memory
 from lipkit.parallel import Engine, run_cached
-from lipkit.pruning import random_like, sparsity_report
+from lipkit.pruning.masks import random_like, sparsity_report
 from lipkit.store.cache import RecordCache
 from lipkit.summaries import level_curve
 from lipkit.tasks import Task
-from lipkit.tickets import Ticket
+from lipkit.pruning.tickets import Ticket
 
 VARIANTS = ("ticket", "random_like", "dense")
 
@@ -79,7 +79,7 @@ def _masks_for(job: TransferJob) -> dict | None:
         return None
     if job.variant == "random_like":
         if job.ticket.structure == "channel":  # shuffled weights would not be channels (nor mask their BatchNorms)
-            from lipkit.channels import parameter_masks, random_channels_of
+            from lipkit.pruning.channels import parameter_masks, random_channels_of
 
             net = job.ticket.build_net()
             return parameter_masks(net, random_channels_of(net, job.ticket.masks, seed=job.seed))
@@ -102,13 +102,13 @@ def transfer(ticket: Ticket, task: Task, *, variant: str = "ticket", seed: int |
              device: str | None = None, progress: bool = True, label: str = "") -> dict:
     """Fit ``ticket`` to ``task`` and return the record (PSNRs in dB, measured sparsity).
 
-    Raises :class:`lipkit.tickets.TicketMismatchError` when the task's image does not fit the
+    Raises :class:`lipkit.pruning.tickets.TicketMismatchError` when the task's image does not fit the
     ticket's network (e.g. smaller than 2·2^levels px or not a multiple of 2^levels).
 
     Record keys: ``variant``, ``label``, ``source`` (task, image, round, seed, sparsity of the
     ticket's search; ``method`` and ``density`` for a mask found at initialization), ``target``
     (kind, image, params, size, metric), ``seed``, ``best_psnr``,
-    ``es_psnr``, ``es_iteration`` (ES-WMV's pick, see :mod:`lipkit.early_stopping`),
+    ``es_psnr``, ``es_iteration`` (ES-WMV's pick, see :mod:`lipkit.fitting.early_stopping`),
     ``final_psnr``, ``best_iteration``, ``conv_sparsity``, ``conv_nonzero``,
     ``unpruned_params``, ``layer_density``, ``seconds``, ``psnr_curve`` (:meth:`FitResult.psnr_curve`).
     """
@@ -152,7 +152,7 @@ def transfer_many(jobs: Sequence[TransferJob], *, cache_dir: str | os.PathLike |
 
 
 def jobs_over_rounds(run, target: Task, *, random_like_rounds: Sequence[int] | None = None) -> list[TransferJob]:
-    """Every ticket of ``run`` (a :class:`lipkit.imp.ImpRun`; each seed, rounds 1 .. R) fitted to
+    """Every ticket of ``run`` (a :class:`lipkit.lottery.imp.ImpRun`; each seed, rounds 1 .. R) fitted to
     ``target``, each followed by its ``"random_like"`` baseline at ``random_like_rounds`` (None:
     every round; ``[run.rounds]``: the sparsest only, the comparison that matters at a third of the cost)."""
     rounds = range(1, run.rounds + 1)
@@ -169,7 +169,7 @@ def by_variant(records: Sequence[dict]) -> dict[str, list[dict]]:
 def curve(records: Sequence[dict], key: str = "best_psnr") -> dict:
     """Per source round: mean and std over records of ``key`` and of the measured sparsity.
 
-    The same layout as :meth:`lipkit.imp.ImpRun.curve` (:func:`lipkit.summaries.level_curve`), so
+    The same layout as :meth:`lipkit.lottery.imp.ImpRun.curve` (:func:`lipkit.summaries.level_curve`), so
     both plot alike.
     """
     return level_curve(records, level_of=lambda r: r["source"]["round"], key=key)

@@ -2,7 +2,7 @@
 
 One network is fitted to N images at once, on the sum of the per-image losses
 ``Σ_a loss_a(f(z_a; θ), y_a)``, then pruned by global magnitude and rewound to θ0, as in
-single-image IMP (:mod:`lipkit.imp`). Algorithm 2 can be read two ways, and both are here:
+single-image IMP (:mod:`lipkit.lottery.imp`). Algorithm 2 can be read two ways, and both are here:
 
 - ``input_mode="shared"``: one input z for all images, as the official code does. The network
   then has a single output, and the sum of the MSEs to N images is minimised by their **mean**
@@ -11,10 +11,10 @@ single-image IMP (:mod:`lipkit.imp`). Algorithm 2 can be read two ways, and both
   fitted by its own forward pass, with its own BatchNorm statistics, exactly as N single-image
   DIPs that share θ (:func:`lipkit.models.per_image_statistics` batches them in one call).
 
-The run folder has the layout of :class:`lipkit.imp.ImpRun` (``seed_S/masks_KK``, ``rewind``,
+The run folder has the layout of :class:`lipkit.lottery.imp.ImpRun` (``seed_S/masks_KK``, ``rewind``,
 ``round_KK.json``), so its tickets are read with :meth:`ImpRun.ticket`. Round k's record holds the
 fit of ticket k: the loss, the loss of each image (their sum is the loss), and per-image PSNRs.
-Like every run of :mod:`lipkit.lottery`, ``rounds`` R fits tickets 0 (dense) .. R.
+Like every run of :mod:`lipkit.lottery.driver`, ``rounds`` R fits tickets 0 (dense) .. R.
 """
 
 from __future__ import annotations
@@ -27,15 +27,15 @@ from typing import Sequence
 import torch
 
 from lipkit.device import resolve_device
-from lipkit.fit import FitResult, fit
-from lipkit.imp import SEARCH_TARGETS, ImpRun
-from lipkit.lottery import Trained, how_seeds_run, start_run
-from lipkit.memory import check_fit_memory
+from lipkit.fitting.loop import FitResult, fit
+from lipkit.lottery.imp import SEARCH_TARGETS, ImpRun
+from lipkit.lottery.driver import Trained, how_seeds_run, start_run
+from lipkit.fitting.memory import check_fit_memory
 from lipkit.models import network_input, per_image_statistics, skip_net, theta0
 from lipkit.operators import Identity
-from lipkit.pruning import check_rate, conv_weights_of, input_weight_names, sparsity_report
+from lipkit.pruning.masks import check_rate, conv_weights_of, input_weight_names, sparsity_report
 from lipkit.seeding import generator as stream_generator
-from lipkit.settings import FitSettings
+from lipkit.fitting.settings import FitSettings
 from lipkit.tasks import Task, check_task_fits
 
 INPUT_MODES = ("shared", "per_image")
@@ -134,7 +134,7 @@ def fit_shared(net, tasks: Sequence[Task], *, input_mode: str = "per_image", sea
 
 
 class SharedTrainer:
-    """Levels of weight-sharing IMP (:class:`lipkit.lottery.Trainer`): one masked net fitted to all
+    """Levels of weight-sharing IMP (:class:`lipkit.lottery.driver.Trainer`): one masked net fitted to all
     images from the rewind point θ0, one seed at a time."""
 
     method = "imp_shared"
@@ -186,7 +186,7 @@ def imp_shared(tasks: Sequence[Task], *, input_mode: str = "per_image", rounds: 
         rate: fraction of the remaining conv weights pruned per round.
         search_on: "observation" (each task's degraded image) or "clean" (the official code).
         settings: fit settings of every round (default: the first task's).
-        Other arguments as in :func:`lipkit.imp.imp`.
+        Other arguments as in :func:`lipkit.lottery.imp.imp`.
     """
     check_tasks(tasks)
     if input_mode not in INPUT_MODES:

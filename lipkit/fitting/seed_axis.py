@@ -1,6 +1,6 @@
 """S prior networks as one model whose inputs and outputs carry a leading seed axis.
 
-:func:`lipkit.fit.fit_loop`, the one fitting loop, steps any of these:
+:func:`lipkit.fitting.loop.fit_loop`, the one fitting loop, steps any of these:
 
 - :class:`OneNet` (S = 1): the network as it is, in place, so that a fit of one seed computes
   exactly what a plain training loop computes (channels-last, ``torch.compile`` and backtracking
@@ -8,7 +8,7 @@
 - :class:`StackedNets` (S ≥ 1): the S networks' weights stacked along a new leading axis and the
   architecture run under ``torch.func.vmap``, which turns every convolution into a grouped one
   over the seeds: one forward, one backward and one Adam step for all S. Adam works elementwise,
-  so the seeds stay independent; :mod:`lipkit.batched` uses it to fill a GPU.
+  so the seeds stay independent; :mod:`lipkit.fitting.batched` uses it to fill a GPU.
 
 Both hold their pruned weights at zero with one ``_foreach_mul_`` over the masked tensors
 (``hold_masks``). Inputs are (S, N, C, H, W) and outputs (S, N, C, H, W).
@@ -22,7 +22,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from lipkit.pruning import check_masks
+from lipkit.pruning.masks import check_masks
 
 
 class _Masked:

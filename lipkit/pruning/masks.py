@@ -2,7 +2,7 @@
 
 A *mask set* is a dict ``{parameter name: {0,1} tensor}`` over the convolution weights of
 :func:`prunable_weights`, e.g. ``{"1.1.1.1.weight": ...}``; :func:`apply_masks` zeroes them, and
-every training loop (:func:`lipkit.fit.fit`, :func:`lipkit.gan.train_wgangp`) keeps them at zero. Biases and BatchNorm
+every training loop (:func:`lipkit.fitting.loop.fit`, :func:`lipkit.gan.wgan.train_wgangp`) keeps them at zero. Biases and BatchNorm
 parameters are never pruned. The rankings use ``torch.nn.utils.prune``: global L1 (magnitude)
 or random unstructured pruning, where ``amount`` applies to the weights that remain, so k rounds
 at rate r leave a density of (1-r)^k (up to rounding of one weight per round).
@@ -194,7 +194,7 @@ def empty_filters(masks: Mapping[str, torch.Tensor]) -> "OrderedDict[str, int]":
     """Name -> number of output filters (slices along dim 0) of each conv mask that keep no weight.
 
     Such a filter outputs its bias alone, a constant map: with a whole layer emptied, *layer
-    collapse*. :func:`lipkit.fit.fit` then fits with
+    collapse*. :func:`lipkit.fitting.loop.fit` then fits with
     :func:`lipkit.models.exact_constant_channels`. Masks that are not 4-D (a channel ticket's
     biases and BatchNorms) are skipped.
     """

@@ -4,14 +4,14 @@
 from the pretrained G and D, for rounds k = 0, 1, ..., R
 
 1. fine-tune G and D from pretrained ⊙ masks_k on the fine-tuning images with WGAN-GP
-   (:func:`lipkit.wgan.train_wgangp`), masks held;
+   (:func:`lipkit.gan.wgan.train_wgangp`), masks held;
 2. the fine-tuned, masked G is the generator evaluated at sparsity s_k (k = 0: dense, fine-tuned);
 3. prune ``rate`` of the remaining conv weights of G and, separately, of D (one global ranking
    each, by magnitude of the fine-tuned weights), then rewind every parameter and buffer to the
    pretrained ones. Random global pruning (``methods=("magnitude", "random")``) is the baseline.
 
 Not copied from the official script: its hard-coded random pruning (magnitude is the default
-here) and the extra 20 % random pruning at evaluation. The loop is :mod:`lipkit.lottery`'s, as for
+here) and the extra 20 % random pruning at evaluation. The loop is :mod:`lipkit.lottery.driver`'s, as for
 the image priors: everything is written to a run folder after each round; running again resumes
 after the last finished round, and more ``rounds`` extend a finished run.
 """
@@ -28,18 +28,18 @@ import torch
 from torch import nn
 
 import lipkit
-from lipkit.imp import ImpRun
-from lipkit.lottery import Trained, start_run
-from lipkit.pruning import PRUNING_CRITERIA, check_rate, conv_weights_of, mask_sparsity, measured_sparsity
+from lipkit.lottery.imp import ImpRun
+from lipkit.lottery.driver import Trained, start_run
+from lipkit.pruning.masks import PRUNING_CRITERIA, check_rate, conv_weights_of, mask_sparsity, measured_sparsity
 from lipkit.seeding import SCHEME, derive_seed
 from lipkit.store.folder import load_masks, load_tensors, read_json
-from lipkit.tickets import Ticket
-from lipkit.wgan import WGANSettings, state_of, train_wgangp
+from lipkit.pruning.tickets import Ticket
+from lipkit.gan.wgan import WGANSettings, state_of, train_wgangp
 
 
 # --- IMP for generators -------------------------------------------------------------------------------
 class GanTrainer:
-    """Levels of generator IMP (:class:`lipkit.lottery.Trainer`): fine-tune copies of G and D from
+    """Levels of generator IMP (:class:`lipkit.lottery.driver.Trainer`): fine-tune copies of G and D from
     the pretrained weights ⊙ masks with WGAN-GP. G and D are one network to the driver (names
     ``"G.<param>"`` and ``"D.<param>"``), ranked apart (two groups). Level k's fine-tuning draws
     from the ``"gan_finetune"`` stream of (seed, k): every method sees the same data and noise."""
@@ -138,7 +138,7 @@ class GanImpRun(ImpRun):
         return _part(self._branch_masks(k), net)
 
     def _branch_masks(self, k: int):
-        from lipkit.lottery import BRANCHES, Branch
+        from lipkit.lottery.driver import BRANCHES, Branch
 
         shapes = load_masks(self.folder.masks(self.seed, 0))
         return BRANCHES["random_global"](Branch(self.seed, k, self.config["rounds"], self.config["rate"], (),

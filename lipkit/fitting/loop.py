@@ -1,8 +1,8 @@
 """The one fitting loop: every prior (dense DIP, tickets, deep decoder) is fitted here.
 
 ``fit(net, operator, y)`` fits one network; :func:`fit_loop` is its loop, written over a leading
-seed axis so that the batched seeds of :mod:`lipkit.batched` run through it too
-(:mod:`lipkit.seed_axis`). It minimises ``operator.loss(net(z + σ·n), y)`` with Adam, as DIP does:
+seed axis so that the batched seeds of :mod:`lipkit.fitting.batched` run through it too
+(:mod:`lipkit.fitting.seed_axis`). It minimises ``operator.loss(net(z + σ·n), y)`` with Adam, as DIP does:
 fresh input noise n each step (``reg_noise_std``), an exponential moving average of the output
 (``exp_weight``), optional backtracking, and optional per-parameter masks held at zero. Methods
 differ only in the loss (``loss_fn``), the network and the settings.
@@ -10,14 +10,14 @@ differ only in the loss (``loss_fn``), the network and the settings.
 Given a clean ``reference``, PSNR is tracked every iteration on the device (no host sync). Every
 fit reports three PSNRs, one per stopping rule: the best over the iterations (the papers' oracle,
 which needs the clean image to pick the iteration), the one at the iteration that ES-WMV picks
-without the clean image (:mod:`lipkit.early_stopping`), and the final one.
+without the clean image (:mod:`lipkit.fitting.early_stopping`), and the final one.
 
 Speed (see ``benchmarks/``): backtracking snapshots are taken only when backtracking is on, into
 buffers allocated once; the loop syncs with the host only every 100 steps (divergence check), for
 the progress bar, or when backtracking or a callback asks for a number. On a CPU the process keeps
 freed memory for reuse (:func:`lipkit.runtime.keep_freed_memory`). Options that change the
 numbers are :class:`lipkit.runtime.SpeedOptions`, all off by default. Settings and presets live in
-:mod:`lipkit.settings`, what a fit returns in :mod:`lipkit.fit_records`.
+:mod:`lipkit.fitting.settings`, what a fit returns in :mod:`lipkit.fitting.records`.
 """
 
 from __future__ import annotations
@@ -32,17 +32,17 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from lipkit.device import resolve_device
-from lipkit.early_stopping import ESWMV
-from lipkit.fit_records import Callback, FitResult, FitState, Snapshots
+from lipkit.fitting.early_stopping import ESWMV
+from lipkit.fitting.records import Callback, FitResult, FitState, Snapshots
 from lipkit.metrics import psnr_tensor
 from lipkit.operators.base import Operator, image_size
 from lipkit.models import exact_constant_channels
-from lipkit.pruning import empty_filters
+from lipkit.pruning.masks import empty_filters
 from lipkit.runtime import SpeedOptions, keep_freed_memory, make_adam, tf32_allowed
-from lipkit.seed_axis import OneNet, StackedNets
+from lipkit.fitting.seed_axis import OneNet, StackedNets
 from lipkit.seeding import generator as stream_generator
-from lipkit.settings import PRESETS, FitSettings, resolve_settings
-from lipkit.tracking import Tracker
+from lipkit.fitting.settings import PRESETS, FitSettings, resolve_settings
+from lipkit.fitting.tracking import Tracker
 
 __all__ = ["fit", "FitDivergedError", "FitResult", "FitSettings", "FitState", "PRESETS", "Snapshots", "SpeedOptions",
            "default_input", "step_noise_generator"]
@@ -77,9 +77,9 @@ def fit(
         net: the prior network; it is moved to ``device`` and trained in place.
         operator: the degradation; its ``loss`` is the objective unless ``loss_fn`` is given.
         observation: y, (C, h, w) or (N, C, h, w) in [0, 1]; N > 1 needs a ``loss_fn`` that
-            compares the network's output with all N (see :mod:`lipkit.weight_sharing`).
+            compares the network's output with all N (see :mod:`lipkit.lottery.weight_sharing`).
         settings: a :class:`FitSettings`, a preset name (``"denoise"``, ``"sr4"``, ...), or None
-            for the defaults (:mod:`lipkit.settings`); keyword ``overrides`` replace single fields
+            for the defaults (:mod:`lipkit.fitting.settings`); keyword ``overrides`` replace single fields
             (``num_iter=500``) of the settings, or of ``speed`` (``allow_tf32=True``).
         net_input: z; by default the network's standard input, drawn from ``seed``'s
             ``"network_input"`` stream.
@@ -90,7 +90,7 @@ def fit(
         metric: ``metric(output, reference)`` -> 0-dim tensor in dB, for the PSNR histories;
             default RGB :func:`lipkit.metrics.psnr_tensor` (``psnr_y_tensor`` for DIP's SR protocol).
         callbacks: called after every step with a :class:`FitState`; returning True stops. An
-            :class:`lipkit.early_stopping.ESWMV` among them is the fit's early-stopping detector
+            :class:`lipkit.fitting.early_stopping.ESWMV` among them is the fit's early-stopping detector
             (e.g. ``ESWMV(stop=True)`` to end the fit where it stops); otherwise one is built from
             ``settings.es_window`` and ``es_patience``.
         seed: the fit seed: z (when drawn here) and the per-step input noise come from its
@@ -142,20 +142,20 @@ def fit_loop(nets: Sequence[nn.Module], operator: Operator, observation: torch.T
              stacked: bool = False, **overrides) -> list[FitResult]:
     """The one fitting loop, over a leading seed axis: S = ``len(nets)`` fits, one result each.
 
-    With ``stacked=False`` it steps the one network of ``nets`` as it is (:class:`lipkit.seed_axis.OneNet`;
+    With ``stacked=False`` it steps the one network of ``nets`` as it is (:class:`lipkit.fitting.seed_axis.OneNet`;
     what :func:`fit` does), else the S networks as one batched model
-    (:class:`lipkit.seed_axis.StackedNets`; :func:`lipkit.batched.fit_seeds`). Callbacks and
+    (:class:`lipkit.fitting.seed_axis.StackedNets`; :func:`lipkit.fitting.batched.fit_seeds`). Callbacks and
     backtracking act on one network's weights, so they need ``stacked=False``. Arguments are
     :func:`fit`'s, one per seed where they are sequences.
     """
     settings = resolve_settings(settings, **overrides)
     runs = len(nets)
     if not stacked and runs != 1:
-        raise ValueError(f"fitting {runs} networks needs stacked=True (lipkit.batched.fit_seeds)")
+        raise ValueError(f"fitting {runs} networks needs stacked=True (lipkit.fitting.batched.fit_seeds)")
     callbacks = list(callbacks)
     if stacked and (callbacks or settings.backtrack):
         raise ValueError("the batched method does not backtrack or take callbacks: both act on one seed's weights; "
-                         "fit the seeds one by one (lipkit.batched.fit_seeds with method='sequential' or 'processes')")
+                         "fit the seeds one by one (lipkit.fitting.batched.fit_seeds with method='sequential' or 'processes')")
     speed.check_weights(nets[0])
     dev = resolve_device(device)
     if dev.type == "cpu":

@@ -17,7 +17,7 @@ densities, and one-shot magnitude pruning of the dense fit.
 
 Everything is written to a run folder after each round; running again with the same arguments
 resumes after the last completed round and gives the same numbers as an uninterrupted run. The
-loop, resume and extension are :mod:`lipkit.lottery`'s; this module supplies its trainer
+loop, resume and extension are :mod:`lipkit.lottery.driver`'s; this module supplies its trainer
 (:class:`SingleImageTrainer`) and reads the folders back (:class:`ImpRun`).
 """
 
@@ -32,19 +32,19 @@ from typing import Iterable, Sequence
 import torch
 
 import lipkit
-from lipkit.fit import FitDivergedError, fit
+from lipkit.fitting.loop import FitDivergedError, fit
 from lipkit.device import resolve_device
-from lipkit.lottery import BRANCHES, STRUCTURES, Trained, how_seeds_run, start_run
-from lipkit.memory import check_fit_memory
+from lipkit.lottery.driver import BRANCHES, STRUCTURES, Trained, how_seeds_run, start_run
+from lipkit.fitting.memory import check_fit_memory
 from lipkit.models import skip_net, theta0
 from lipkit.operators import Identity
-from lipkit.pruning import PRUNING_CRITERIA, check_rate, conv_weights_of, input_weight_names, sparsity_report
+from lipkit.pruning.masks import PRUNING_CRITERIA, check_rate, conv_weights_of, input_weight_names, sparsity_report
 from lipkit.store.folder import load_masks, load_tensors, read_json, write_json
 from lipkit.store.paths import ImpFolder
 from lipkit.matching import closest_in_ratio
 from lipkit.summaries import level_curve
 from lipkit.tasks import Task, check_task_fits
-from lipkit.tickets import Ticket
+from lipkit.pruning.tickets import Ticket
 
 SEARCH_TARGETS = ("observation", "clean")
 BASELINES = tuple(BRANCHES)
@@ -77,7 +77,7 @@ def _fresh_net(arch: dict, rewind_state, device) -> torch.nn.Module:
 
 
 class SingleImageTrainer:
-    """Levels of single-image IMP (:class:`lipkit.lottery.Trainer`): fit the masked skip net from the
+    """Levels of single-image IMP (:class:`lipkit.lottery.driver.Trainer`): fit the masked skip net from the
     rewind point on the search target, and evaluate it on the observation (the same fit when
     searching on the observation). With ``batch``, the seeds of a level fit as one batched model."""
 
@@ -109,7 +109,7 @@ class SingleImageTrainer:
         nets = [_fresh_net(self.config["arch"], r, self.device) for r in rewinds]
         task = self.task
         if self.batch and len(nets) > 1:
-            from lipkit.batched import fit_seeds
+            from lipkit.fitting.batched import fit_seeds
 
             states = [{k: v.detach().clone() for k, v in net.state_dict().items()} for net in nets]
             try:
@@ -286,11 +286,11 @@ def imp(task: Task, *, rounds: int = 16, rate: float = 0.2, seeds: Sequence[int]
         workers: processes for the seeds; default: one per CPU core on a CPU (each with
             cores/workers threads), 1 on a GPU.
         batch_seeds: fit the seeds of each round together as one batched model
-            (:func:`lipkit.batched.fit_seeds`, ``method="batched"``) in this process. Default:
+            (:func:`lipkit.fitting.batched.fit_seeds`, ``method="batched"``) in this process. Default:
             on a GPU with several seeds. Results equal separate fits to float tolerance, not
             bit for bit, so a run is best finished the way it was started.
         structure: "unstructured" (single weights) or "channel" (whole channels, with their
-            BatchNorms and the input channels that read them: :mod:`lipkit.channels`; ``rate`` is
+            BatchNorms and the input channels that read them: :mod:`lipkit.pruning.channels`; ``rate`` is
             then the fraction of the remaining channels, and a ticket compacts to a smaller net).
     """
     if not isinstance(rounds, int) or rounds < 0:
@@ -319,7 +319,7 @@ def imp(task: Task, *, rounds: int = 16, rate: float = 0.2, seeds: Sequence[int]
     net = skip_net(**(arch or {}))
     arch_args = {k: v for k, v in net.config.items() if k != "arch"}
     if structure == "channel":
-        from lipkit.channels import channel_groups
+        from lipkit.pruning.channels import channel_groups
 
         channel_groups(net)  # an architecture it cannot prune is refused now, not after the dense level
     check_task_fits(task, net)  # refused before the run folder is made, so that a corrected command can use it

@@ -1,6 +1,6 @@
 """A ledger run's files: where they are, their manifest of checksums, and the checks that refuse an edit.
 
-The ledger (:mod:`lipkit.ledger`) holds the most expensive numbers the project has. Every file of
+The ledger (:mod:`lipkit.runs.ledger`) holds the most expensive numbers the project has. Every file of
 a ledger run (``config.json``, each job's records, ``state.json``, ``masks.xz``) is listed with its
 sha256 in ``manifest.json``; :func:`verify` refuses, naming the file, one that was edited, added
 or removed, and a ``state.json`` or ``masks.xz`` that does not describe the network the stored

@@ -11,12 +11,12 @@ For one task and seed, the contenders (:data:`CONTENDERS`) are:
   ticket closest, initialised afresh (trained from scratch);
 - ``deep_decoder``: Heckel & Hand's deep decoder (its own settings), the FLOPs closest too.
 
-Each is fitted by :func:`lipkit.fit.fit` to the task for the task's iterations with the same fit
+Each is fitted by :func:`lipkit.fitting.loop.fit` to the task for the task's iterations with the same fit
 seed, and its record holds the PSNRs (best, ES-WMV, final), the wall-clock seconds of the whole
-fit, the FLOPs of one step (:func:`lipkit.flops.step_flops`; masked weights count, as they are
+fit, the FLOPs of one step (:func:`lipkit.fitting.flops.step_flops`; masked weights count, as they are
 computed) and the parameters. :func:`race` runs the jobs as the book runs IMP's fits (worker
 processes with one thread each on a CPU, one after another on a GPU), so every contender is
-timed under the same conditions, and caches the records like :func:`lipkit.transfer.transfer_many`.
+timed under the same conditions, and caches the records like :func:`lipkit.studies.transfer.transfer_many`.
 
 The dense and unstructured contenders are fits IMP has already made (its levels 0 and k, same
 θ0, masks, task and fit seed: the same numbers to the last bit). Given that run
@@ -37,15 +37,15 @@ from typing import Sequence
 import torch
 
 from lipkit.device import resolve_device
-from lipkit.fit_records import FitResult
-from lipkit.flops import step_flops
+from lipkit.fitting.records import FitResult
+from lipkit.fitting.flops import step_flops
 from lipkit.matching import closest_in_ratio
-from lipkit.memory import check_fit_memory
+from lipkit.fitting.memory import check_fit_memory
 from lipkit.parallel import Engine, run_cached
 from lipkit.store.cache import RecordCache
 from lipkit.summaries import group_stats
 from lipkit.tasks import Task
-from lipkit.tickets import Ticket
+from lipkit.pruning.tickets import Ticket
 
 CONTENDERS = ("dense", "unstructured", "channel_ticket", "random_channels", "narrow", "deep_decoder")
 LABELS = {"dense": "dense DIP", "unstructured": "unstructured ticket (masked)", "channel_ticket": "channel ticket",
@@ -136,7 +136,7 @@ class SpeedJob:
         if self.contender == "channel_ticket":
             return self.ticket.compact(), None
         if self.contender == "random_channels":
-            from lipkit.channels import compact, random_channels_of
+            from lipkit.pruning.channels import compact, random_channels_of
 
             return compact(net, random_channels_of(net, self.ticket.masks, seed=self.seed)), None
         if self.contender == "narrow":
@@ -151,7 +151,7 @@ def contenders(task: Task, channel_ticket: Ticket, unstructured_ticket: Ticket, 
     """The six contenders of ``task`` for one seed (default: the channel ticket's), the narrow
     net and the deep decoder sized to the compacted channel ticket's FLOPs at the task's size.
     Both tickets must come from the same θ0. ``imp_run``: the unstructured ticket's
-    :class:`lipkit.imp.ImpRun`; if it searched on ``task`` itself (same observation), its level 0
+    :class:`lipkit.lottery.imp.ImpRun`; if it searched on ``task`` itself (same observation), its level 0
     and the ticket's level, timed alone, stand for the dense and unstructured fits."""
     if channel_ticket.structure != "channel" or unstructured_ticket.structure != "unstructured":
         raise ValueError("contenders() needs a channel ticket and an unstructured ticket, in that order")
@@ -180,10 +180,10 @@ def contenders(task: Task, channel_ticket: Ticket, unstructured_ticket: Ticket, 
 
 
 def _run(job: SpeedJob, device, progress: bool):
-    from lipkit.deep_decoder_runs import settings_for
-    from lipkit.fit import fit
+    from lipkit.studies.deep_decoder_runs import settings_for
+    from lipkit.fitting.loop import fit
     from lipkit.models import count_parameters
-    from lipkit.pruning import sparsity_report
+    from lipkit.pruning.masks import sparsity_report
 
     task = job.task
     net, masks = job.build()

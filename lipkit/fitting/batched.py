@@ -2,17 +2,17 @@
 
 Each seed keeps everything a fit of its own would have: its network weights, masks, BatchNorm
 statistics, input z and input-noise stream. :func:`fit_seeds` returns the S results that S calls
-of :func:`lipkit.fit.fit` would return, to float tolerance, by one of three methods:
+of :func:`lipkit.fitting.loop.fit` would return, to float tolerance, by one of three methods:
 
 - ``"batched"`` (the default on a GPU): the S networks as one batched model
-  (:class:`lipkit.seed_axis.StackedNets`: weights stacked along a seed axis, the network under
+  (:class:`lipkit.fitting.seed_axis.StackedNets`: weights stacked along a seed axis, the network under
   ``torch.func.vmap``, every convolution grouped over the seeds), stepped by
-  :func:`lipkit.fit.fit_loop`, the same loop that fits one network. This fills a GPU that one small fit leaves
-  idle; :func:`lipkit.imp.imp` uses it for the seeds of each round on a GPU. Callbacks,
+  :func:`lipkit.fitting.loop.fit_loop`, the same loop that fits one network. This fills a GPU that one small fit leaves
+  idle; :func:`lipkit.lottery.imp.imp` uses it for the seeds of each round on a GPU. Callbacks,
   backtracking and channels-last act on one network and are refused.
 - ``"processes"`` (the default on a CPU): one worker process per core, one thread each
   (:class:`lipkit.parallel.Engine`). A small fit cannot keep two cores busy; two fits can.
-- ``"sequential"``: :func:`lipkit.fit.fit` for one seed after the other, in this process.
+- ``"sequential"``: :func:`lipkit.fitting.loop.fit` for one seed after the other, in this process.
 """
 
 from __future__ import annotations
@@ -23,11 +23,11 @@ import torch
 from torch import nn
 
 from lipkit.device import resolve_device
-from lipkit.fit import FitResult, collapses, fit, fit_loop
+from lipkit.fitting.loop import FitResult, collapses, fit, fit_loop
 from lipkit.models import exact_constant_channels
 from lipkit.operators.base import Operator
 from lipkit.runtime import SpeedOptions, tf32_allowed
-from lipkit.settings import FitSettings, resolve_settings
+from lipkit.fitting.settings import FitSettings, resolve_settings
 
 SEED_MODES = ("auto", "batched", "processes", "sequential")  # how fit_seeds runs its seeds
 
@@ -59,7 +59,7 @@ def fit_seeds(
 ) -> list[FitResult]:
     """Fit ``nets[s]`` with seed ``seeds[s]`` (and ``masks[s]``) for every s; results in that order.
 
-    Arguments are those of :func:`lipkit.fit.fit`, one per seed where they are sequences. The
+    Arguments are those of :func:`lipkit.fitting.loop.fit`, one per seed where they are sequences. The
     networks are trained in place, as ``fit`` does. ``method`` is one of :data:`SEED_MODES`;
     ``"auto"`` is :func:`default_method`. ``workers`` is for ``"processes"`` (default: one per
     core). ``loss_fn`` and ``metric`` must be module-level functions for ``"processes"``.

@@ -14,7 +14,7 @@ another machine, and every number it has produced so far with where it was made:
 
 The chain's masks are nested (a pruned weight stays pruned), so one byte per weight, the level at
 which it was pruned (255: never), holds them all; LZMA brings that to well under a byte. θ0 is
-not stored: it is regenerated from the seed on the CPU (:meth:`lipkit.imp.SingleImageTrainer.rewind_state`)
+not stored: it is regenerated from the seed on the CPU (:meth:`lipkit.lottery.imp.SingleImageTrainer.rewind_state`)
 and checked against the stored checksum, so a restore never continues from other weights.
 
 The ledger holds the most expensive numbers the project has, so an edit is never taken silently:
@@ -24,7 +24,7 @@ shapes, levels) against the network the stored config builds, before :func:`expo
 and given one.
 
 :func:`export_run` writes a run folder's seeds into the ledger; :func:`restore_run` rebuilds a
-run folder from it, which :func:`lipkit.imp.imp` then resumes like any other. Baselines whose
+run folder from it, which :func:`lipkit.lottery.imp.imp` then resumes like any other. Baselines whose
 masks are random (``random_global``, ``random_layerwise``) regenerate from the seed and the
 chain; ``oneshot`` needs the dense fit's weights, which the ledger does not keep (9 MB a seed).
 """
@@ -44,8 +44,8 @@ import torch
 
 import lipkit
 from lipkit.device import device_name
-from lipkit.ledger_files import NEVER, LedgerError, LedgerRun, pruned_levels, verify, write_manifest
-from lipkit.lottery import run_id
+from lipkit.runs.ledger_files import NEVER, LedgerError, LedgerRun, pruned_levels, verify, write_manifest
+from lipkit.lottery.driver import run_id
 from lipkit.store.folder import load_masks, load_tensors, read_json, save_masks, save_state, union, write_json
 from lipkit.store.paths import ImpFolder
 
@@ -183,7 +183,7 @@ def _merged_levels(folder: ImpFolder, entry: LedgerRun, seed: int, method: str, 
 
 def theta0_state(config: dict, seed: int) -> "OrderedDict[str, torch.Tensor]":
     """θ0 of ``seed`` for the single-image IMP run ``config``, made as the run made it (on the CPU)."""
-    from lipkit.imp import SingleImageTrainer
+    from lipkit.lottery.imp import SingleImageTrainer
 
     return SingleImageTrainer(config, None, "cpu", False, False).rewind_state(seed)
 

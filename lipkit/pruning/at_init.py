@@ -2,9 +2,9 @@
 papers define them, and random masks as their floor.
 
 Every strategy ranks the prunable weights of a network at θ0 (the conv weights,
-:func:`lipkit.pruning.prunable_weights`, as LIP prunes) and keeps the ``density`` fraction
+:func:`lipkit.pruning.masks.prunable_weights`, as LIP prunes) and keeps the ``density`` fraction
 with the best scores, globally over all layers. The masks are ordinary lipkit masks, so a mask
-found here becomes a ticket (:meth:`lipkit.tickets.Ticket.from_net` with θ0 as the rewind
+found here becomes a ticket (:meth:`lipkit.pruning.tickets.Ticket.from_net` with θ0 as the rewind
 point) that every fit, chapter and transfer accepts.
 
 - **OES** (Ghosh et al., ICML 2024): keep-probabilities σ(p), one logit per weight from 0, learned
@@ -61,7 +61,7 @@ from typing import Mapping
 import torch
 from torch import nn
 
-from lipkit.pruning import prunable_weights
+from lipkit.pruning.masks import prunable_weights
 
 INIT_STRATEGIES = ("oes", "snip", "grasp", "synflow", "random")  # masks chosen at θ0, before any fit
 

@@ -1,7 +1,7 @@
 """The one lottery driver: level k = prune(level k−1), rewind, train, record, for every kind of run.
 
-Single-image IMP (:mod:`lipkit.imp`), weight-sharing IMP (:mod:`lipkit.weight_sharing`) and
-generator IMP (:mod:`lipkit.gan`) differ only in their :class:`Trainer`: what a seed's rewind
+Single-image IMP (:mod:`lipkit.lottery.imp`), weight-sharing IMP (:mod:`lipkit.lottery.weight_sharing`) and
+generator IMP (:mod:`lipkit.gan.imp`) differ only in their :class:`Trainer`: what a seed's rewind
 point is and how one level is trained and measured. The driver owns everything else, once:
 
 - ``rounds`` R means R pruning rounds: levels 0 (dense) .. R are trained and recorded;
@@ -35,7 +35,7 @@ import torch
 from lipkit.data import to_pil
 from lipkit.device import resolve_device
 from lipkit.parallel import Engine
-from lipkit.pruning import dense_masks, global_prune, one_shot_magnitude, random_global, random_like
+from lipkit.pruning.masks import dense_masks, global_prune, one_shot_magnitude, random_global, random_like
 from lipkit.store.folder import (RunConfigError, RunLock, load_masks, load_tensors, open_config, read_json,
                                  save_masks, save_state, union, write_json)
 from lipkit.store.paths import ImpFolder
@@ -137,9 +137,9 @@ def prune_level(weights: Mapping, masks: Mapping, rate: float, *, method: str, k
     """The next level's masks: ``rate`` of the remaining weights removed, one ranking per group;
     with ``structure="channel"``, ``rate`` of the remaining channels of ``network`` (a skip net),
     ranked by their filters' mean |w| (or at random), as masks over everything that carries them
-    (:mod:`lipkit.channels`)."""
+    (:mod:`lipkit.pruning.channels`)."""
     if structure == "channel":
-        from lipkit.channels import channels_of, parameter_masks, prune_channels
+        from lipkit.pruning.channels import channels_of, parameter_masks, prune_channels
 
         pruned = prune_channels(network, channels_of(network, masks), rate, weights=weights, seed=seed, key=(level,),
                                 score="l1" if method == "magnitude" else "random")

@@ -11,7 +11,7 @@ built with that profile finds them done.
 :func:`advance` adds one level at a time in the order of :func:`schedule`: breadth first, level 0
 of every run, then level 1 of every run, and so on, so that every run reaches level 8 (83 %, where
 Fig. 2's tickets are) before any goes deeper, and a few short windows fill Fig. 2 row by row
-across all its tasks instead of taking one run to 99.53 % first. It restores a run from the ledger (:mod:`lipkit.ledger`) when this
+across all its tasks instead of taking one run to 99.53 % first. It restores a run from the ledger (:mod:`lipkit.runs.ledger`) when this
 machine does not have it, writes the ledger after every level, and stops before a level that
 would end after the deadline.
 """
@@ -23,8 +23,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from lipkit.experiments import PAPER_TASKS, Experiments
-from lipkit.imp import ImpRun
-from lipkit.ledger import LedgerRun, export_run, restore_run
+from lipkit.lottery.imp import ImpRun
+from lipkit.runs.ledger import LedgerRun, export_run, restore_run
 from lipkit.paper import FIG2
 from lipkit.store.paths import ImpFolder
 from lipkit.summaries import level_curve

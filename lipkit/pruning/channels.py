@@ -7,7 +7,7 @@ conv's bias, the BatchNorm after it, the slice of a concatenation's BatchNorm th
 reads them. Removing channel c of a group zeroes all of these. In train-mode BatchNorm a channel
 that is zero stays zero only if its scale and shift are zero too (BN(0) = β), which is why the
 BatchNorms are masked with the conv. The masks are ordinary lipkit masks (parameter name ->
-{0,1} tensor, :func:`lipkit.pruning.apply_masks`), so every fit holds them.
+{0,1} tensor, :func:`lipkit.pruning.masks.apply_masks`), so every fit holds them.
 
 Example::
 

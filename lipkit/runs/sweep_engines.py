@@ -22,7 +22,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Iterator
 
 from lipkit.parallel import Engine
-from lipkit.sweep import ENGINES, Sweep, SweepJob, records_done, records_expected, run_job
+from lipkit.runs.sweep import ENGINES, Sweep, SweepJob, records_done, records_expected, run_job
 
 RAY_VERSION = "2.60.0"  # the lipkit[ray] extra's pin: a driver and its cluster must run the same Ray
 

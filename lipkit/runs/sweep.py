@@ -321,7 +321,7 @@ def collect(root) -> list[dict]:
     """Every record of every run folder under ``root`` (IMP levels and baselines, all seeds), each
     with ``run`` (the folder's name) and the task's ``kind``, ``image`` and ``params``: one table
     for the chapters' plots."""
-    from lipkit.imp import ImpRun
+    from lipkit.lottery.imp import ImpRun
 
     out = []
     for folder in sorted(p for p in Path(root).iterdir() if (p / "config.json").is_file()):

@@ -11,7 +11,7 @@ output of every step (the one computed from the noise-perturbed input) and repor
 the lowest-variance iteration; lipkit does the same and reports the *tracked* output there (the
 exponential average for denoising, like the best and final PSNRs).
 
-:class:`ESWMV` is a callback of :func:`lipkit.fit.fit`; ``fit`` runs one on every fit (settings
+:class:`ESWMV` is a callback of :func:`lipkit.fitting.loop.fit`; ``fit`` runs one on every fit (settings
 ``es_window``, ``es_patience``) so that every record carries the PSNR a user without the clean
 image would get. Its state lives on the fit's device and needs no host sync per step.
 
@@ -32,7 +32,7 @@ import torch
 
 
 class ESWMV:
-    """The ES-WMV detector, for B runs at once (B = 1 for :func:`lipkit.fit.fit`, S for seeds).
+    """The ES-WMV detector, for B runs at once (B = 1 for :func:`lipkit.fitting.loop.fit`, S for seeds).
 
     ``update(iteration, output, tracked)`` takes the step's raw output and the image to keep
     (``tracked``, default the output), both shaped (B, ...). After the fit, per run:

@@ -1,9 +1,9 @@
-"""What a fitting loop records at every step, for S fits side by side (S = 1 for :func:`lipkit.fit.fit`).
+"""What a fitting loop records at every step, for S fits side by side (S = 1 for :func:`lipkit.fitting.loop.fit`).
 
 :class:`Tracker` keeps the loss of each fit, the moving average of its output (DIP's EMA), its
 PSNR against the clean image, the best output so far (the oracle's pick), feeds the ES-WMV
 detector, and finds the first non-finite loss. Everything stays on the device: nothing here syncs
-with the host. The one fitting loop, :func:`lipkit.fit.fit_loop`, keeps one for its S fits.
+with the host. The one fitting loop, :func:`lipkit.fitting.loop.fit_loop`, keeps one for its S fits.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from typing import Callable
 
 import torch
 
-from lipkit.early_stopping import ESWMV
-from lipkit.fit_records import FitResult, make_result
-from lipkit.settings import FitSettings
+from lipkit.fitting.early_stopping import ESWMV
+from lipkit.fitting.records import FitResult, make_result
+from lipkit.fitting.settings import FitSettings
 
 
 def moving_average(average: torch.Tensor | None, output: torch.Tensor, weight: float | None) -> torch.Tensor:
@@ -94,7 +94,7 @@ class Tracker:
     def result(self, run: int, *, clean: torch.Tensor, done: int, settings: FitSettings, seed: int, device,
                seconds: float, backtracks=(), stopped_early: bool = False,
                early_stop: ESWMV | None = None) -> FitResult:
-        """Fit ``run``'s :class:`lipkit.fit_records.FitResult` after ``done`` steps; ``clean`` is its
+        """Fit ``run``'s :class:`lipkit.fitting.records.FitResult` after ``done`` steps; ``clean`` is its
         output without input noise."""
         return make_result(output=self.average[run], clean=clean, best=None if self.best is None else self.best[run],
                            loss_history=self.loss[:, run],

@@ -21,7 +21,7 @@ from safetensors.torch import load_file, save_file
 import lipkit
 from lipkit.data import sha256_of
 from lipkit.models import size_problem
-from lipkit.pruning import apply_masks, mask_sparsity, sparsity_report
+from lipkit.pruning.masks import apply_masks, mask_sparsity, sparsity_report
 
 
 class TicketMismatchError(ValueError):
@@ -87,10 +87,10 @@ class Ticket:
 
     def compact(self):
         """A physically smaller dense skip net with the ticket's rewind weights, computing what the
-        masked network computes (:func:`lipkit.channels.compact`): the channels a channel ticket
+        masked network computes (:func:`lipkit.pruning.channels.compact`): the channels a channel ticket
         removed are gone. Only channel tickets (``structure="channel"``) compact: an unstructured
         ticket leaves biases and BatchNorms dense, so even a fully pruned filter still feeds its β on."""
-        from lipkit.channels import channels_of, compact
+        from lipkit.pruning.channels import channels_of, compact
 
         if self.structure != "channel":
             raise TicketMismatchError("this ticket is unstructured (its masks hold conv weights only); only a ticket "
@@ -99,7 +99,7 @@ class Ticket:
         return compact(net, channels_of(net, self.masks))
 
     def apply(self, net) -> "OrderedDict[str, torch.Tensor]":
-        """Rewind ``net`` to the ticket's weights (checked first); returns the masks for :func:`lipkit.fit.fit`."""
+        """Rewind ``net`` to the ticket's weights (checked first); returns the masks for :func:`lipkit.fitting.loop.fit`."""
         self.check_network(net)
         net.load_state_dict(self.rewind)
         apply_masks(net, self.masks)

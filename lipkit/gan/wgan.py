@@ -3,7 +3,7 @@
 :func:`train_wgangp` trains or fine-tunes a generator G and a critic D with the WGAN-GP loss of
 the PGGAN recipe, D: E[D(G(z))] − E[D(x)] + λ·E[(‖∇D(x̂)‖ − 1)²] + ε·E[D(x)²], G: −E[D(G(z))],
 holding pruned weights at exactly zero after every step. :func:`pretrain` trains a pair once
-into a folder and loads it back on later calls. Generator IMP (:mod:`lipkit.gan`) fine-tunes
+into a folder and loads it back on later calls. Generator IMP (:mod:`lipkit.gan.imp`) fine-tunes
 with :func:`train_wgangp` at every level.
 """
 
@@ -23,7 +23,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from lipkit.device import resolve_device
-from lipkit.pruning import apply_masks
+from lipkit.pruning.masks import apply_masks
 from lipkit.seeding import SCHEME
 from lipkit.seeding import generator as stream_generator
 from lipkit.store.folder import RunConfigError, RunLock, config_diff, load_tensors, save_state, write_json
@@ -91,7 +91,7 @@ def train_wgangp(generator: nn.Module, critic: nn.Module, images: torch.Tensor, 
         images: real images (N, C, H, W) on G's output scale ([-1, 1]); visited in shuffled
             epochs, one permutation per epoch. ``seed``'s streams give the data order, the latents
             and the penalty's interpolation weights (:mod:`lipkit.seeding`).
-        g_masks, d_masks: name -> {0,1} masks over :func:`lipkit.pruning.prunable_weights`; those weights start
+        g_masks, d_masks: name -> {0,1} masks over :func:`lipkit.pruning.masks.prunable_weights`; those weights start
             at and stay exactly zero.
 
     Returns:

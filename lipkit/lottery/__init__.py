@@ -1,0 +1,12 @@
+"""Lottery runs: the one driver and its trainers for image priors.
+
+- :mod:`lipkit.lottery.driver`: the one IMP loop (train, prune, rewind, record) over a
+  :class:`~lipkit.lottery.driver.Trainer`, resumable, extendable, with baselines as branches off a
+  level's masks;
+- :mod:`lipkit.lottery.imp`: single-image IMP (LIP's Algorithm 1) and :class:`~lipkit.lottery.imp.ImpRun`,
+  the reader of every run folder;
+- :mod:`lipkit.lottery.weight_sharing`: weight-sharing IMP, one ticket for several images
+  (Algorithm 2).
+
+Generator IMP, the fourth trainer, is chapter 6's (:mod:`lipkit.gan.imp`).
+"""
