@@ -236,10 +236,11 @@ def imp_table(runs: dict, titles: dict[str, str], baselines: Sequence[str]) -> s
     for name, run in runs.items():
         imp_c, es_c, final_c = (run.curve("imp", key) for key in ("best_psnr", "es_psnr", "final_psnr"))
         last = len(imp_c["round"]) - 1
+        at_max = [run.curve(m) for m in baselines]  # each curve reads the run's records once
         lines.append(
             f"| {titles[name]} | {imp_c['mean'][0]:.2f} | {100 * imp_c['sparsity'][last]:.2f} % | "
             f"{int(imp_c['unpruned_params'][last]):,} | **{imp_c['mean'][last]:.2f}** ± {imp_c['std'][last]:.2f} | "
-            + " | ".join(f"{run.curve(m)['mean'][-1]:.2f} ± {run.curve(m)['std'][-1]:.2f}" for m in baselines)
+            + " | ".join(f"{c['mean'][-1]:.2f} ± {c['std'][-1]:.2f}" for c in at_max)
             + f" | {es_c['mean'][last]:.2f} ± {es_c['std'][last]:.2f} "
             f"| {final_c['mean'][last]:.2f} ± {final_c['std'][last]:.2f} |")
     return "\n".join(lines)
