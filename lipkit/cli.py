@@ -49,13 +49,16 @@ def check_options(a: argparse.Namespace) -> None:
         values["seeds"] = a.seeds
     if a.command in ("imp", "prune-init") and a.width is not None:
         values["width"] = a.width
-    if a.command == "imp":
-        values.update(rounds=a.rounds, rate=a.rate, rewind_iter=a.rewind_iter)
     found = problems(values, flag=True)
+    seeds_ok = a.seed_list is None or (all(s >= 0 for s in a.seed_list) and len(set(a.seed_list)) == len(a.seed_list))
     if a.seed_list is not None and any(s < 0 for s in a.seed_list):
         found.append(f"--seed-list takes seeds >= 0, got {a.seed_list}")
     if a.seed_list is not None and len(set(a.seed_list)) != len(a.seed_list):
         found.append(f"--seed-list names a seed twice: {a.seed_list}")
+    if a.command == "imp":
+        from lipkit.lottery.settings import ImpSettings, option_problems
+
+        found += option_problems(ImpSettings, a, seeds=_seeds(a, [0]) if seeds_ok else [0])
     if a.command == "prune-init":
         rules = [
             (0 < a.density < 1,
@@ -82,15 +85,14 @@ def _seeds(a: argparse.Namespace, default: list) -> list:
 
 def _imp(a: argparse.Namespace) -> int:
     from lipkit.lottery.imp import imp
+    from lipkit.lottery.settings import ImpSettings, from_options
 
     check_options(a)
     task = _task(a)
     arch = None if a.width is None else dict(num_channels_down=[a.width] * 5, num_channels_up=[a.width] * 5)
-    run = imp(task, rounds=a.rounds, rate=a.rate, seeds=_seeds(a, [0]), search_on=a.search_on,
-              rewind_iteration=a.rewind_iter, keep_input_convs_dense=a.keep_input_convs_dense,
-              method=a.method, arch=arch, baselines=a.baselines, run_dir=a.out,
-              workers=a.workers, device=a.device, batch_seeds=a.batch_seeds, progress=not a.quiet,
-              structure=a.structure)
+    settings = from_options(ImpSettings, a, seeds=_seeds(a, [0]), arch=arch)
+    run = imp(task, settings, run_dir=a.out, workers=a.workers, device=a.device, batch_seeds=a.batch_seeds,
+              progress=not a.quiet)
     # imp() wrote the summary of every finished level; these numbers are the levels asked for
     curve = run.curve("imp")
     shown = {"rounds_in_folder": run.config["rounds"]} if run.config["rounds"] > a.rounds else {}
@@ -203,22 +205,16 @@ def add_run_options(p: argparse.ArgumentParser, what: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from lipkit.lottery.settings import ImpSettings, add_options
+
     ap = argparse.ArgumentParser(prog="python -m lipkit", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="command", required=True)
     p = sub.add_parser("imp", help="iterative magnitude pruning on one image (resumable)")
     add_task_options(p)
     p.add_argument("--out", required=True, help="run folder (created, or resumed when it exists)")
-    p.add_argument("--rounds", type=int, default=16)
-    p.add_argument("--rate", type=float, default=0.2, help="fraction of remaining weights pruned per round")
+    add_options(p, ImpSettings)  # one option per setting of the run, with its help text
     p.add_argument("--width", type=int, default=None, help="channels per level (default 128, the LIP backbone)")
-    p.add_argument("--search-on", default="observation", choices=["observation", "clean"])
-    p.add_argument("--rewind-iter", type=int, default=0, help="rewind to the weights after this many iterations")
-    p.add_argument("--keep-input-convs-dense", action="store_true", help="the official code's quirk")
-    p.add_argument("--method", default="magnitude", choices=["magnitude", "random"])
-    p.add_argument("--structure", default="unstructured", choices=["unstructured", "channel"],
-                   help="prune single weights, or whole channels (--rate is then a fraction of the channels)")
-    p.add_argument("--baselines", nargs="*", default=[], choices=["random_global", "random_layerwise", "oneshot"])
     p.add_argument("--batch-seeds", action=argparse.BooleanOptionalAction, default=None,
                    help="fit the seeds of each round as one batched model (default: on a GPU with several seeds)")
     add_run_options(p, "one IMP chain each; default 1")

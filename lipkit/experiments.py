@@ -2,14 +2,15 @@
 
 An :class:`Experiments` holds one profile's settings (crop, network width, rounds, rate, seeds,
 iterations) and builds tasks, IMP runs and transfer evaluations from them. A run is found by
-its folder name under ``runs_root`` (``imp_denoise_set5-woman``, ...), so a chapter that needs
-the tickets of an earlier one gets the finished folder instead of a new search; resuming an
-unchanged run costs nothing.
+its folder name under ``runs_root`` (a readable prefix, ``imp_denoise_set5-woman_64px_w32``, and a
+short hash of the run's whole settings: :meth:`Experiments.run_name`), so a chapter that needs the
+tickets of an earlier one gets the finished folder instead of a new search; resuming an unchanged
+run costs nothing.
 
 >>> ex = Experiments("runs/quick", crop=64, width=32)
->>> ex.run_name("sr", "set14/zebra", factor=4)
+>>> ex.run_prefix("sr", "set14/zebra", factor=4)
 'imp_sr4_set14-zebra_64px_w32'
->>> ex.run_name("denoise", "set5/baby", structure="channel", rate=0.33)
+>>> ex.run_prefix("denoise", "set5/baby", structure="channel", rate=0.33)
 'imp_denoise_set5-baby_64px_w32_channel_p33'
 >>> ex.arch["num_channels_down"]
 [32, 32, 32, 32, 32]
@@ -24,6 +25,8 @@ from typing import Iterable, Mapping, Sequence
 
 from lipkit import book
 from lipkit.lottery.imp import ImpRun, imp
+from lipkit.lottery.identity import adopt_legacy, folder_name
+from lipkit.lottery.settings import ImpSettings, SharedImpSettings
 from lipkit.models import theta0
 from lipkit.pruning.masks import dense_masks
 from lipkit.tasks import Task, make_task
@@ -143,11 +146,22 @@ class Experiments:
         return self.task(spec.pop("kind"), spec.pop("image"), **spec)
 
     # --- runs ---------------------------------------------------------------------------------
-    def run_name(self, kind: str, image: str, *, factor: int = 4, mask: str = "bernoulli",
-                 structure: str = "unstructured", rate: float | None = None, method: str = "magnitude") -> str:
-        """Folder name of a single-image IMP run under ``runs_root``: the task, then whatever this
-        run's settings change from the paper's (noise, crop, width, channel pruning, rate, random
-        pruning), so that chapters with different settings never meet in one folder."""
+    def imp_settings(self, kind: str, *, structure: str = "unstructured", rate: float | None = None,
+                     rounds: int | None = None, method: str = "magnitude",
+                     baselines: Iterable[str] | None = None) -> ImpSettings:
+        """The :class:`lipkit.lottery.settings.ImpSettings` of this profile's IMP on a task of ``kind``;
+        ``structure``, ``rate``, ``rounds`` and ``method`` replace the profile's (channel pruning has no
+        branch baselines)."""
+        if baselines is None:
+            baselines = self.baselines if structure == "unstructured" else ()
+        return ImpSettings(rounds=self.rounds_for(kind) if rounds is None else rounds,
+                           rate=self.rate if rate is None else rate, seeds=range(self.seeds), search_on=self.search_on,
+                           method=method, structure=structure, baselines=tuple(baselines), arch=self.arch)
+
+    def run_prefix(self, kind: str, image: str, *, factor: int = 4, mask: str = "bernoulli",
+                   structure: str = "unstructured", rate: float | None = None, method: str = "magnitude") -> str:
+        """The readable part of a run folder's name: the task, then whatever this run's settings change
+        from the paper's (noise, crop, width, channel pruning, rate, random pruning, clean search)."""
         rate = self.rate if rate is None else rate
         name = f"imp_{kind}{factor if kind == 'sr' else ''}_{image.replace('/', '-')}"
         if kind == "inpaint":
@@ -160,6 +174,23 @@ class Experiments:
         name += "_random" if method == "random" else ""
         return name + ("_clean_search" if self.search_on == "clean" else "")
 
+    def run_name(self, kind: str, image: str, *, factor: int = 4, mask: str = "bernoulli",
+                 structure: str = "unstructured", rate: float | None = None, method: str = "magnitude") -> str:
+        """Folder name of a single-image IMP run under ``runs_root``: :meth:`run_prefix` and a short hash
+        of the run's whole settings, seeds, task and iterations included
+        (:func:`lipkit.lottery.identity.folder_name`), so that runs with other settings never meet in
+        one folder."""
+        task = self.task(kind, image, factor=factor, mask=mask)
+        settings = self.imp_settings(kind, structure=structure, rate=rate, method=method)
+        return folder_name(self.run_prefix(kind, image, factor=factor, mask=mask, structure=structure, rate=rate,
+                                           method=method), settings.config(task=task.describe()))
+
+    def _named_run_dir(self, prefix: str, name: str) -> Path:
+        """``runs_root/name``; a folder this profile made before folders were named by their settings
+        (``runs_root/prefix``) is renamed first (:func:`lipkit.lottery.identity.adopt_legacy`)."""
+        adopt_legacy(self.runs_root / prefix)
+        return self.runs_root / name
+
     def imp(self, kind: str, image: str, *, factor: int = 4, mask: str = "bernoulli",
             baselines: Iterable[str] | None = None, structure: str = "unstructured", rate: float | None = None,
             rounds: int | None = None, method: str = "magnitude") -> ImpRun:
@@ -167,19 +198,29 @@ class Experiments:
         ``rate`` and ``rounds`` replace the profile's (channel pruning has no branch baselines);
         ``method="random"`` ranks by random scores instead of magnitude (random pruning's chain)."""
         task = self.task(kind, image, factor=factor, mask=mask)
-        rate = self.rate if rate is None else rate
-        if baselines is None:
-            baselines = self.baselines if structure == "unstructured" else ()
-        return imp(task, rounds=self.rounds_for(kind) if rounds is None else rounds, rate=rate, seeds=range(self.seeds),
-                   arch=self.arch, search_on=self.search_on, baselines=baselines, structure=structure, method=method,
-                   run_dir=self.runs_root / self.run_name(kind, image, factor=factor, mask=mask, structure=structure,
-                                                          rate=rate, method=method),
-                   workers=self.workers, progress=self.progress)
+        settings = self.imp_settings(kind, structure=structure, rate=rate, rounds=rounds, method=method,
+                                     baselines=baselines)
+        prefix = self.run_prefix(kind, image, factor=factor, mask=mask, structure=structure, rate=rate, method=method)
+        run_dir = self._named_run_dir(prefix, folder_name(prefix, settings.config(task=task.describe())))
+        return imp(task, settings, run_dir=run_dir, workers=self.workers, progress=self.progress)
 
     def paper_imp(self, name: str, baselines: Iterable[str] | None = None, **settings) -> ImpRun:
         """IMP on one of :data:`PAPER_TASKS` (``settings``: ``structure``, ``rate``, ``rounds`` as in :meth:`imp`)."""
         spec = {k: v for k, v in PAPER_TASKS[name].items() if k != "title"}
         return self.imp(spec.pop("kind"), spec.pop("image"), baselines=baselines, **spec, **settings)
+
+    def shared_settings(self, input_mode: str, *, seeds: int) -> SharedImpSettings:
+        """The :class:`lipkit.lottery.settings.SharedImpSettings` of this profile's weight sharing."""
+        return SharedImpSettings(rounds=self.rounds, rate=self.rate, seeds=range(seeds), search_on=self.search_on,
+                                 arch=self.arch, input_mode=input_mode)
+
+    def shared_run_name(self, images: Sequence[str], input_mode: str, name: str, *, seeds: int, crop: int) -> str:
+        """Folder name of :meth:`shared_imp`'s run: ``shared_<name>_<input_mode>`` and a short hash."""
+        from lipkit.lottery.weight_sharing import shared_config
+
+        tasks = [self.task("denoise", image, crop=crop) for image in images]
+        return folder_name(f"shared_{name}_{input_mode}",
+                           shared_config(tasks, self.shared_settings(input_mode, seeds=seeds)))
 
     def shared_imp(self, images: Sequence[str], input_mode: str, name: str, *, seeds: int, crop: int) -> ImpRun:
         """Weight-sharing IMP (:func:`lipkit.lottery.weight_sharing.imp_shared`) for denoising ``images``,
@@ -187,9 +228,10 @@ class Experiments:
         from lipkit.lottery.weight_sharing import imp_shared
 
         tasks = [self.task("denoise", image, crop=crop) for image in images]
-        return imp_shared(tasks, input_mode=input_mode, rounds=self.rounds, rate=self.rate, seeds=range(seeds),
-                          search_on=self.search_on, arch=self.arch,
-                          run_dir=self.runs_root / f"shared_{name}_{input_mode}", progress=self.progress)
+        run_dir = self._named_run_dir(f"shared_{name}_{input_mode}",
+                                      self.shared_run_name(images, input_mode, name, seeds=seeds, crop=crop))
+        return imp_shared(tasks, self.shared_settings(input_mode, seeds=seeds), run_dir=run_dir,
+                          progress=self.progress)
 
     def deep_decoders(self, task: Task, widths: Sequence[int]) -> list[dict]:
         """Deep decoders of ``widths`` channels fitted to ``task`` with this profile's seeds

@@ -296,14 +296,16 @@ def test_chapter4_numbers(executed, monkeypatch):
     assert g["shared_loss"] == pytest.approx(g["shared_loss_sum"], rel=1e-5)
     assert g["shared_loss_rel_error"] < 1e-5
     # and the glued record is the run folder's
-    per_image, one_z = (ImpRun(RUNS / f"shared_set5_{mode}") for mode in ("per_image", "shared"))
+    ex = quick_experiments(stem)
+    per_image, one_z = (ImpRun(RUNS / ex.shared_run_name(params["cross_domain"], mode, "set5",
+                                                         seeds=params["shared_seeds"], crop=params["ws_crop"]))
+                        for mode in ("per_image", "shared"))
     last = max((r for r in per_image.records() if r["seed"] == 0), key=lambda r: r["round"])
     assert last["loss"] == pytest.approx(g["shared_loss"])
     assert last["image_losses"] == pytest.approx(g["shared_loss_terms"], abs=1e-6)
     assert 90 < g["ws_sparsity"] < 95
     # the table's means: the tickets' cached fits through the chapter's function (none may run here)
     monkeypatch.setattr(transfer, "_run_job", lambda *a: pytest.fail("the chapter's transfer fits were not cached"))
-    ex = quick_experiments(stem)
     f16, woman = (ex.imp("denoise", image, baselines=[]) for image in ("dip/f16", "set5/woman"))
     tickets = {"shared weights, one z per image": [per_image.ticket(0, 3)],
                "shared weights, one z (official)": [one_z.ticket(0, 3)],
@@ -476,8 +478,8 @@ def quick_experiments(stem: str, **overrides):
     job that was not cached fails the test in this process instead of running."""
     from lipkit.experiments import Experiments
 
-    params = yaml.safe_load((ROOT / "book" / "profiles.yml").read_text())["quick"][stem]
-    return Experiments.from_parameters(params, runs_root=RUNS, progress=False, workers=1, **overrides)
+    return Experiments.from_parameters(chapter_parameters(stem), runs_root=RUNS, progress=False, workers=1,
+                                       **overrides)
 
 
 def fig2_runs() -> list[str]:

@@ -81,8 +81,9 @@ def searched(tmp_path_factory):
 
 def test_the_race_fits_what_it_says_and_reproduces_imps_fits(searched, monkeypatch):
     ex, task, unstructured, channel = searched
-    assert channel.dir.name == "imp_denoise_set5-baby_64px_w16_channel_p40"
-    assert unstructured.dir.name == "imp_denoise_set5-baby_64px_w16_p60"
+    assert channel.dir.name == ex.run_name("denoise", "set5/baby", structure="channel", rate=0.4)
+    assert channel.dir.name.startswith("imp_denoise_set5-baby_64px_w16_channel_p40_")
+    assert unstructured.dir.name == ex.run_name("denoise", "set5/baby")
     jobs = fast_tickets.contenders(task, channel.ticket(0, 1), unstructured.ticket(0, 1))
     assert [j.contender for j in jobs] == list(fast_tickets.CONTENDERS)
     nets = {j.contender: j.build() for j in jobs}

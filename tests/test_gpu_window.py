@@ -10,10 +10,17 @@ import subprocess
 import sys
 import tarfile
 
+import importlib.util
+
 from conftest import ROOT
 
 from lipkit.runs import paper_plan
 from lipkit.runs.ledger import LedgerRun
+
+
+_spec = importlib.util.spec_from_file_location("gpu_window", ROOT / "scripts" / "gpu_window.py")
+gpu_window = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(gpu_window)
 
 
 def window(out, *args) -> tuple[int, dict, str]:
@@ -42,8 +49,7 @@ def test_a_dry_run_window_runs_every_step_and_the_next_one_goes_on_from_the_ledg
     assert any(n.startswith("paper_profile/windows/") for n in packed)
     level_1 = LedgerRun(ledger, name).levels(0)[1]
     # the book reads the ledger: the dense row of each run is filled (2 seeds), the tickets' levels not yet
-    plan = paper_plan.fig2_plan(paper_plan.profile_experiments(ROOT / "book" / "profiles.yml", tmp_path / "runs",
-                                                               crop=64, width=8), rounds=1)
+    plan = paper_plan.fig2_plan(gpu_window.plan_experiments(True, tmp_path), rounds=1)  # the dry run's settings
     rows = paper_plan.fig2_rows(plan, ledger)
     assert [r["n"] for r in rows if r["level"] == 0] == [2] * 5 and all(r["n"] == 0 for r in rows if r["level"])
     dense = [e["record"]["best_psnr"] for s in (0, 1) for e in LedgerRun(ledger, name).levels(s)[:1]]

@@ -11,11 +11,12 @@ import pytest
 import torch
 
 from lipkit.fitting.loop import FitDivergedError
-from lipkit.lottery.imp import _fit_guarded, imp
+from lipkit.lottery.imp import ImpRun, _fit_guarded, imp
+from lipkit.lottery.identity import adopt_legacy, folder_name
 from lipkit.models import skip_net
 from lipkit.operators import Denoising
 from lipkit.fitting.settings import FitSettings
-from lipkit.store.folder import RunConfigError
+from lipkit.store.folder import RunConfigError, read_json, write_json
 from lipkit.store.paths import ImpFolder
 from lipkit.tasks import Task, make_task
 
@@ -271,13 +272,39 @@ def test_one_shot_at_level_1_is_imp_s_first_round_and_is_not_fitted_twice(mirror
         assert {k: oneshot(reused, level)[k] for k in numbers} == {k: oneshot(fitted, level)[k] for k in numbers}
 
 
-def test_a_run_reads_only_the_seeds_it_asked_for_when_the_folder_holds_more(mirror_dir, tmp_path):
-    # a folder grown to 3 seeds (by a sweep, say) read by an experiment asking for 2 averages over 2
+def test_a_folder_holds_exactly_its_seeds_and_its_readers_read_those(mirror_dir, tmp_path):
+    # the seeds are part of a run's identity: another seed set is another run, refused in one line
     task = make_task("denoise", "set5/baby", crop=64, iters=3)
     kw = dict(rounds=1, rate=0.5, arch=TINY, run_dir=tmp_path / "x", workers=1, progress=False)
-    imp(task, seeds=[0, 1, 2], **kw)
-    run = imp(task, seeds=[0, 1], **kw)
-    assert run.seeds == [0, 1]
-    assert sorted({r["seed"] for r in run.records()}) == [0, 1]
-    assert run.curve("imp")["n"] == [2, 2]
-    assert imp(task, seeds=[2], **kw).curve("imp")["n"] == [1, 1]
+    run = imp(task, seeds=[0, 1, 2], **kw)
+    assert run.config["seeds"] == [0, 1, 2] and ImpRun(run.dir).seeds == [0, 1, 2]
+    with pytest.raises(RunConfigError, match="seeds"):
+        imp(task, seeds=[0, 1], **kw)
+    # a reader asking for fewer seeds reads only those
+    view = ImpRun(run.dir, seeds=[0, 1])
+    assert sorted({r["seed"] for r in view.records()}) == [0, 1] and view.curve("imp")["n"] == [2, 2]
+    # a seed's records name its chain, not the seed set: one seed alone gives the same fit and run id
+    alone = imp(task, seeds=[2], **dict(kw, run_dir=tmp_path / "alone"))
+    numbers = ("best_psnr", "es_psnr", "final_psnr", "run")
+    assert [{k: r[k] for k in numbers} for r in alone.records()] == \
+        [{k: r[k] for k in numbers} for r in run.records() if r["seed"] == 2]
+
+
+def test_a_folder_from_before_configs_named_their_seeds_is_recognised_or_refused(mirror_dir, tmp_path):
+    task = make_task("denoise", "set5/baby", crop=64, iters=3)
+    kw = dict(rounds=1, rate=0.5, arch=TINY, workers=1, progress=False)
+    for folder, seeds in (("two", [0, 1]), ("one", [0])):
+        imp(task, seeds=seeds, run_dir=tmp_path / folder, **kw)
+        config = read_json(tmp_path / folder / "config.json")
+        write_json(tmp_path / folder / "config.json", {k: v for k, v in config.items() if k != "seeds"})
+    # its seed folders among the asked seeds: resumed, and its config now names them
+    before = ImpRun(tmp_path / "one").records()
+    extended = imp(task, seeds=[0], run_dir=tmp_path / "one", **dict(kw, rounds=2))
+    assert extended.config["seeds"] == [0] and [r for r in extended.records() if r["round"] <= 1] == before
+    # other seeds than asked: refused, saying which to ask for
+    with pytest.raises(RunConfigError, match=r"--seed-list 0 1"):
+        imp(task, seeds=[0], run_dir=tmp_path / "two", **kw)
+    # the book's folders (a bare prefix) are renamed to the name their own config and seeds give
+    moved = adopt_legacy(tmp_path / "two")
+    assert moved == tmp_path / folder_name("two", read_json(moved / "config.json")) and not (tmp_path / "two").exists()
+    assert read_json(moved / "config.json")["seeds"] == [0, 1] and adopt_legacy(moved) is None

@@ -5,6 +5,7 @@ files make exactly the folders the book's paper profile opens. These run on ever
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 
@@ -20,6 +21,11 @@ from lipkit.runs.sweep_engines import run_sweep
 
 TINY = dict(crop=64, width=8, rounds=1, seeds=1, denoise_iters=3, sr_iters=3, inpaint_iters=3, baselines=[])
 TIMING = {"seconds", "batched", "threads"}  # how long a fit took and how it ran are not results
+
+
+def folder(image: str, method: str = "magnitude", **settings) -> str:
+    """The run folder the chapters (and so the sweep) name for denoising ``image`` with these settings."""
+    return Experiments(".", **dict(TINY, **settings)).run_name("denoise", image, method=method)
 
 
 def tiny_sweep(tmp_path, **extra) -> Path:
@@ -53,8 +59,9 @@ def reference(tmp_path_factory, one_thread):
 
 def test_the_grid_expands_to_one_folder_per_job(tmp_path):
     plan = sweep.load(tiny_sweep(tmp_path))
-    assert [j.id for j in plan.jobs] == ["imp_denoise_set5-baby_64px_w8", "imp_denoise_set5-baby_64px_w8_random",
-                                         "imp_denoise_set5-woman_64px_w8", "imp_denoise_set5-woman_64px_w8_random"]
+    assert [j.id for j in plan.jobs] == [folder("set5/baby"), folder("set5/baby", "random"), folder("set5/woman"),
+                                         folder("set5/woman", "random")]
+    assert plan.jobs[0].id.startswith("imp_denoise_set5-baby_64px_w8_")  # readable, then the settings' hash
     assert {sweep.records_expected(j) for j in plan.jobs} == {2}
 
 
@@ -80,7 +87,7 @@ def test_a_killed_driver_s_sweep_finishes_only_what_is_missing_when_run_again(tm
     path, root, alone = tiny_sweep(tmp_path, **spec), tmp_path / "runs", tmp_path / "alone"
     driver = subprocess.Popen([sys.executable, "-m", "lipkit", "sweep", str(path), "--out", str(root),
                                "--workers", "1", "--quiet"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    first = root / "imp_denoise_set5-baby_64px_w8" / "seed_0" / "round_01.json"
+    first = root / folder("set5/baby", denoise_iters=40) / "seed_0" / "round_01.json"
     deadline = time.time() + 60
     while not first.exists() and time.time() < deadline:
         time.sleep(0.05)
@@ -96,29 +103,41 @@ def test_a_killed_driver_s_sweep_finishes_only_what_is_missing_when_run_again(tm
 
 
 def test_a_job_that_cannot_work_is_reported_once_and_the_others_go_on(tmp_path, capsys):
-    not_an_image = tmp_path / "nosuchimage.png"  # a file (a missing image is refused before any job starts)
-    not_an_image.write_text("not an image")
-    path = tiny_sweep(tmp_path, jobs=[dict(kind="denoise", image=["set5/baby", str(not_an_image)])])
-    root = tmp_path / "runs"
-    results = {r["id"]: r for r in run_sweep(sweep.load(path), root, workers=1, progress=False)}
-    assert results["imp_denoise_set5-baby_64px_w8"]["state"] == "done"
-    bad = next(r for i, r in results.items() if i != "imp_denoise_set5-baby_64px_w8")
-    assert bad["state"] == "failed" and "nosuchimage" in bad["error"]
+    from lipkit.data import resolve
+
+    broken = tmp_path / "broken.png"  # an image when the sweep is planned, unreadable when its job runs
+    shutil.copy(resolve("set5/woman"), broken)
+    path = tiny_sweep(tmp_path, jobs=[dict(kind="denoise", image=["set5/baby", str(broken)])])
+    plan, root, good = sweep.load(path), tmp_path / "runs", broken.read_bytes()
+    broken.write_text("not an image")
+    results = {r["id"]: r for r in run_sweep(plan, root, workers=1, progress=False)}
+    assert results[folder("set5/baby")]["state"] == "done"
+    bad = next(r for i, r in results.items() if i != folder("set5/baby"))
+    assert bad["state"] == "failed" and "broken.png" in bad["error"]
+    broken.write_bytes(good)  # what --status reads is the state the sweep wrote
     assert main(["sweep", str(path), "--out", str(root), "--status"]) == 1  # reported, not retried forever
     out = capsys.readouterr().out
-    assert "failed" in out and "nosuchimage" in out
+    assert "failed" in out and "broken.png" in out
     state = yaml.safe_load(sweep.state_file(root, bad["id"]).read_text())
     assert state["attempts"] == 1  # run once in this sweep; a rerun of the command tries it once more
+
+
+def test_an_image_that_cannot_be_read_is_refused_before_any_job_runs(tmp_path):
+    not_an_image = tmp_path / "nosuchimage.png"  # a file, so that it passes the check for missing images
+    not_an_image.write_text("not an image")
+    path = tiny_sweep(tmp_path, jobs=[dict(kind="denoise", image=["set5/baby", str(not_an_image)])])
+    with pytest.raises(sweep.SweepError, match="nosuchimage.png is not an image file"):
+        sweep.load(path)
 
 
 def test_a_folder_another_process_holds_is_left_alone_and_said_so(tmp_path):
     path = tiny_sweep(tmp_path, jobs=[dict(kind="denoise", image=["set5/baby", "set5/woman"])])
     root = tmp_path / "runs"
-    busy = root / "imp_denoise_set5-woman_64px_w8"
+    busy = root / folder("set5/woman")
     busy.mkdir(parents=True)
     with RunLock(busy):
         results = {r["id"]: r for r in run_sweep(sweep.load(path), root, workers=1, progress=False)}
-    assert results["imp_denoise_set5-baby_64px_w8"]["state"] == "done"
+    assert results[folder("set5/baby")]["state"] == "done"
     assert results[busy.name]["state"] == "busy" and "another process is writing" in results[busy.name]["error"]
     assert not sweep.state_file(root, busy.name).exists()  # the other sweep's state is not touched
     assert {r["id"]: r["state"] for r in sweep.status(sweep.load(path), root)}[busy.name] == "pending"

@@ -30,7 +30,8 @@ from torch import nn
 import lipkit
 from lipkit.lottery.imp import ImpRun
 from lipkit.lottery.driver import Trained, start_run
-from lipkit.pruning.masks import PRUNING_CRITERIA, check_rate, conv_weights_of, mask_sparsity, measured_sparsity
+from lipkit.lottery.settings import GanImpSettings
+from lipkit.pruning.masks import conv_weights_of, mask_sparsity, measured_sparsity
 from lipkit.seeding import SCHEME, derive_seed
 from lipkit.store.folder import load_masks, load_tensors, read_json
 from lipkit.pruning.tickets import Ticket
@@ -188,19 +189,11 @@ def gan_imp(generator: nn.Module, critic: nn.Module, images: torch.Tensor, *, ro
         seed: seeds the fine-tuning (the same data order and noise at round k for every method)
             and the random rankings.
     """
-    if not isinstance(rounds, int) or rounds < 0:
-        raise ValueError(f"rounds must be a non-negative integer, got {rounds!r}")
-    check_rate(rate)
-    methods = list(methods)
-    bad = [m for m in methods if m not in PRUNING_CRITERIA]
-    if bad or not methods or len(set(methods)) != len(methods):
-        raise ValueError(f"methods must be a non-empty subset of {PRUNING_CRITERIA}, got {methods}")
-    main = "magnitude" if "magnitude" in methods else "random"
-    config = dict(kind="gan", generator=dict(generator.config), critic=dict(critic.config), rounds=rounds, rate=rate,
-                  methods=methods, method=main, baselines=["random_global"] if len(methods) > 1 else [],
-                  seed=int(seed), finetune=asdict(finetune), n_images=int(images.shape[0]), seeding=SCHEME)
+    settings = GanImpSettings(rounds=rounds, rate=rate, methods=methods, seed=seed)
+    config = settings.config(generator=dict(generator.config), critic=dict(critic.config), finetune=asdict(finetune),
+                             n_images=int(images.shape[0]), seeding=SCHEME)
     start_run(run_dir, config, make_gan_trainer, (generator, critic, images), [int(seed)], device=device, workers=1,
-              progress=progress, total=rounds * len(methods) + 1, what="a generator-IMP run")
+              progress=progress, total=rounds * len(settings.methods) + 1, what="a generator-IMP run")
     run = GanImpRun(run_dir)
     run.write_summary()
     return GanImpRun(run_dir, max_round=rounds, seeds=[int(seed)])

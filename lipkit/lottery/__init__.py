@@ -3,6 +3,9 @@
 - :mod:`lipkit.lottery.driver`: the one IMP loop (train, prune, rewind, record) over a
   :class:`~lipkit.lottery.driver.Trainer`, resumable, extendable, with baselines as branches off a
   level's masks;
+- :mod:`lipkit.lottery.settings`: what a run is, one frozen, checked settings object per kind of run,
+  and the command line's options made from it;
+- :mod:`lipkit.lottery.identity`: the id a run's records carry and its folder's name;
 - :mod:`lipkit.lottery.imp`: single-image IMP (LIP's Algorithm 1) and :class:`~lipkit.lottery.imp.ImpRun`,
   the reader of every run folder;
 - :mod:`lipkit.lottery.weight_sharing`: weight-sharing IMP, one ticket for several images

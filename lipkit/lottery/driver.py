@@ -23,8 +23,6 @@ critic "D"); parameter names then start with the group (``"G.main.0.weight"``).
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +35,8 @@ from lipkit.device import resolve_device
 from lipkit.parallel import Engine
 from lipkit.pruning.masks import dense_masks, global_prune, one_shot_magnitude, random_global, random_like
 from lipkit.store.folder import (RunConfigError, RunLock, load_masks, load_tensors, open_config, read_json,
-                                 save_masks, save_state, union, write_json)
+                                 save_masks, save_state, write_json)
+from lipkit.lottery.identity import EXTENDABLE, name_legacy_seeds, run_id
 from lipkit.store.paths import ImpFolder
 
 Masks = "OrderedDict[str, torch.Tensor]"
@@ -154,16 +153,6 @@ def prune_level(weights: Mapping, masks: Mapping, rate: float, *, method: str, k
 
 
 # --- the loop -------------------------------------------------------------------------------------------
-EXTENDABLE = {"rounds": max, "baselines": union}  # config fields that grow a run instead of redefining it
-
-
-def run_id(config: dict) -> str:
-    """12 hex digits naming a run's settings (all but those that only extend it); every record
-    carries it, so that no record is ever taken for another run's."""
-    core = {k: v for k, v in config.items() if k not in EXTENDABLE}
-    return hashlib.sha256(json.dumps(core, sort_keys=True).encode()).hexdigest()[:12]
-
-
 def _check_records(folder: ImpFolder, seeds: Sequence[int], run: str) -> None:
     for seed in seeds:
         for path in folder.records(seed, tuple(BRANCHES)):
@@ -304,6 +293,7 @@ def start_run(run_dir, config: dict, make_trainer, payload, seeds: Sequence[int]
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     with RunLock(run_dir):
+        name_legacy_seeds(run_dir, config)
         open_config(run_dir, config, extendable=EXTENDABLE, what=what)
         dev = resolve_device(device)
         batch_seeds, workers = how_seeds_run(len(seeds), dev, workers, batch_seeds)

@@ -27,18 +27,19 @@ import os
 from collections import OrderedDict
 from dataclasses import replace
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import torch
 
 import lipkit
 from lipkit.fitting.loop import FitDivergedError, fit
 from lipkit.device import resolve_device
-from lipkit.lottery.driver import BRANCHES, STRUCTURES, Trained, how_seeds_run, start_run
+from lipkit.lottery.driver import Trained, how_seeds_run, start_run
+from lipkit.lottery.settings import BASELINES, ImpSettings
 from lipkit.fitting.memory import check_fit_memory
 from lipkit.models import skip_net, theta0
 from lipkit.operators import Identity
-from lipkit.pruning.masks import PRUNING_CRITERIA, check_rate, conv_weights_of, input_weight_names, sparsity_report
+from lipkit.pruning.masks import conv_weights_of, input_weight_names, sparsity_report
 from lipkit.store.folder import load_masks, load_tensors, read_json, write_json
 from lipkit.store.paths import ImpFolder
 from lipkit.matching import closest_in_ratio
@@ -46,8 +47,6 @@ from lipkit.summaries import level_curve
 from lipkit.tasks import Task, check_task_fits
 from lipkit.pruning.tickets import Ticket
 
-SEARCH_TARGETS = ("observation", "clean")
-BASELINES = tuple(BRANCHES)
 
 
 # --- the trainer -----------------------------------------------------------------------------------
@@ -176,9 +175,11 @@ class ImpRun:
 
     @property
     def seeds(self) -> list[int]:
-        """The seeds this view covers that have a folder, in order."""
+        """The seeds this view covers that have a folder, in order: those asked for, else those the
+        run's settings name (every seed folder, for a folder made before configs named them)."""
         found = self.folder.seeds()
-        return found if self.asked_seeds is None else [s for s in found if s in self.asked_seeds]
+        asked = self.config.get("seeds") if self.asked_seeds is None else self.asked_seeds
+        return found if asked is None else [s for s in found if s in asked]
 
     def records(self, method: str | None = None) -> list[dict]:
         """Every finished evaluation, IMP rounds and baselines, as dicts."""
@@ -265,75 +266,47 @@ class ImpRun:
         return path
 
 
-def imp(task: Task, *, rounds: int = 16, rate: float = 0.2, seeds: Sequence[int] = (0,),
-        search_on: str = "observation", rewind_iteration: int = 0, keep_input_convs_dense: bool = False,
-        method: str = "magnitude", arch: dict | None = None, baselines: Iterable[str] = (),
-        run_dir: str | os.PathLike, workers: int | None = None, device: str | None = None,
-        batch_seeds: bool | None = None, progress: bool = True, structure: str = "unstructured") -> ImpRun:
+def imp(task: Task, settings: ImpSettings | None = None, *, run_dir: str | os.PathLike, workers: int | None = None,
+        device: str | None = None, batch_seeds: bool | None = None, progress: bool = True, **fields) -> ImpRun:
     """Run (or resume) single-image IMP on ``task`` into ``run_dir``; returns the :class:`ImpRun`.
 
     Args:
         task: from :func:`lipkit.tasks.make_task`; its settings are the per-round fit settings.
-        rounds: pruning rounds R; tickets 0 (dense) .. R are evaluated.
-        rate: fraction of the remaining conv weights pruned per round, in (0, 1).
-        seeds: one IMP chain per seed (initialisation, input z and noise stream).
-        search_on: "observation" (realistic) or "clean" (the official code: fit the clean image).
-        rewind_iteration: 0 rewinds to θ0; j > 0 to the dense weights after j iterations.
-        keep_input_convs_dense: the official code's quirk (the two convolutions reading z stay dense).
-        method: "magnitude" (IMP) or "random" (random global pruning in place of magnitude).
-        arch: ``skip_net`` arguments (default: the LIP backbone).
-        baselines: any of "random_global", "random_layerwise", "oneshot".
+        settings: the run's :class:`lipkit.lottery.settings.ImpSettings` (rounds, rate, seeds, search
+            target, rewind iteration, ranking, structure, baselines, network), or its fields as
+            keywords (``imp(task, rounds=16, seeds=[0, 1], run_dir=...)``).
         workers: processes for the seeds; default: one per CPU core on a CPU (each with
             cores/workers threads), 1 on a GPU.
         batch_seeds: fit the seeds of each round together as one batched model
             (:func:`lipkit.fitting.batched.fit_seeds`, ``method="batched"``) in this process. Default:
             on a GPU with several seeds. Results equal separate fits to float tolerance, not
             bit for bit, so a run is best finished the way it was started.
-        structure: "unstructured" (single weights) or "channel" (whole channels, with their
-            BatchNorms and the input channels that read them: :mod:`lipkit.pruning.channels`; ``rate`` is
-            then the fraction of the remaining channels, and a ticket compacts to a smaller net).
+
+    The folder holds exactly ``settings.seeds``; more ``rounds`` or baselines extend a finished run,
+    and any other difference is refused (:class:`lipkit.store.folder.RunConfigError`). With
+    ``structure="channel"``, whole channels are pruned with their BatchNorms and the input channels
+    that read them (:mod:`lipkit.pruning.channels`; ``rate`` is then the fraction of the remaining
+    channels, and a ticket compacts to a smaller net).
     """
-    if not isinstance(rounds, int) or rounds < 0:
-        raise ValueError(f"rounds must be a non-negative integer, got {rounds!r}")
-    check_rate(rate)
-    if search_on not in SEARCH_TARGETS:
-        raise ValueError(f"search_on must be one of {SEARCH_TARGETS}, got {search_on!r}")
-    if method not in PRUNING_CRITERIA:
-        raise ValueError(f"method must be one of {PRUNING_CRITERIA}, got {method!r}")
-    baselines = list(baselines)
-    bad = [b for b in baselines if b not in BASELINES]
-    if bad:
-        raise ValueError(f"unknown baselines {bad}; choose from {BASELINES}")
-    seeds = [int(s) for s in seeds]
-    if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
-        raise ValueError(f"seeds must be distinct integers >= 0, at least one; got {seeds}")
-    if not isinstance(rewind_iteration, int) or rewind_iteration < 0:
-        raise ValueError(f"rewind_iteration must be an integer >= 0, got {rewind_iteration!r}")
+    if settings is None:
+        settings = ImpSettings(**fields)
+    elif fields:
+        raise TypeError(f"give the settings or their fields, not both (got {sorted(fields)} besides the settings)")
     if workers is not None and workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
-    if structure not in STRUCTURES:
-        raise ValueError(f"structure must be one of {STRUCTURES}, got {structure!r}")
-    if structure == "channel" and (baselines or keep_input_convs_dense):
-        raise ValueError("channel pruning has no branch baselines and no dense input convs yet; its baselines are "
-                         "runs of their own (method='random', a narrower width, the unstructured ticket)")
-    net = skip_net(**(arch or {}))
-    arch_args = {k: v for k, v in net.config.items() if k != "arch"}
-    if structure == "channel":
+    net = skip_net(**settings.arch)
+    if settings.structure == "channel":
         from lipkit.pruning.channels import channel_groups
 
         channel_groups(net)  # an architecture it cannot prune is refused now, not after the dense level
     check_task_fits(task, net)  # refused before the run folder is made, so that a corrected command can use it
+    seeds = list(settings.seeds)
     batched, processes = how_seeds_run(len(seeds), device, workers, batch_seeds)
     check_fit_memory(net, *task.image_size, device=resolve_device(device), what=task.image,
                      fits_at_once=len(seeds) if batched else processes)
-    config = dict(task=task.describe(), arch=arch_args, rounds=rounds, rate=rate, search_on=search_on,
-                  rewind_iteration=int(rewind_iteration), keep_input_convs_dense=bool(keep_input_convs_dense),
-                  method=method, baselines=baselines)
-    if structure != "unstructured":  # absent otherwise, so that the runs made before keep their id
-        config["structure"] = structure
-
-    total = len(seeds) * (rounds + 1 + len(baselines) * rounds)
+    config = settings.config(task=task.describe())
+    rounds, n_baselines = settings.rounds, len(settings.baselines)
     start_run(run_dir, config, make_single_image_trainer, task, seeds, device=device, workers=workers,
-              progress=progress, total=total, batch_seeds=batch_seeds)
+              progress=progress, total=len(seeds) * (rounds + 1 + n_baselines * rounds), batch_seeds=batch_seeds)
     ImpRun(run_dir).write_summary()  # the whole folder
-    return ImpRun(run_dir, max_round=config["rounds"], seeds=seeds)
+    return ImpRun(run_dir, max_round=rounds, seeds=seeds)

@@ -28,17 +28,16 @@ import torch
 
 from lipkit.device import resolve_device
 from lipkit.fitting.loop import FitResult, fit
-from lipkit.lottery.imp import SEARCH_TARGETS, ImpRun
+from lipkit.lottery.imp import ImpRun
+from lipkit.lottery.settings import INPUT_MODES, SEARCH_TARGETS, SharedImpSettings
 from lipkit.lottery.driver import Trained, how_seeds_run, start_run
 from lipkit.fitting.memory import check_fit_memory
 from lipkit.models import network_input, per_image_statistics, skip_net, theta0
 from lipkit.operators import Identity
-from lipkit.pruning.masks import check_rate, conv_weights_of, input_weight_names, sparsity_report
+from lipkit.pruning.masks import conv_weights_of, input_weight_names, sparsity_report
 from lipkit.seeding import generator as stream_generator
 from lipkit.fitting.settings import FitSettings
 from lipkit.tasks import Task, check_task_fits
-
-INPUT_MODES = ("shared", "per_image")
 
 
 def _per_image_mse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -173,48 +172,42 @@ def make_shared_trainer(config, tasks, device, progress, batch) -> SharedTrainer
     return SharedTrainer(config, tasks, device, progress)
 
 
-def imp_shared(tasks: Sequence[Task], *, input_mode: str = "per_image", rounds: int = 16, rate: float = 0.2,
-               seeds: Sequence[int] = (0,), search_on: str = "observation", keep_input_convs_dense: bool = False,
-               arch: dict | None = None, settings: FitSettings | None = None, run_dir: str | os.PathLike,
-               workers: int | None = None, device: str | None = None, progress: bool = True) -> ImpRun:
+def shared_config(tasks: Sequence[Task], settings: SharedImpSettings, fit_settings: FitSettings | None = None) -> dict:
+    """The run folder's ``config.json`` of weight-sharing IMP over ``tasks`` (fit settings: the first task's)."""
+    task = dict(kind=f"shared_{tasks[0].kind}", image="+".join(t.image for t in tasks),
+                image_size=list(tasks[0].image_size),
+                params=dict(images=[t.image for t in tasks], input_mode=settings.input_mode,
+                            tasks=[t.describe() for t in tasks]))
+    return settings.config(task=task, settings=asdict(fit_settings or tasks[0].settings))
+
+
+def imp_shared(tasks: Sequence[Task], settings: SharedImpSettings | None = None, *, run_dir: str | os.PathLike,
+               fit_settings: FitSettings | None = None, workers: int | None = None, device: str | None = None,
+               progress: bool = True, **fields) -> ImpRun:
     """Run (or resume) weight-sharing IMP over ``tasks`` into ``run_dir``; returns the :class:`ImpRun`.
 
     Args:
         tasks: two or more tasks of one kind and image size (from :func:`lipkit.tasks.make_task`).
-        input_mode: "per_image" (a fixed z_a per image) or "shared" (one z; the official code).
-        rounds: pruning rounds R; tickets 0 (dense) .. R are fitted.
-        rate: fraction of the remaining conv weights pruned per round.
-        search_on: "observation" (each task's degraded image) or "clean" (the official code).
-        settings: fit settings of every round (default: the first task's).
+        settings: the run's :class:`lipkit.lottery.settings.SharedImpSettings` (``input_mode``:
+            "per_image", a fixed z_a per image, or "shared", one z, the official code; rounds, rate,
+            seeds, search target, network), or its fields as keywords.
+        fit_settings: fit settings of every round (default: the first task's).
         Other arguments as in :func:`lipkit.lottery.imp.imp`.
     """
+    if settings is None:
+        settings = SharedImpSettings(**fields)
+    elif fields:
+        raise TypeError(f"give the settings or their fields, not both (got {sorted(fields)} besides the settings)")
     check_tasks(tasks)
-    if input_mode not in INPUT_MODES:
-        raise ValueError(f"input_mode must be one of {INPUT_MODES}, got {input_mode!r}")
-    if search_on not in SEARCH_TARGETS:
-        raise ValueError(f"search_on must be one of {SEARCH_TARGETS}, got {search_on!r}")
-    if not isinstance(rounds, int) or rounds < 0:
-        raise ValueError(f"rounds must be a non-negative integer, got {rounds!r}")
-    check_rate(rate)
-    seeds = [int(s) for s in seeds]
-    if not seeds:
-        raise ValueError("give at least one seed")
-    settings = settings or tasks[0].settings
-    net = skip_net(**(arch or {}))
-    arch_args = {k: v for k, v in net.config.items() if k != "arch"}
+    seeds = list(settings.seeds)
+    net = skip_net(**settings.arch)
     for task in tasks:
         check_task_fits(task, net)
     _, processes = how_seeds_run(len(seeds), device, workers, False)  # each fit holds every image's activations
     check_fit_memory(net, *tasks[0].image_size, device=resolve_device(device), what=f"{len(tasks)} images at once",
                      fits_at_once=processes, images=len(tasks))
-    described = [t.describe() for t in tasks]
-    shared_task = dict(kind=f"shared_{tasks[0].kind}", image="+".join(t.image for t in tasks),
-                       image_size=list(tasks[0].image_size),
-                       params=dict(images=[t.image for t in tasks], input_mode=input_mode, tasks=described))
-    config = dict(task=shared_task, arch=arch_args, rounds=rounds, rate=rate, search_on=search_on,
-                  input_mode=input_mode, rewind_iteration=0, keep_input_convs_dense=bool(keep_input_convs_dense),
-                  method="magnitude", baselines=[], settings=asdict(settings))
+    config = shared_config(tasks, settings, fit_settings)
     start_run(run_dir, config, make_shared_trainer, list(tasks), seeds, device=device, workers=workers,
-              progress=progress, total=len(seeds) * (rounds + 1))
+              progress=progress, total=len(seeds) * (settings.rounds + 1))
     ImpRun(run_dir).write_summary()
-    return ImpRun(run_dir, max_round=rounds, seeds=seeds)
+    return ImpRun(run_dir, max_round=settings.rounds, seeds=seeds)

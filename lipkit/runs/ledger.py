@@ -45,7 +45,7 @@ import torch
 import lipkit
 from lipkit.device import device_name
 from lipkit.runs.ledger_files import NEVER, LedgerError, LedgerRun, pruned_levels, verify, write_manifest
-from lipkit.lottery.driver import run_id
+from lipkit.lottery.identity import run_id
 from lipkit.store.folder import load_masks, load_tensors, read_json, save_masks, save_state, union, write_json
 from lipkit.store.paths import ImpFolder
 
@@ -179,6 +179,31 @@ def _merged_levels(folder: ImpFolder, entry: LedgerRun, seed: int, method: str, 
         else:
             levels.append(dict(record=record, provenance=here))
     return levels + known[len(levels):]  # levels the ledger has beyond this folder's
+
+
+def name_legacy_entries(root: str | os.PathLike) -> list[Path]:
+    """Rename every entry made before run folders were named by their settings (its config has no
+    ``seeds``) to the name its run folder has now (:func:`lipkit.lottery.identity.folder_name`), its
+    seeds written into its config and its manifest renewed, after :func:`verify` passes. Returns the
+    new paths."""
+    from lipkit.lottery.identity import folder_name
+
+    out = []
+    for config_file in sorted(Path(root).glob("*/config.json")):
+        entry = LedgerRun(root, config_file.parent.name)
+        config = read_json(config_file)
+        if "seeds" in config:
+            continue
+        verify(entry)
+        config["seeds"] = entry.seeds()
+        new = entry.dir.with_name(folder_name(entry.dir.name, config))
+        if new.exists():
+            raise LedgerError(f"{entry.dir} and {new} hold the same run; keep one (git shows which is newer)")
+        write_json(config_file, config)
+        write_manifest(entry)
+        entry.dir.rename(new)
+        out.append(new)
+    return out
 
 
 def theta0_state(config: dict, seed: int) -> "OrderedDict[str, torch.Tensor]":

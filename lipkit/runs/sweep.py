@@ -161,7 +161,7 @@ def expand(settings: dict, entries: Sequence[dict], *, where: str = "sweep", lin
     from dataclasses import fields
 
     from lipkit.checks import problems
-    from lipkit.errors import UsageError
+    from lipkit.errors import UsageError, one_line
 
     lines = lines or {}
     known = {f.name for f in fields(Experiments)} - {"runs_root", "workers", "progress"}
@@ -212,13 +212,13 @@ def expand(settings: dict, entries: Sequence[dict], *, where: str = "sweep", lin
                 continue
             job_settings = dict(settings, **{k: v for k, v in one.items() if k in known})
             run = {k: one[k] for k in RUN_KEYS if k in one}
-            try:
-                experiments = Experiments(".", **job_settings)
-            except UsageError as err:
-                found.append(f"{at}: {err}")
-                continue
             name_args = {k: run[k] for k in ("factor", "mask", "structure", "rate", "method") if k in run}
-            job = SweepJob(experiments.run_name(run["kind"], run["image"], **name_args), job_settings, run)
+            try:  # the folder's name hashes the task, so an image that cannot be read is refused here
+                name = Experiments(".", **job_settings).run_name(run["kind"], run["image"], **name_args)
+            except (UsageError, ValueError, OSError) as err:
+                found.append(f"{at}: {one_line(err)}")
+                continue
+            job = SweepJob(name, job_settings, run)
             if job.id in jobs and jobs[job.id] != job:
                 found.append(f"{at}: two jobs write the folder {job.id} with different settings; give one of them "
                              "another setting that names its folder (crop, width, rate, ...)")

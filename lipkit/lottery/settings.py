@@ -1,0 +1,243 @@
+"""What a lottery run is: its settings, checked once, stored as its config, named by its folder.
+
+A run's settings are one frozen object per kind of run: :class:`ImpSettings` (single-image IMP),
+:class:`SharedImpSettings` (weight sharing) and :class:`GanImpSettings` (generator IMP). Each is
+checked once, in ``__post_init__``, every problem named at once (:class:`lipkit.errors.UsageError`),
+and :meth:`~ImpSettings.config` writes it, with the task and network it runs on, as the run
+folder's ``config.json``, from which come the id of its records and its folder's name
+(:mod:`lipkit.lottery.identity`).
+
+The command line's options for these settings are made from the fields and their help text
+(:func:`add_options`, :func:`from_options`), so that a setting and its option cannot drift apart.
+
+>>> tiny = dict(num_channels_down=[8] * 5, num_channels_up=[8] * 5)
+>>> s = ImpSettings(rounds=2, rate=0.5, seeds=(0, 1), arch=tiny)
+>>> s.seeds, s.config(task={"kind": "denoise"})["seeds"]
+((0, 1), [0, 1])
+>>> ImpSettings(rate=1.5, seeds=(0, 0))
+Traceback (most recent call last):
+lipkit.errors.UsageError: rate must be in (0, 1): the fraction of the remaining weights pruned per round, got 1.5; seeds must be distinct whole numbers >= 0, at least one, got (0, 0)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import numbers
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from typing import Any
+
+from lipkit.errors import UsageError
+from lipkit.lottery.driver import BRANCHES, STRUCTURES
+from lipkit.pruning.masks import PRUNING_CRITERIA
+
+SEARCH_TARGETS = ("observation", "clean")  # what the masks are fitted to
+INPUT_MODES = ("shared", "per_image")      # weight sharing: one z for every image, or one z per image
+BASELINES = tuple(BRANCHES)
+
+
+def _option(default: Any, help: str, *, choices: tuple | None = None, flag: str | None = None):
+    """A setting that is also a command-line option (``--<name>``, or ``flag``)."""
+    return field(default=default, metadata=dict(help=help, choices=choices, flag=flag))
+
+
+def _whole(v, least: int) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= least
+
+
+@dataclass(frozen=True)
+class LotterySettings:
+    """What every lottery run has: rounds and the per-round rate."""
+
+    rounds: int = _option(16, "pruning rounds R: levels 0 (dense) .. R are trained and recorded")
+    rate: float = _option(0.2, "fraction of the remaining weights pruned per round, in (0, 1)")
+
+    def __post_init__(self):
+        found = type(self).problems({f.name: getattr(self, f.name) for f in fields(self)})
+        if found:
+            raise UsageError("; ".join(found))
+
+    @classmethod
+    def problems(cls, v: dict, flag: bool = False) -> list[str]:
+        """What is wrong with the values ``v`` of every setting, one message each (``flag``: named
+        as command-line options)."""
+        name = (lambda f: option_name(cls, f)) if flag else (lambda f: f)
+        out = []
+        if not _whole(v["rounds"], 0):
+            out.append(f"{name('rounds')} must be a whole number >= 0, got {v['rounds']!r}")
+        if not (isinstance(v["rate"], (int, float)) and not isinstance(v["rate"], bool) and 0 < v["rate"] < 1):
+            out.append(f"{name('rate')} must be in (0, 1): the fraction of the remaining weights pruned per round, "
+                       f"got {v['rate']!r}")
+        for f in fields(cls):
+            choices, value = f.metadata.get("choices"), v[f.name]
+            several = isinstance(value, (tuple, list))
+            if choices and any(x not in choices for x in (value if several else (value,))):
+                out.append(f"{name(f.name)} must be {'any' if several else 'one'} of {', '.join(choices)}; "
+                           f"got {value!r}")
+        return out
+
+
+def _seeds(seeds) -> tuple:
+    """Seeds as a tuple of ints (``range(3)``, numpy integers); anything else is kept for the check to name."""
+    if not isinstance(seeds, (list, tuple, range)):
+        return (seeds,) if isinstance(seeds, numbers.Integral) else seeds
+    return tuple(int(s) if isinstance(s, numbers.Integral) and not isinstance(s, bool) else s for s in seeds)
+
+
+@dataclass(frozen=True)
+class ImpSettings(LotterySettings):
+    """Single-image IMP (:func:`lipkit.lottery.imp.imp`): one chain per seed.
+
+    ``arch`` takes ``skip_net`` arguments (None: the LIP backbone) and holds all of them once made;
+    ``seeds`` and ``baselines`` become tuples. On the command line the seeds are ``--seeds N`` or
+    ``--seed-list``, and the network ``--width``.
+    """
+
+    seeds: tuple = field(default=(0,), metadata=dict(help=None))
+    search_on: str = _option("observation", "fit the masks to the observation (realistic) or to the clean image "
+                                            "(the official code)", choices=SEARCH_TARGETS)
+    rewind_iteration: int = _option(0, "rewind to the dense weights after this many iterations (0: θ0)",
+                                    flag="--rewind-iter")
+    keep_input_convs_dense: bool = _option(False, "the official code's quirk: the two convolutions reading z stay "
+                                                  "dense")
+    method: str = _option("magnitude", "how a round ranks the weights: by magnitude (IMP) or at random",
+                          choices=PRUNING_CRITERIA)
+    structure: str = _option("unstructured", "prune single weights, or whole channels (the rate is then a fraction "
+                                             "of the channels)", choices=STRUCTURES)
+    baselines: tuple = _option((), "baselines trained as branches off every level's mask", choices=BASELINES)
+    arch: dict | None = field(default=None, metadata=dict(help=None))
+
+    def __post_init__(self):
+        from lipkit.models import skip_net
+
+        object.__setattr__(self, "seeds", _seeds(self.seeds))
+        object.__setattr__(self, "baselines", tuple(self.baselines))
+        super().__post_init__()
+        # every skip_net argument, as the network states them, so that equal nets have equal configs
+        object.__setattr__(self, "arch", {k: v for k, v in skip_net(**(self.arch or {})).config.items()
+                                          if k != "arch"})
+
+    @classmethod
+    def problems(cls, v: dict, flag: bool = False) -> list[str]:
+        name = (lambda f: option_name(cls, f)) if flag else (lambda f: f)
+        out = super().problems(v, flag)
+        seeds = v["seeds"]
+        if not seeds or not all(_whole(s, 0) for s in seeds) or len(set(seeds)) != len(seeds):
+            out.append(f"{'--seed-list' if flag else 'seeds'} must be distinct whole numbers >= 0, at least one, "
+                       f"got {seeds!r}")
+        if not _whole(v["rewind_iteration"], 0):
+            out.append(f"{name('rewind_iteration')} must be a whole number >= 0, got {v['rewind_iteration']!r}")
+        if v["structure"] == "channel" and (v["baselines"] or v["keep_input_convs_dense"]):
+            out.append("channel pruning has no branch baselines and no dense input convs yet; its baselines are runs "
+                       "of their own (method 'random', a narrower width, the unstructured ticket)")
+        return out
+
+    def config(self, *, task: dict) -> dict:
+        """The run folder's ``config.json``: ``task`` (:meth:`lipkit.tasks.Task.describe`) and these settings."""
+        config = dict(task=task, arch=self.arch, rounds=self.rounds, rate=self.rate, search_on=self.search_on,
+                      rewind_iteration=self.rewind_iteration, keep_input_convs_dense=self.keep_input_convs_dense,
+                      method=self.method, baselines=list(self.baselines), seeds=list(self.seeds))
+        if self.structure != "unstructured":  # absent otherwise, so that the runs made before keep their id
+            config["structure"] = self.structure
+        return config
+
+
+@dataclass(frozen=True)
+class SharedImpSettings(ImpSettings):
+    """Weight-sharing IMP (:func:`lipkit.lottery.weight_sharing.imp_shared`): one ticket for several
+    images. It rewinds to θ0, ranks by magnitude and has no branch baselines."""
+
+    input_mode: str = _option("per_image", "one fixed input z per image, or one z for every image (the official "
+                                           "code)", choices=INPUT_MODES)
+
+    @classmethod
+    def problems(cls, v: dict, flag: bool = False) -> list[str]:
+        out = super().problems(v, flag)
+        fixed = dict(rewind_iteration=0, method="magnitude", structure="unstructured", baselines=())
+        out += [f"weight-sharing IMP has {k} = {only!r} only, got {v[k]!r}" for k, only in fixed.items()
+                if (tuple(v[k]) if k == "baselines" else v[k]) != only]
+        return out
+
+    def config(self, *, task: dict, settings: dict) -> dict:
+        """As :meth:`ImpSettings.config`, with the input mode and the fit settings of every round."""
+        config = super().config(task=task)
+        config.update(input_mode=self.input_mode, settings=settings)
+        return config
+
+
+@dataclass(frozen=True)
+class GanImpSettings(LotterySettings):
+    """Generator IMP (:func:`lipkit.gan.imp.gan_imp`): chains of G and D masks per method, one seed
+    (the fine-tuning's data order and noise, and the random rankings)."""
+
+    methods: tuple = _option(("magnitude",), "a chain per ranking: magnitude (IMP), random (the baseline)",
+                             choices=PRUNING_CRITERIA)
+    seed: int = field(default=0, metadata=dict(help=None))
+
+    def __post_init__(self):
+        object.__setattr__(self, "methods", tuple(self.methods))
+        super().__post_init__()
+
+    @classmethod
+    def problems(cls, v: dict, flag: bool = False) -> list[str]:
+        out = super().problems(v, flag)
+        if not v["methods"] or len(set(v["methods"])) != len(v["methods"]):
+            out.append(f"methods must be a non-empty subset of {PRUNING_CRITERIA}, got {list(v['methods'])}")
+        if not _whole(v["seed"], 0):
+            out.append(f"seed must be a whole number >= 0, got {v['seed']!r}")
+        return out
+
+    def config(self, **context) -> dict:
+        """``config.json``: ``context`` (the networks, the fine-tuning, the images) and these settings;
+        the main chain is magnitude when it is asked for, and random pruning is then its baseline."""
+        main = "magnitude" if "magnitude" in self.methods else "random"
+        return dict(kind="gan", **{k: context.pop(k) for k in ("generator", "critic")}, rounds=self.rounds,
+                    rate=self.rate, methods=list(self.methods), method=main,
+                    baselines=["random_global"] if len(self.methods) > 1 else [], seed=self.seed, **context)
+
+
+# --- the command line ------------------------------------------------------------------------------------
+def option_name(cls: type, name: str) -> str:
+    """The command-line option of setting ``name``."""
+    f = next(f for f in fields(cls) if f.name == name)
+    return f.metadata.get("flag") or f"--{name.replace('_', '-')}"
+
+
+def add_options(parser: argparse.ArgumentParser, cls: type) -> None:
+    """One option per setting of ``cls`` that has help text, with its default and choices."""
+    for f in fields(cls):
+        if not f.metadata.get("help"):
+            continue
+        default = f.default if f.default is not MISSING else f.default_factory()
+        kw: dict = dict(dest=f.name, help=f"{f.metadata['help']} (default: {default!r})")
+        if isinstance(default, bool):
+            kw.update(action="store_true")
+        elif isinstance(default, tuple):
+            kw.update(nargs="*", default=list(default), choices=f.metadata.get("choices"))
+        else:
+            kw.update(type=type(default), default=default, choices=f.metadata.get("choices"))
+        parser.add_argument(option_name(cls, f.name), **kw)
+
+
+def from_options(cls: type, options: argparse.Namespace, **given):
+    """The settings ``cls`` from parsed options (:func:`add_options`) and ``given`` values (seeds,
+    arch); what is wrong is named as options, every problem at once (:class:`lipkit.errors.UsageError`)."""
+    found = option_problems(cls, options, **given)
+    if found:
+        raise UsageError("; ".join(found))
+    return cls(**_option_values(cls, options, given))
+
+
+def _option_values(cls: type, options: argparse.Namespace, given: dict) -> dict:
+    return {**{f.name: getattr(options, f.name) for f in fields(cls) if f.metadata.get("help")}, **given}
+
+
+def option_problems(cls: type, options: argparse.Namespace, **given) -> list[str]:
+    """What is wrong with the settings ``cls`` made from ``options`` and ``given``, named as options."""
+    defaults = {f.name: f.default for f in fields(cls) if f.default is not MISSING}
+    return cls.problems({**defaults, **_option_values(cls, options, given)}, flag=True)
+
+
+def settings_dict(settings) -> dict:
+    """The settings as plain values (tuples as lists), for printing and sweeps."""
+    return json.loads(json.dumps(asdict(settings)))
