@@ -1,4 +1,7 @@
-"""Device selection. Nothing in lipkit assumes a GPU; random streams are in :mod:`lipkit.seeding`."""
+"""Device selection: CUDA when there is one, the CPU otherwise, or what the user names.
+
+Nothing in lipkit assumes a GPU; random streams are in :mod:`lipkit.seeding`.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Matplotlib figures used by the book. Each function returns the Figure it drew.
+"""Matplotlib figures used by the book, each function returning the Figure it drew.
 
 Every PSNR axis says which stopping rule picked the iteration (:data:`STOPPING_RULES`): the best
 iteration (the papers' oracle, which needs the clean image), ES-WMV's pick (no clean image) or

@@ -1,8 +1,9 @@
 """Chapter 8's tables and verdicts (book/08_lip_against_its_rivals.ipynb): LIP's IMP ticket against
-masks chosen at initialization, the dense net and the deep decoder, from the rows of
-:func:`lipkit.studies.init_vs_imp.compare` and their summaries (:func:`lipkit.studies.init_vs_imp.summarize`). The
-page shows and glues them; its test calls them on the cached records (:mod:`lipkit.book.tables`
-holds the other chapters').
+masks chosen at initialization, the dense net and the deep decoder.
+
+They are made from the rows of :func:`lipkit.studies.init_vs_imp.compare` and their summaries
+(:func:`lipkit.studies.init_vs_imp.summarize`). The page shows and glues them; its test calls them on
+the cached records (:mod:`lipkit.book.tables` holds the other chapters').
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Degradation operators: y = A(x) (+ noise). Each is a small ``nn.Module``.
+"""Degradation operators y = A(x) (+ noise), each a small ``nn.Module``:
 
 - :class:`Denoising` (σ in [0, 1] units),
 - :class:`Inpainting` (mask from a file, Bernoulli, or text),

@@ -1,5 +1,5 @@
-"""Which small network restores as well as the dense DIP, and how much faster? Chapter 7's
-contenders, built from a channel ticket, fitted and timed side by side.
+"""Chapter 7's contenders, built from a channel ticket, fitted and timed side by side: which small
+network restores as well as the dense DIP, and how much faster.
 
 For one task and seed, the contenders (:data:`CONTENDERS`) are:
 

@@ -1,4 +1,4 @@
-"""Do tickets travel? Evaluate a ticket on another image or another task.
+"""Whether tickets travel: a ticket evaluated on another image or another task.
 
 A ticket (masks + rewind weights, :class:`lipkit.pruning.tickets.Ticket`) found on one image and task is
 fitted, from its rewind point and with its masks, to another task's observation, exactly as IMP
