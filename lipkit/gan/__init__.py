@@ -5,6 +5,7 @@ its lottery tickets.
 - :mod:`lipkit.gan.imp`: generator IMP, the lottery driver's trainer for a (G, D) pair, and
   :class:`~lipkit.gan.imp.GanImpRun`, its run folder;
 - :mod:`lipkit.gan.mom`: the median-of-means tournament and least squares in the latent space;
+- :mod:`lipkit.gan.recoveries`: each recovery as a record, cached by what made it;
 - :mod:`lipkit.gan.data`: MNIST-5k and folders of images.
 
 The generators themselves are models (:mod:`lipkit.models.dcgan`, :mod:`lipkit.models.pggan`) and the
