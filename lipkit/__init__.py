@@ -4,8 +4,9 @@ Modules, one concept each, by the layer they belong to (the README's layout tabl
 
 - foundations: :mod:`~lipkit.seeding` (every random stream), :mod:`~lipkit.device`,
   :mod:`~lipkit.errors` and :mod:`~lipkit.checks` (one-line errors, the settings' rules),
-  :mod:`~lipkit.data` (checksummed images), :mod:`~lipkit.metrics`, :mod:`~lipkit.resample`,
-  :mod:`~lipkit.summaries` (over seeds) and :mod:`~lipkit.matching` (closest in ratio);
+  :mod:`~lipkit.data` (checksummed images), :mod:`~lipkit.datasets` (labelled sets for classification),
+  :mod:`~lipkit.metrics`, :mod:`~lipkit.resample`, :mod:`~lipkit.summaries` (over seeds) and
+  :mod:`~lipkit.matching` (closest in ratio);
 - networks and degradations: :mod:`~lipkit.models` (skip net, deep decoder, ``theta0``),
   :mod:`~lipkit.operators`, :mod:`~lipkit.tasks`;
 - :mod:`~lipkit.fitting`: the one loop (:mod:`~lipkit.fitting.loop`), what it steps, records and

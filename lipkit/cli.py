@@ -1,4 +1,4 @@
-"""Command line: ``python -m lipkit imp|ticket|prune-init|transfer|sweep ...`` for long runs outside notebooks.
+"""Command line: ``python -m lipkit imp|classify|ticket|prune-init|transfer|sweep ...`` for long runs outside notebooks.
 
 Example (the paper's denoising protocol on Set5 baby, 3 seeds; then round 8's ticket of seed 0,
 fitted to ×4 super-resolution of another image, beside random masks of its layer counts):
@@ -42,12 +42,14 @@ def check_options(a: argparse.Namespace) -> None:
     from lipkit.device import resolve_device
 
     resolve_device(a.device)  # a device that is not one, or CUDA on a machine without it: one line
-    values = dict(sigma=a.sigma, zero_fraction=a.zero_fraction, crop=a.crop, iters=a.iters, workers=a.workers)
-    if a.task == "sr":
-        values["factor"] = a.factor
+    values = dict(workers=a.workers)
+    if a.command != "classify":  # the options of a restoration task
+        values.update(sigma=a.sigma, zero_fraction=a.zero_fraction, crop=a.crop, iters=a.iters)
+        if a.task == "sr":
+            values["factor"] = a.factor
     if a.seeds is not None:
         values["seeds"] = a.seeds
-    if a.command in ("imp", "prune-init") and a.width is not None:
+    if a.command in ("imp", "prune-init", "classify") and a.width is not None:
         values["width"] = a.width
     found = problems(values, flag=True)
     seeds_ok = a.seed_list is None or (all(s >= 0 for s in a.seed_list) and len(set(a.seed_list)) == len(a.seed_list))
@@ -55,10 +57,10 @@ def check_options(a: argparse.Namespace) -> None:
         found.append(f"--seed-list takes seeds >= 0, got {a.seed_list}")
     if a.seed_list is not None and len(set(a.seed_list)) != len(a.seed_list):
         found.append(f"--seed-list names a seed twice: {a.seed_list}")
-    if a.command == "imp":
-        from lipkit.lottery.settings import ImpSettings, option_problems
+    if a.command in ("imp", "classify"):
+        from lipkit.lottery.settings import option_problems
 
-        found += option_problems(ImpSettings, a, seeds=_seeds(a, [0]) if seeds_ok else [0])
+        found += option_problems(_settings_class(a), a, seeds=_seeds(a, [0]) if seeds_ok else [0])
     if a.command == "prune-init":
         rules = [
             (0 < a.density < 1,
@@ -70,6 +72,16 @@ def check_options(a: argparse.Namespace) -> None:
         found += [message for ok, message in rules if not ok]
     if found:
         raise UsageError("; ".join(found))
+
+
+def _settings_class(a: argparse.Namespace) -> type:
+    from lipkit.lottery.settings import ClassifyImpSettings, ImpSettings
+
+    return ClassifyImpSettings if a.command == "classify" else ImpSettings
+
+
+def _arch(a: argparse.Namespace) -> dict | None:
+    return None if a.width is None else dict(num_channels_down=[a.width] * 5, num_channels_up=[a.width] * 5)
 
 
 def _task(a: argparse.Namespace):
@@ -89,8 +101,7 @@ def _imp(a: argparse.Namespace) -> int:
 
     check_options(a)
     task = _task(a)
-    arch = None if a.width is None else dict(num_channels_down=[a.width] * 5, num_channels_up=[a.width] * 5)
-    settings = from_options(ImpSettings, a, seeds=_seeds(a, [0]), arch=arch)
+    settings = from_options(ImpSettings, a, seeds=_seeds(a, [0]), arch=_arch(a))
     run = imp(task, settings, run_dir=a.out, workers=a.workers, device=a.device, batch_seeds=a.batch_seeds,
               progress=not a.quiet)
     # imp() wrote the summary of every finished level; these numbers are the levels asked for
@@ -101,6 +112,21 @@ def _imp(a: argparse.Namespace) -> int:
                       "es_psnr_mean": run.curve("imp", "es_psnr")["mean"],
                       "final_psnr_mean": run.curve("imp", "final_psnr")["mean"],
                       "empty_layers": run.empty_layers()}, indent=1))
+    return 0
+
+
+def _classify(a: argparse.Namespace) -> int:
+    from lipkit.lottery.classify import imp_classify
+    from lipkit.lottery.settings import ClassifyImpSettings, from_options
+
+    check_options(a)
+    settings = from_options(ClassifyImpSettings, a, seeds=_seeds(a, [0]), arch=_arch(a))
+    run = imp_classify(settings, run_dir=a.out, data_root=a.data_root, device=a.device, workers=a.workers,
+                       progress=not a.quiet)
+    curve = run.curve("imp_classify", "test_accuracy")
+    print(json.dumps({"summary": str(run.folder.summary), "sparsity": curve["sparsity"],
+                      "test_accuracy_mean": curve["mean"],
+                      "best_accuracy_mean": run.curve("imp_classify", "best_accuracy")["mean"]}, indent=1))
     return 0
 
 
@@ -205,7 +231,7 @@ def add_run_options(p: argparse.ArgumentParser, what: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from lipkit.lottery.settings import ImpSettings, add_options
+    from lipkit.lottery.settings import ClassifyImpSettings, ImpSettings, add_options
 
     ap = argparse.ArgumentParser(prog="python -m lipkit", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -219,6 +245,16 @@ def main(argv: list[str] | None = None) -> int:
                    help="fit the seeds of each round as one batched model (default: on a GPU with several seeds)")
     add_run_options(p, "one IMP chain each; default 1")
     p.set_defaults(handler=_imp)
+
+    p = sub.add_parser("classify", help="iterative magnitude pruning of the skip net as an image classifier "
+                                        "(the official code's CIFAR-10 experiment; resumable)")
+    add_options(p, ClassifyImpSettings)
+    p.add_argument("--data-root", default=None,
+                   help="cifar10: the folder holding cifar-10-batches-py (never downloaded)")
+    p.add_argument("--width", type=int, default=None, help="channels per level (default 128, the LIP backbone)")
+    p.add_argument("--out", required=True, help="run folder (created, or resumed when it exists)")
+    add_run_options(p, "one IMP chain each; default 1")
+    p.set_defaults(handler=_classify)
 
     p = sub.add_parser("ticket", help="save one round of an IMP run as a ticket (.safetensors + .json)")
     p.add_argument("--run", required=True, help="an IMP run folder")

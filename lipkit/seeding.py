@@ -55,6 +55,7 @@ STREAMS = {
     "mom_latents": "starting latents of the MOM tournament and of least squares",
     "mom_partition": "MOM's random partitions of the measurements into blocks",
     "samples": "latents drawn to show a generator or to make in-range targets",
+    "classify_data_order": "the order in which a classifier's training visits the images (per level and chain)",
 }
 
 

@@ -81,10 +81,9 @@ class FitResult:
                    iterations=self.iterations, seconds=round(self.seconds, 3), threads=torch.get_num_threads(),
                    device=str(self.device), psnr_curve=self.psnr_curve())
         if masks_report is not None:
-            out.update(conv_sparsity=masks_report["conv_sparsity"], conv_nonzero=masks_report["conv_nonzero"],
-                       unpruned_params=masks_report["unpruned_params"],
-                       layer_density=list(masks_report["layer_density"].values()),
-                       empty_layers=masks_report["empty_layers"])
+            from lipkit.pruning.masks import report_fields
+
+            out.update(report_fields(masks_report))
         return out
 
     def summary(self) -> dict:

@@ -9,7 +9,9 @@
 - :mod:`lipkit.lottery.imp`: single-image IMP (LIP's Algorithm 1) and :class:`~lipkit.lottery.imp.ImpRun`,
   the reader of every run folder;
 - :mod:`lipkit.lottery.weight_sharing`: weight-sharing IMP, one ticket for several images
-  (Algorithm 2).
+  (Algorithm 2);
+- :mod:`lipkit.lottery.classify`: classification IMP, the skip net with a linear head as an image
+  classifier (the official code's CIFAR-10 experiment), and masks moved between the two tasks.
 
 Generator IMP, the fourth trainer, is chapter 6's (:mod:`lipkit.gan.imp`).
 """

@@ -1,13 +1,15 @@
 """The one lottery driver: level k = prune(level k−1), rewind, train, record, for every kind of run.
 
-Single-image IMP (:mod:`lipkit.lottery.imp`), weight-sharing IMP (:mod:`lipkit.lottery.weight_sharing`) and
-generator IMP (:mod:`lipkit.gan.imp`) differ only in their :class:`Trainer`: what a seed's rewind
-point is and how one level is trained and measured. The driver owns everything else, once:
+Single-image IMP (:mod:`lipkit.lottery.imp`), weight-sharing IMP (:mod:`lipkit.lottery.weight_sharing`),
+generator IMP (:mod:`lipkit.gan.imp`) and classification IMP (:mod:`lipkit.lottery.classify`) differ
+only in their :class:`Trainer`: what a seed's rewind point is and how one level is trained and
+measured. The driver owns everything else, once:
 
 - ``rounds`` R means R pruning rounds: levels 0 (dense) .. R are trained and recorded;
 - the main chain prunes ``rate`` of the remaining prunable weights of the trained level k by
   global magnitude (``method="random"``: at random), giving level k+1; every parameter and buffer
-  is rewound to the seed's rewind point;
+  is rewound to the seed's rewind point (a trainer that ``continues`` starts level k+1 from level
+  k's trained state instead, as the official classification code does);
 - baselines are branches off the chain (:data:`BRANCHES`): masks made from a level (random masks
   with a ticket's layer densities, one-shot magnitude of the dense fit, a random chain), trained
   from the same rewind point and recorded the same way;
@@ -62,6 +64,8 @@ class Trainer(Protocol):
     groups: tuple[str, ...] | None    # weight groups ranked apart (None: one global ranking)
     keep_dense: Sequence[str]         # weights ranked as if dense and never pruned (the official quirk)
     batch: bool                       # whether train() fits several seeds as one batched model
+    # optional: continues = True starts each level from the previous level's trained state (kept by
+    # train() as Trained.state), not from the rewind point
 
     def network(self) -> torch.nn.Module:
         """A fresh network (its prunable weights name the masks)."""
@@ -185,16 +189,24 @@ def run_seeds(config: dict, trainer: Trainer, seeds: Sequence[int], folder: ImpF
     def head(method, seed, level):
         return dict(method=method, seed=seed, round=level, nominal_sparsity=1 - (1 - rate) ** level, run=run)
 
+    main = trainer.method
+
+    def start(seed, level):
+        """Where level ``level`` of ``seed`` starts: the rewind point, or the previous level's trained
+        state for a trainer that ``continues`` (no rewinding)."""
+        if getattr(trainer, "continues", False) and level > 0:
+            return load_tensors(folder.trained(seed, level - 1, main))
+        return rewinds[seed]
+
     def train(level, method, todo, masks):
         groups = [todo] if trainer.batch else [[s] for s in todo]
         out = []
         for part in groups:
             idx = [todo.index(s) for s in part]
-            out += trainer.train(level, part, [masks[i] for i in idx], [rewinds[s] for s in part],
+            out += trainer.train(level, part, [masks[i] for i in idx], [start(s, level) for s in part],
                                  [head(method, s, level) for s in part])
         return out
 
-    main = trainer.method
     for k in range(rounds + 1):
         # the next level's masks are written with every record, so that a run can be extended later
         todo = [s for s in seeds if not (folder.record(s, k, main).exists() and folder.masks(s, k + 1).exists())]

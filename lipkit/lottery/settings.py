@@ -196,6 +196,83 @@ class GanImpSettings(LotterySettings):
                     baselines=["random_global"] if len(self.methods) > 1 else [], seed=self.seed, **context)
 
 
+REWINDS = ("none", "theta0", "early")  # where a classification level starts
+
+
+@dataclass(frozen=True)
+class ClassifyImpSettings(LotterySettings):
+    """Classification IMP (:func:`lipkit.lottery.classify.imp_classify`): the LIP backbone with a linear
+    head, trained by SGD on a labelled image set; the defaults are the official code's
+    (``DIP_LTH/LTH_IMP_Classification.py``: CIFAR-10 at 50 × 50, 25 rounds, 182 epochs a level, SGD 0.01
+    with momentum 0.9 and weight decay 2e-4, the rate dropped 10× at epochs 91 and 136, no rewinding).
+    """
+
+    rounds: int = _option(25, "pruning rounds R: levels 0 (dense) .. R are trained and recorded")
+    seeds: tuple = field(default=(0,), metadata=dict(help=None))
+    dataset: str = _option("cifar10", "the labelled images (lipkit.datasets)", choices=("mnist5k", "cifar10", "fake"))
+    size: int = _option(50, "images are resized to size x size px (the official code: 50)")
+    rewind: str = _option("none", "where a level starts: the previous level's trained weights (none: the official "
+                                  "code), θ0 (theta0), or the dense weights after rewind-iteration SGD steps (early)",
+                          choices=REWINDS)
+    rewind_iteration: int = _option(0, "SGD steps of the dense net before the early rewind point")
+    epochs: int = _option(182, "SGD epochs per level")
+    batch_size: int = _option(256, "images per SGD step (the last partial batch of an epoch is dropped)")
+    lr: float = _option(0.01, "SGD learning rate")
+    momentum: float = _option(0.9, "SGD momentum")
+    weight_decay: float = _option(2e-4, "SGD weight decay")
+    milestones: tuple = _option((91, 136), "epochs after which the learning rate drops 10x")
+    head: str = _option("sigmoid", "the linear head's output: through a sigmoid (the official code) or the logits",
+                        choices=("sigmoid", "linear"))
+    method: str = _option("magnitude", "how a round ranks the weights: by magnitude (IMP) or at random",
+                          choices=PRUNING_CRITERIA)
+    baselines: tuple = _option((), "baselines trained as branches off every level's mask", choices=BASELINES)
+    arch: dict | None = field(default=None, metadata=dict(help=None))
+
+    def __post_init__(self):
+        object.__setattr__(self, "seeds", _seeds(self.seeds))
+        object.__setattr__(self, "baselines", tuple(self.baselines))
+        object.__setattr__(self, "milestones", tuple(self.milestones))
+        super().__post_init__()
+        object.__setattr__(self, "arch", {k: v for k, v in dict(self.arch or {}).items()
+                                          if k not in ("num_input_channels", "num_output_channels", "need_sigmoid")})
+
+    @classmethod
+    def problems(cls, v: dict, flag: bool = False) -> list[str]:
+        name = (lambda f: option_name(cls, f)) if flag else (lambda f: f)
+        out = super().problems(v, flag)
+        seeds = v["seeds"]
+        if not seeds or not all(_whole(s, 0) for s in seeds) or len(set(seeds)) != len(seeds):
+            out.append(f"{'--seed-list' if flag else 'seeds'} must be distinct whole numbers >= 0, at least one, "
+                       f"got {seeds!r}")
+        for f in ("size", "epochs", "batch_size"):
+            if not _whole(v[f], 1):
+                out.append(f"{name(f)} must be a whole number >= 1, got {v[f]!r}")
+        levels = len((v["arch"] or {}).get("num_channels_down", (0,) * 5))
+        if _whole(v["size"], 1) and -(-v["size"] // 2 ** levels) < 2:  # train-mode BatchNorm needs 2 px
+            out.append(f"{name('size')} must leave at least 2 px at the deepest of the skip net's {levels} stride-2 "
+                       f"levels, so at least {2 ** levels + 1}; got {v['size']!r}")
+        if not _whole(v["rewind_iteration"], 0):
+            out.append(f"{name('rewind_iteration')} must be a whole number >= 0, got {v['rewind_iteration']!r}")
+        if (v["rewind"] == "early") != (_whole(v["rewind_iteration"], 1)):
+            out.append(f"{name('rewind_iteration')} is the early rewind point: >= 1 with rewind 'early', 0 otherwise; "
+                       f"got {v['rewind_iteration']!r} with rewind {v['rewind']!r}")
+        for f in ("lr", "momentum", "weight_decay"):
+            number = isinstance(v[f], (int, float)) and not isinstance(v[f], bool)
+            if not (number and (v[f] > 0 if f == "lr" else v[f] >= 0)):
+                out.append(f"{name(f)} must be a number {'> 0' if f == 'lr' else '>= 0'}, got {v[f]!r}")
+        if not all(_whole(m, 1) for m in v["milestones"]):
+            out.append(f"{name('milestones')} must be epochs >= 1, got {v['milestones']!r}")
+        return out
+
+    def config(self, *, data: dict) -> dict:
+        """The run folder's ``config.json``: ``data`` (the dataset, its channels and classes) and these settings."""
+        return dict(task=dict(kind="classify", **data), arch=self.arch, rounds=self.rounds, rate=self.rate,
+                    seeds=list(self.seeds), size=self.size, rewind=self.rewind,
+                    rewind_iteration=self.rewind_iteration, epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
+                    momentum=self.momentum, weight_decay=self.weight_decay, milestones=list(self.milestones),
+                    head=self.head, method=self.method, baselines=list(self.baselines))
+
+
 # --- the command line ------------------------------------------------------------------------------------
 def option_name(cls: type, name: str) -> str:
     """The command-line option of setting ``name``."""
@@ -213,7 +290,8 @@ def add_options(parser: argparse.ArgumentParser, cls: type) -> None:
         if isinstance(default, bool):
             kw.update(action="store_true")
         elif isinstance(default, tuple):
-            kw.update(nargs="*", default=list(default), choices=f.metadata.get("choices"))
+            kw.update(nargs="*", default=list(default), choices=f.metadata.get("choices"),
+                      type=type(default[0]) if default else str)
         else:
             kw.update(type=type(default), default=default, choices=f.metadata.get("choices"))
         parser.add_argument(option_name(cls, f.name), **kw)

@@ -257,6 +257,14 @@ def sparsity_report(net: nn.Module, masks: Mapping[str, torch.Tensor] | None = N
     }
 
 
+def report_fields(report: Mapping) -> dict:
+    """What a record keeps of a :func:`sparsity_report`: the counts, the per-layer densities (in
+    layer order) and the emptied layers."""
+    return dict(conv_sparsity=report["conv_sparsity"], conv_nonzero=report["conv_nonzero"],
+                unpruned_params=report["unpruned_params"], layer_density=list(report["layer_density"].values()),
+                empty_layers=report["empty_layers"])
+
+
 def mask_sparsity(masks: Mapping[str, torch.Tensor]) -> float:
     """Fraction of conv weights removed by ``masks`` (the 4-D ones: channel masks also hold biases
     and BatchNorm parameters)."""

@@ -23,7 +23,7 @@ import os
 from pathlib import Path
 
 
-MAIN_CHAINS = ("imp", "imp_shared")  # record names of the main chains; a baseline's records get a subfolder
+MAIN_CHAINS = ("imp", "imp_shared", "imp_classify")  # record names of the main chains; a baseline's records get a subfolder
 
 
 class ImpFolder:
