@@ -77,6 +77,12 @@ class LotterySettings:
         return out
 
 
+def _seed_problems(seeds, flag: bool) -> list[str]:
+    if seeds and all(_whole(s, 0) for s in seeds) and len(set(seeds)) == len(seeds):
+        return []
+    return [f"{'--seed-list' if flag else 'seeds'} must be distinct whole numbers >= 0, at least one, got {seeds!r}"]
+
+
 def _seeds(seeds) -> tuple:
     """Seeds as a tuple of ints (``range(3)``, numpy integers); anything else is kept for the check to name."""
     if not isinstance(seeds, (list, tuple, range)):
@@ -121,10 +127,7 @@ class ImpSettings(LotterySettings):
     def problems(cls, v: dict, flag: bool = False) -> list[str]:
         name = (lambda f: option_name(cls, f)) if flag else (lambda f: f)
         out = super().problems(v, flag)
-        seeds = v["seeds"]
-        if not seeds or not all(_whole(s, 0) for s in seeds) or len(set(seeds)) != len(seeds):
-            out.append(f"{'--seed-list' if flag else 'seeds'} must be distinct whole numbers >= 0, at least one, "
-                       f"got {seeds!r}")
+        out += _seed_problems(v["seeds"], flag)
         if not _whole(v["rewind_iteration"], 0):
             out.append(f"{name('rewind_iteration')} must be a whole number >= 0, got {v['rewind_iteration']!r}")
         if v["structure"] == "channel" and (v["baselines"] or v["keep_input_convs_dense"]):
@@ -240,10 +243,7 @@ class ClassifyImpSettings(LotterySettings):
     def problems(cls, v: dict, flag: bool = False) -> list[str]:
         name = (lambda f: option_name(cls, f)) if flag else (lambda f: f)
         out = super().problems(v, flag)
-        seeds = v["seeds"]
-        if not seeds or not all(_whole(s, 0) for s in seeds) or len(set(seeds)) != len(seeds):
-            out.append(f"{'--seed-list' if flag else 'seeds'} must be distinct whole numbers >= 0, at least one, "
-                       f"got {seeds!r}")
+        out += _seed_problems(v["seeds"], flag)
         for f in ("size", "epochs", "batch_size"):
             if not _whole(v[f], 1):
                 out.append(f"{name(f)} must be a whole number >= 1, got {v[f]!r}")
