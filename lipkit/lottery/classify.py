@@ -149,6 +149,32 @@ def train_classifier(net: Classifier, data: Sequence[torch.Tensor], settings: Cl
     return dict(accuracy_curve=curve, train_loss=sum(losses) / len(losses), seconds=time.perf_counter() - start)
 
 
+def classifier_theta0(seed: int, *, channels: int, size: int, classes: int, head: str, arch: Mapping) -> Classifier:
+    """θ0 of ``seed``: the DIP's θ0 of the seed (:func:`lipkit.models.theta0`) in every backbone weight
+    of the DIP's shape; the input convs and the head from the classifier's own draw; on the CPU."""
+    with seeded(seed, "weights", "classifier"), torch.device("cpu"):  # the head and input convs: their own draw
+        net = Classifier(channels, size, classes, head=head, arch=arch)
+    prior = theta0(seed, **arch).state_dict()
+    state = net.state_dict()
+    for name, value in prior.items():
+        if BACKBONE + name in state and state[BACKBONE + name].shape == value.shape:
+            state[BACKBONE + name] = value.clone()
+    net.load_state_dict(state)
+    return net
+
+
+def accuracy_record(numbers: Mapping, net: Classifier, masks: Mapping, *, epochs: int, device, **identity) -> dict:
+    """A trained classifier's record: ``identity``, the test accuracy after the last epoch, the best
+    over the epochs and its epoch, the curve, the last epoch's loss, seconds, threads, device and the
+    masks' counts (``numbers`` from :func:`train_classifier`)."""
+    curve = numbers["accuracy_curve"]
+    best = max(range(len(curve)), key=curve.__getitem__)
+    return dict(identity, test_accuracy=curve[-1], best_accuracy=curve[best], best_epoch=best + 1,
+                accuracy_curve=curve, train_loss=numbers["train_loss"], epochs=epochs,
+                seconds=round(numbers["seconds"], 3), threads=torch.get_num_threads(), device=str(device),
+                **report_fields(sparsity_report(net, masks)))
+
+
 class ClassifyTrainer:
     """Levels of classification IMP (:class:`lipkit.lottery.driver.Trainer`). With rewind ``none`` a
     level starts from the previous level's trained weights (``continues``), so every level keeps its
@@ -174,14 +200,9 @@ class ClassifyTrainer:
     def rewind_state(self, seed: int) -> "OrderedDict[str, torch.Tensor]":
         """θ0 (the DIP's θ0 of ``seed`` in the backbone but its input convs), or the dense weights
         after ``rewind_iteration`` SGD steps from it."""
-        with seeded(seed, "weights", "classifier"), torch.device("cpu"):  # the head and input convs: their own draw
-            net = self.network()
-        prior = theta0(seed, **self.settings.arch).state_dict()
-        state = net.state_dict()
-        for name, value in prior.items():
-            if BACKBONE + name in state and state[BACKBONE + name].shape == value.shape:
-                state[BACKBONE + name] = value.clone()
-        net.load_state_dict(state)
+        task = self.config["task"]
+        net = classifier_theta0(seed, channels=task["channels"], size=self.settings.size, classes=task["classes"],
+                                head=self.settings.head, arch=self.settings.arch)
         if self.settings.rewind == "early":
             train_classifier(net, self.data, self.settings, seed=seed, key=("rewind",),
                              steps=self.settings.rewind_iteration, device=self.device)
@@ -195,13 +216,7 @@ class ClassifyTrainer:
             net.load_state_dict(start)
             numbers = train_classifier(net, self.data, self.settings, masks=m, seed=seed,
                                        key=(head["method"], level), device=self.device)
-            curve = numbers["accuracy_curve"]
-            best = max(range(len(curve)), key=curve.__getitem__)
-            record = dict(head, test_accuracy=curve[-1], best_accuracy=curve[best], best_epoch=best + 1,
-                          accuracy_curve=curve, train_loss=numbers["train_loss"],
-                          epochs=self.settings.epochs, seconds=round(numbers["seconds"], 3),
-                          threads=torch.get_num_threads(), device=str(self.device),
-                          **report_fields(sparsity_report(net, m)))
+            record = accuracy_record(numbers, net, m, epochs=self.settings.epochs, device=self.device, **head)
             keep = self.continues and head["method"] == self.method  # the next level starts from it
             state = OrderedDict((k, v.detach().cpu().clone()) for k, v in net.state_dict().items()) if keep else None
             out.append(Trained(record, conv_weights_of(net), state=state))

@@ -6,5 +6,7 @@ under a key of what computed it (:class:`lipkit.store.cache.RecordCache`).
 - :mod:`lipkit.studies.deep_decoder_runs`: the deep decoder at matched parameter counts (chapter 5);
 - :mod:`lipkit.studies.fast_tickets`: channel tickets against their rivals, timed (chapter 7);
 - :mod:`lipkit.studies.init_tickets` and :mod:`lipkit.studies.init_vs_imp`: masks chosen at
-  initialization, and IMP against them under one protocol (chapter 8).
+  initialization, and IMP against them under one protocol (chapter 8);
+- :mod:`lipkit.studies.cross_task`: restoration tickets trained as classifiers, classification
+  tickets as image priors, and the overlap of the two (chapter 9).
 """
