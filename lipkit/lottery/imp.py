@@ -48,7 +48,6 @@ from lipkit.tasks import Task, check_task_fits
 from lipkit.pruning.tickets import Ticket
 
 
-
 # --- the trainer -----------------------------------------------------------------------------------
 def _fit_guarded(net, operator, observation, *, task: Task, reference, masks, seed, device, progress, desc):
     """Fit; a diverging fit (NaN) is redone with DIP's backtracking so it never reaches pruning."""
