@@ -23,7 +23,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from lipkit.device import resolve_device
-from lipkit.pruning.masks import apply_masks
+from lipkit.pruning.masks import apply_masks, hold
 from lipkit.seeding import SCHEME
 from lipkit.seeding import generator as stream_generator
 from lipkit.store.folder import RunConfigError, RunLock, config_diff, load_tensors, save_state, write_json
@@ -73,12 +73,6 @@ def gradient_penalty(critic: nn.Module, real: torch.Tensor, fake: torch.Tensor,
     mixed = (eps * real + (1 - eps) * fake).requires_grad_(True)
     (grad,) = torch.autograd.grad(critic(mixed).sum(), mixed, create_graph=True)
     return (grad.flatten(1).norm(dim=1) - 1).pow(2).mean()
-
-
-def _hold(pairs) -> None:
-    with torch.no_grad():
-        for p, m in pairs:
-            p.mul_(m)
 
 
 def train_wgangp(generator: nn.Module, critic: nn.Module, images: torch.Tensor, settings: WGANSettings, *,
@@ -135,13 +129,13 @@ def train_wgangp(generator: nn.Module, critic: nn.Module, images: torch.Tensor, 
             opt_d.zero_grad(set_to_none=True)
             d_loss.backward()
             opt_d.step()
-            _hold(d_pairs)
+            hold(d_pairs)
         critic.requires_grad_(False)  # the G step needs gradients through D, not for D
         g_loss = -critic(generator(torch.randn((gen_b, *latent), generator=latent_gen, device=dev))).mean()
         opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
         opt_g.step()
-        _hold(g_pairs)
+        hold(g_pairs)
         critic.requires_grad_(True)
         hist[:, it] = torch.stack([d_loss.detach(), g_loss.detach(), (d_real - d_fake).mean().detach()])
     generator.eval()

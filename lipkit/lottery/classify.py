@@ -38,7 +38,7 @@ from lipkit.lottery.driver import Trained, start_run
 from lipkit.lottery.imp import ImpRun
 from lipkit.lottery.settings import ClassifyImpSettings
 from lipkit.models import skip_net, theta0
-from lipkit.pruning.masks import apply_masks, conv_weights_of, report_fields, sparsity_report
+from lipkit.pruning.masks import apply_masks, conv_weights_of, hold, report_fields, sparsity_report
 from lipkit.seeding import generator as stream_generator
 from lipkit.seeding import seeded
 
@@ -74,24 +74,26 @@ class Classifier(nn.Module):
         return self
 
 
-def classifier_masks(masks: Mapping[str, torch.Tensor], net: Classifier) -> "OrderedDict[str, torch.Tensor]":
-    """An image prior's masks (skip-net parameter names) as masks of ``net``'s backbone; a weight
-    whose shape differs (the convs reading the input) stays dense."""
+def _moved(masks: Mapping[str, torch.Tensor], net: nn.Module, name_there) -> "OrderedDict[str, torch.Tensor]":
+    """``masks`` as masks of ``net``'s conv weights, ``name_there(name)`` naming each in ``masks``; a
+    weight whose mask is missing or shaped otherwise (a conv reading the input) stays dense."""
     out = OrderedDict()
     for name, weight in conv_weights_of(net).items():
-        mask = masks.get(name[len(BACKBONE):])
+        mask = masks.get(name_there(name))
         out[name] = mask.clone() if mask is not None and mask.shape == weight.shape else torch.ones_like(weight)
     return out
+
+
+def classifier_masks(masks: Mapping[str, torch.Tensor], net: Classifier) -> "OrderedDict[str, torch.Tensor]":
+    """An image prior's masks (skip-net parameter names) as masks of ``net``'s backbone; the convs
+    reading the input (other shapes) stay dense."""
+    return _moved(masks, net, lambda name: name[len(BACKBONE):])
 
 
 def prior_masks(masks: Mapping[str, torch.Tensor], net: nn.Module) -> "OrderedDict[str, torch.Tensor]":
-    """A classifier's backbone masks as masks of the image prior ``net`` (a skip net); a weight whose
-    shape differs (the convs reading z) stays dense."""
-    out = OrderedDict()
-    for name, weight in conv_weights_of(net).items():
-        mask = masks.get(BACKBONE + name)
-        out[name] = mask.clone() if mask is not None and mask.shape == weight.shape else torch.ones_like(weight)
-    return out
+    """A classifier's backbone masks as masks of the image prior ``net`` (a skip net); the convs
+    reading z (other shapes) stay dense."""
+    return _moved(masks, net, lambda name: BACKBONE + name)
 
 
 def accuracy(net: Classifier, images: torch.Tensor, labels: torch.Tensor, size: int, *, device,
@@ -136,17 +138,18 @@ def train_classifier(net: Classifier, data: Sequence[torch.Tensor], settings: Cl
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            with torch.no_grad():
-                for p, m in held:
-                    p.mul_(m)
-            losses.append(float(loss.detach()))
+            hold(held)
+            losses.append(loss.detach())  # summed once per epoch: no host sync per step
             done += 1
             if steps is not None and done >= steps:
-                return dict(accuracy_curve=curve, train_loss=sum(losses) / len(losses),
-                            seconds=time.perf_counter() - start)
+                return dict(accuracy_curve=curve, train_loss=_mean(losses), seconds=time.perf_counter() - start)
         schedule.step()
         curve.append(accuracy(net, test_x, test_y, settings.size, device=device))
-    return dict(accuracy_curve=curve, train_loss=sum(losses) / len(losses), seconds=time.perf_counter() - start)
+    return dict(accuracy_curve=curve, train_loss=_mean(losses), seconds=time.perf_counter() - start)
+
+
+def _mean(losses: Sequence[torch.Tensor]) -> float:
+    return float(torch.stack(losses).double().mean())
 
 
 def classifier_theta0(seed: int, *, channels: int, size: int, classes: int, head: str, arch: Mapping) -> Classifier:

@@ -79,10 +79,15 @@ def apply_masks(net: nn.Module, masks: Mapping[str, torch.Tensor]) -> list[tuple
     """Zero the pruned weights of ``net`` in place; returns the checked (parameter, mask) pairs
     (:func:`check_masks`), with which a training loop holds the zeros after every step."""
     pairs = check_masks(net, masks)
+    hold(pairs)
+    return pairs
+
+
+def hold(pairs) -> None:
+    """Zero the pruned weights again after an optimiser step: ``pairs`` from :func:`apply_masks`."""
     with torch.no_grad():
         for p, m in pairs:
             p.mul_(m)
-    return pairs
 
 
 def _holders(weights: Mapping[str, torch.Tensor], masks: Mapping[str, torch.Tensor]) -> list[nn.Module]:
