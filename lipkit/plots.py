@@ -192,16 +192,19 @@ def plot_stopping_rules(run, method: str = "imp", *, title: str | None = None, a
 
 
 def plot_curves(curves: dict, *, dense: tuple[float, float] | None = None, title: str | None = None,
-                ylabel: str = "PSNR at the best iteration (oracle) (dB)", ax=None):
-    """PSNR against measured sparsity for several curves: ``{label: curve}``, mean ± std band.
+                ylabel: str = "PSNR at the best iteration (oracle) (dB)", dense_label: str = "dense DIP",
+                unit: str = "dB", ax=None):
+    """A measure (PSNR, accuracy) against measured sparsity for several curves: ``{label: curve}``,
+    mean ± std band.
 
     A curve is the dict of :meth:`lipkit.lottery.imp.ImpRun.curve` or :func:`lipkit.studies.transfer.curve`
-    (rounds with sparsity 0 are skipped); ``dense`` = (mean, std) is drawn as a grey band.
+    (rounds with sparsity 0 are skipped); ``dense`` = (mean, std) is drawn as a grey band labelled
+    ``dense_label`` and the mean in ``unit``.
     """
     fig, ax, own = _axes(ax, (6.4, 3.8))
     if dense is not None:
         ax.axhspan(dense[0] - dense[1], dense[0] + dense[1], color="gray", alpha=0.25)
-        ax.axhline(dense[0], color="gray", lw=1, ls="--", label=f"dense DIP ({dense[0]:.2f} dB)")
+        ax.axhline(dense[0], color="gray", lw=1, ls="--", label=f"{dense_label} ({dense[0]:.2f} {unit})")
     markers = "os^vDP*"
     for i, (label, c) in enumerate(curves.items()):
         keep = [j for j, s in enumerate(c["sparsity"]) if s > 0]

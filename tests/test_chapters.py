@@ -49,7 +49,7 @@ def test_the_smoke_profile_is_the_paper_profile_made_short():
     profiles = yaml.safe_load((ROOT / "book" / "profiles.yml").read_text())
     smoke, paper = profiles["smoke"], profiles["paper"]
     assert set(smoke) == set(paper) == {nb.stem for nb in run_chapters.chapters()}
-    short = {"iters": 2, "rounds": 2, "seeds": 1, "images": 2, "snapshots": 2}  # the most each may be
+    short = {"iters": 2, "rounds": 2, "seeds": 1, "images": 2, "snapshots": 2, "epochs": 1}  # the most each may be
     for stem, params in paper.items():
         assert set(smoke[stem]) == set(params), stem
         for name, value in params.items():
@@ -59,6 +59,8 @@ def test_the_smoke_profile_is_the_paper_profile_made_short():
                 assert mine == "smoke"
             elif isinstance(value, list) and name.endswith("images"):
                 assert set(mine) <= set(value) and 1 <= len(mine) <= 2, (stem, name)
+            elif isinstance(value, list) and "rounds" in name:  # levels: as many as the smoke rounds reach
+                assert 1 <= len(mine) <= len(value) and max(mine) <= smoke[stem]["rounds"], (stem, name, mine)
             elif limit is not None and isinstance(value, int):
                 assert 1 <= mine <= min(limit, value), (stem, name, mine)
             else:
@@ -484,6 +486,64 @@ def test_chapter8_numbers(executed, monkeypatch):
             assert r["density"] == pytest.approx(density_of[r["level"]], abs=1e-4)
     assert paper.OES_SET14["oes"]["final"] == 25.86 and paper.OES_SET14["imp"]["density"] == 5.49
     assert g["book_density"] == pytest.approx(g["sparsest_density"], abs=0.1)  # chapter 2's level matches
+
+
+@pytest.mark.chapter
+def test_chapter9_numbers(executed, monkeypatch):
+    from lipkit.book import classification as pages
+    from lipkit.lottery import classify
+    from lipkit.studies import cross_task, transfer
+
+    stem = "09_restoration_and_classification"
+    g = glued(executed(stem))
+    p = chapter_parameters(stem)
+    ex = quick_experiments(stem)  # one worker: a job that was not cached would fail here
+    for module, name in ((transfer, "_run_job"), (cross_task, "train_with_masks"), (classify, "train_classifier")):
+        monkeypatch.setattr(module, name, lambda *a, n=name, **k: pytest.fail(f"the chapter's {n} was not cached"))
+    settings = pages.classifier_settings(p, ex.arch)
+    levels = p["compare_rounds"]
+    restoration = {name: ex.paper_imp(name, baselines=[]) for name in ("denoise", "sr4")}
+    classification = ex.classify_imp(settings)
+    jobs_a = cross_task.ticket_classifier_jobs(restoration["denoise"], settings, levels, random_levels=levels[-1:])
+    records_a = ex.classifiers(jobs_a)
+    numbers = {f"a_{k}": v for k, v in pages.accuracy_numbers(pages.accuracy_curves(classification, records_a)).items()}
+    records_b = {}
+    for name in restoration:
+        records_b[name] = ex.transfer(cross_task.classification_ticket_jobs(classification, ex.paper_task(name), levels))
+        prior = pages.prior_numbers(pages.prior_curves(restoration[name], records_b[name]))
+        numbers.update({f"b_{name}_{k}": v for k, v in prior.items()})
+    kept = {k: [cross_task.kept_weights(restoration["denoise"].ticket(s, k).masks,
+                                        classify_masks(classification, s, k)) for s in classification.seeds]
+            for k in levels}
+    c = pages.overlap_numbers(kept)
+    numbers.update(c_iou=c["iou"][-1], c_random_iou=c["random_iou"][-1], c_iou_ratio=c["iou_ratio"][-1])
+    for key, value in numbers.items():  # every number the page glues is the functions' on the stored records
+        assert g[key] == (value if isinstance(value, str) else pytest.approx(value, nan_ok=True)), key
+    # what the records themselves must show, whatever the page computes
+    seeds = p["seeds"]
+    assert g["dataset"] == "mnist5k" and g["n_seeds"] == seeds == len(classification.seeds)
+    assert len(records_a) == seeds * (len(levels) + 1)  # the tickets at every level, random masks at the sparsest
+    for ticket, rand in zip(*[[r for r in records_a if r["variant"] == v and r["round"] == levels[-1]]
+                              for v in ("ticket", "random_like")]):
+        assert ticket["layer_density"] == rand["layer_density"] and ticket["seed"] == rand["seed"]
+    for r in records_a + classification.records("imp_classify"):
+        assert len(r["accuracy_curve"]) == r["epochs"] == p["classify_epochs"] and 0.1 < r["test_accuracy"] <= 1
+    assert [r["round"] for r in classification.records("imp_classify")] == list(range(p["classify_rounds"] + 1)) * seeds
+    # the measured dense classifier: 94.5 % on MNIST-5k at 4 epochs (the issue asked 95 %; CHANGELOG says why not)
+    assert g["a_dense_accuracy"] > 90
+    for name, recs in records_b.items():
+        assert len(recs) == seeds * len(levels) * 2
+        assert all(r["best_psnr"] >= max(r["es_psnr"], r["final_psnr"]) - 1e-9 for r in recs)
+        # the convs reading z stay dense when a classifier's masks move, so the prior is less sparse
+        assert g[f"b_{name}_moved_sparsity"] < g[f"b_{name}_native_sparsity"]
+    assert 0 < g["c_random_iou"] < 1 and 0 < g["c_iou"] <= 1
+
+
+def classify_masks(run, seed: int, level: int) -> dict:
+    """The masks a classification-IMP ``run`` stored for ``seed`` at ``level`` (classifier names)."""
+    from lipkit.store.folder import load_masks
+
+    return load_masks(run.folder.masks(seed, level))
 
 
 def chapter_parameters(stem: str) -> dict:

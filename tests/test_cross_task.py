@@ -63,3 +63,28 @@ def test_a_classification_ticket_becomes_an_image_priors_ticket(tmp_path):
     assert ticket.meta["conv_nonzero"] == int(sum(m.sum() for m in expected.values()))
     assert 0 < ticket.meta["conv_sparsity"] < 0.2  # a round of 20 % of the classifier's convs, less the input convs
     assert ticket.build_net()(torch.rand(1, 32, 64, 64)).shape == (1, 3, 64, 64)
+
+
+def test_kept_weights_compares_the_convs_both_nets_share():
+    from lipkit.lottery.classify import Classifier, classifier_masks
+
+    prior = prior_ticket_masks()
+    net = Classifier(1, 36, head="linear", arch=TINY)
+    moved = classifier_masks(prior, net)  # the same masks, the classifier's input convs dense
+    same = cross_task.kept_weights(prior, moved)
+    inputs = {f"{n}.weight" for n in skip_net(**TINY).input_conv_names}
+    assert set(same["layers"]) == set(prior) - inputs  # the input convs (other shapes) are left out
+    assert same["iou"] == 1 and same["random_iou"] < 1
+    assert same["restoration_density"] == same["classification_density"]
+    other = cross_task.kept_weights(prior, classifier_masks(prior_ticket_masks(seed=1), net))
+    assert other["iou"] == pytest.approx(other["random_iou"], abs=0.05)  # independent draws: chance overlap
+
+
+def test_compared_levels_are_refused_in_one_line_beyond_either_search():
+    from lipkit.errors import UsageError
+
+    assert cross_task.compared_levels([2, 1], classify_rounds=2, restoration_rounds=3) == [1, 2]
+    for bad in ([], [0], [3], [1, 1], [1.5]):
+        with pytest.raises(UsageError, match="compare_rounds must be distinct levels from 1 to 2") as e:
+            cross_task.compared_levels(bad, classify_rounds=2, restoration_rounds=3)
+        assert "\n" not in str(e.value)

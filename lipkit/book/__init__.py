@@ -5,7 +5,8 @@ live under ``_build/runs/<profile>/`` of the repository; the paper-scale records
 in ``results/``. A chapter names a run (``"mnist_gan"``) and never builds a folder path itself;
 :meth:`lipkit.experiments.Experiments.from_parameters` builds a chapter's experiments from its
 parameters cell. A chapter's tables and verdicts are :mod:`lipkit.book.tables` (chapter 6's
-:mod:`lipkit.book.compressive`, chapter 8's :mod:`lipkit.book.rivals`, the reproduction page's rows :mod:`lipkit.book.reproduction`), so that
+:mod:`lipkit.book.compressive`, chapter 8's :mod:`lipkit.book.rivals`, chapter 9's
+:mod:`lipkit.book.classification`, the reproduction page's rows :mod:`lipkit.book.reproduction`), so that
 its test asserts on the same function, applied to the stored records.
 """
 

@@ -230,6 +230,14 @@ def make_classify_trainer(config, data, device, progress, batch) -> ClassifyTrai
     return ClassifyTrainer(config, data, device, progress, batch)
 
 
+def run_config(settings: ClassifyImpSettings, data: Sequence[torch.Tensor]) -> dict:
+    """The ``config.json`` of classification IMP with ``settings`` on ``data`` (:func:`lipkit.datasets.labelled`'s
+    four tensors), which names its folder (:func:`lipkit.lottery.identity.folder_name`)."""
+    described = dict(dataset=settings.dataset, channels=int(data[0].shape[1]), classes=int(data[1].max()) + 1,
+                     train=len(data[0]), test=len(data[2]))
+    return settings.config(data=described)
+
+
 def imp_classify(settings: ClassifyImpSettings | None = None, *, run_dir: str | os.PathLike,
                  data_root: str | os.PathLike | None = None, device: str | None = None, workers: int | None = None,
                  progress: bool = True, **fields) -> ImpRun:
@@ -244,9 +252,7 @@ def imp_classify(settings: ClassifyImpSettings | None = None, *, run_dir: str | 
     elif fields:
         raise TypeError(f"give the settings or their fields, not both (got {sorted(fields)} besides the settings)")
     data = labelled(settings.dataset, data_root)
-    described = dict(dataset=settings.dataset, channels=int(data[0].shape[1]), classes=int(data[1].max()) + 1,
-                     train=len(data[0]), test=len(data[2]))
-    config = settings.config(data=described)
+    config = run_config(settings, data)
     seeds = list(settings.seeds)
     start_run(run_dir, config, make_classify_trainer, data, seeds, device=device, workers=workers,
               progress=progress, total=len(seeds) * (settings.rounds + 1 + len(settings.baselines) * settings.rounds),
