@@ -204,7 +204,8 @@ def test_chapter6_numbers(executed, monkeypatch):
     from lipkit.gan import recoveries as rec
     from lipkit.gan import wgan
     from lipkit.datasets import mnist5k
-    from lipkit.gan.imp import GanImpRun
+    from lipkit.gan.imp import GanImpRun, gan_imp_config
+    from lipkit.lottery.identity import folder_name
     from lipkit.models.dcgan import DCGANCritic, DCGANGenerator
     from lipkit.operators import CompressiveSensing
 
@@ -218,8 +219,9 @@ def test_chapter6_numbers(executed, monkeypatch):
     monkeypatch.setattr(rec, "recover", lambda *a: pytest.fail("the chapter's recoveries were not cached"))
     with lipkit.seeded(0, "weights"):  # as the page builds them, then loads the pretrained weights
         G, D = DCGANGenerator(nz=32, ngf=16, nc=1, size=32), DCGANCritic(ndf=16, nc=1, size=32)
-    wgan.pretrain(G, D, mnist5k("train")[0], wgan.WGANSettings(iterations=p["pretrain_iters"]),
-                  run_dir=RUNS / "ch6_mnist_gan", seed=0, device="cpu", progress=False)
+    train, pretraining = mnist5k("train")[0], wgan.WGANSettings(iterations=p["pretrain_iters"])
+    gan_folder = folder_name("ch6_mnist_gan", wgan.pretrain_config(G, D, train, pretraining, seed=0))
+    wgan.pretrain(G, D, train, pretraining, run_dir=RUNS / gan_folder, seed=0, device="cpu", progress=False)
     G.eval()
     x0 = mnist5k("test")[0][: p["n_images"]]
     operator = CompressiveSensing((1, 32, 32), m=p["m"], corruption="lip", bad_fraction=0.02, seed=0)
@@ -227,7 +229,12 @@ def test_chapter6_numbers(executed, monkeypatch):
     dense_erm, dense_mom = rec.recoveries([rec.RecoveryJob(G, operator, x0, solver="erm", iters=p["mom_iters"]),
                                            rec.RecoveryJob(G, operator, x0, block_size=p["block_size"],
                                                            iters=p["mom_iters"])], cache_dir=cache)
-    run = GanImpRun(RUNS / "ch6_mnist_imp", max_round=p["rounds"])
+    tune = train[: int(0.4 * len(train))]
+    finetune = wgan.WGANSettings(iterations=p["finetune_iters"], lr=2e-4, betas=(0.0, 0.99))  # the page's
+    config = gan_imp_config(G, D, tune, rounds=p["rounds"], rate=0.2, methods=("magnitude", "random"),
+                            finetune=finetune, seed=0)
+    run = GanImpRun(RUNS / folder_name("ch6_mnist_imp", config), max_round=p["rounds"])
+    assert run.config["start"] == config["start"]  # the run rewinds to the pretrained G and D loaded above
     levels = rec.recoveries(rec.level_jobs(run, lambda: DCGANGenerator(nz=32, ngf=16, nc=1, size=32), operator, x0,
                                            block_size=p["block_size"], iters=p["mom_iters"]), cache_dir=cache)
     numbers, _ = compressive.level_numbers(run, levels, dense_mom)

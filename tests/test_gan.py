@@ -206,9 +206,34 @@ def test_pretrain_saves_and_reloads(tmp_path, images):
     g, d = tiny_pair()
     rec = pretrain(g, d, images, FAST, run_dir=tmp_path, seed=1, device="cpu", progress=False)
     assert len(rec["wasserstein"]) == 3
-    g2, d2 = tiny_pair(seed=7)  # other initial weights: the saved ones replace them
+    g2, d2 = tiny_pair()  # the same start: the saved weights are loaded, nothing trains
     pretrain(g2, d2, images, FAST, run_dir=tmp_path, seed=1, device="cpu", progress=False)
     z = torch.randn(2, 8)
     assert torch.equal(g.eval()(z), g2.eval()(z))
+    g3, d3 = tiny_pair()
     with pytest.raises(RunConfigError, match="iterations"):
-        pretrain(g2, d2, images, WGANSettings(iterations=4, batch_size=8), run_dir=tmp_path, seed=1, progress=False)
+        pretrain(g3, d3, images, WGANSettings(iterations=4, batch_size=8), run_dir=tmp_path, seed=1, progress=False)
+    g4, d4 = tiny_pair(seed=7)  # other starting weights are another pretraining
+    with pytest.raises(RunConfigError, match="start"):
+        pretrain(g4, d4, images, FAST, run_dir=tmp_path, seed=1, progress=False)
+
+
+def test_generator_runs_are_named_by_what_they_start_from(images):
+    from lipkit.book import run_dir
+    from lipkit.errors import UsageError
+    from lipkit.gan.imp import gan_imp_config
+    from lipkit.gan.wgan import pretrain_config
+
+    g, d = tiny_pair()
+    lottery = dict(rounds=2, finetune=FAST, methods=("magnitude", "random"))
+    name = run_dir("quick", "ch6_imp", gan_imp_config(g, d, images, **lottery)).name
+    assert name.startswith("ch6_imp_") and len(name) == len("ch6_imp_") + 8
+    assert run_dir("quick", "ch6_imp", gan_imp_config(g, d, images, **dict(lottery, rounds=5))).name == name  # extends
+    assert run_dir("quick", "ch6_imp", gan_imp_config(g, d, images[:16], **lottery)).name != name  # other images
+    pre = pretrain_config(g, d, images, FAST)
+    with torch.no_grad():
+        next(g.parameters()).add_(1.0)  # another pretraining: another rewind point
+    assert run_dir("quick", "ch6_imp", gan_imp_config(g, d, images, **lottery)).name != name
+    assert pretrain_config(g, d, images, FAST)["start"] != pre["start"]
+    with pytest.raises(UsageError, match="rate"):
+        gan_imp_config(g, d, images, **dict(lottery, rate=1.5))  # refused before any folder is named

@@ -94,10 +94,16 @@ def runs_root(profile: str) -> Path:
     return BOOK_TO_REPOSITORY / "_build" / "runs" / profile
 
 
-def run_dir(profile: str, name: str) -> Path:
-    """The folder of the run called ``name`` (e.g. ``"mnist_gan"``) in ``profile``."""
+def run_dir(profile: str, name: str, config: dict | None = None) -> Path:
+    """The folder of the run called ``name`` (e.g. ``"mnist_gan"``) in ``profile``; given the run's
+    ``config``, ``name`` is a prefix and the folder is named by the config's hash too
+    (:func:`lipkit.lottery.identity.folder_name`), so that other settings never meet in one folder."""
     if not name or "/" in name or name.startswith("."):
         raise ValueError(f"a run name is one plain folder name, got {name!r}")
+    if config is not None:
+        from lipkit.lottery.identity import folder_name
+
+        name = folder_name(name, config)
     return runs_root(profile) / name
 
 

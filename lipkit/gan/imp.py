@@ -33,6 +33,7 @@ from lipkit.lottery.driver import Trained, start_run
 from lipkit.lottery.settings import GanImpSettings
 from lipkit.pruning.masks import conv_weights_of, mask_sparsity, measured_sparsity
 from lipkit.seeding import SCHEME, derive_seed
+from lipkit.store.cache import tensors_digest
 from lipkit.store.folder import load_masks, load_tensors, read_json
 from lipkit.pruning.tickets import Ticket
 from lipkit.gan.wgan import WGANSettings, state_of, train_wgangp
@@ -172,6 +173,21 @@ class GanImpRun(ImpRun):
         return dict(config=self.config, lipkit_version=lipkit.__version__, records=rows)
 
 
+def gan_imp_config(generator: nn.Module, critic: nn.Module, images: torch.Tensor, *, rounds: int,
+                   finetune: WGANSettings, rate: float = 0.2, methods: Iterable[str] = ("magnitude",),
+                   seed: int = 0) -> dict:
+    """What :func:`gan_imp` with these arguments runs (its ``config.json``, which names its folder:
+    :func:`lipkit.lottery.identity.folder_name`): the settings, the architectures, the fine-tuning,
+    and the sha256 of the rewind point (the pretrained G and D) and of the fine-tuning images, so that
+    another pretraining is another run. Bad settings are refused here, before anything is written."""
+    settings = GanImpSettings(rounds=rounds, rate=rate, methods=methods, seed=seed)
+    start = tensors_digest([*((f"G.{k}", v) for k, v in generator.state_dict().items()),
+                            *((f"D.{k}", v) for k, v in critic.state_dict().items())])
+    return settings.config(generator=dict(generator.config), critic=dict(critic.config), finetune=asdict(finetune),
+                           n_images=int(images.shape[0]), seeding=SCHEME, start=start[:16],
+                           images=tensors_digest([("images", images)])[:16])
+
+
 def gan_imp(generator: nn.Module, critic: nn.Module, images: torch.Tensor, *, rounds: int, run_dir: str | os.PathLike,
             finetune: WGANSettings, rate: float = 0.2, methods: Iterable[str] = ("magnitude",), seed: int = 0,
             device=None, progress: bool = True) -> GanImpRun:
@@ -190,8 +206,8 @@ def gan_imp(generator: nn.Module, critic: nn.Module, images: torch.Tensor, *, ro
             and the random rankings.
     """
     settings = GanImpSettings(rounds=rounds, rate=rate, methods=methods, seed=seed)
-    config = settings.config(generator=dict(generator.config), critic=dict(critic.config), finetune=asdict(finetune),
-                             n_images=int(images.shape[0]), seeding=SCHEME)
+    config = gan_imp_config(generator, critic, images, rounds=rounds, finetune=finetune, rate=rate, methods=methods,
+                            seed=seed)
     start_run(run_dir, config, make_gan_trainer, (generator, critic, images), [int(seed)], device=device, workers=1,
               progress=progress, total=rounds * len(settings.methods) + 1, what="a generator-IMP run")
     run = GanImpRun(run_dir)

@@ -26,6 +26,7 @@ from lipkit.device import resolve_device
 from lipkit.pruning.masks import apply_masks, hold
 from lipkit.seeding import SCHEME
 from lipkit.seeding import generator as stream_generator
+from lipkit.store.cache import tensors_digest
 from lipkit.store.folder import RunConfigError, RunLock, config_diff, load_tensors, save_state, write_json
 from lipkit.store.paths import PretrainFolder
 
@@ -149,6 +150,19 @@ def state_of(net: nn.Module) -> "OrderedDict[str, torch.Tensor]":
     return OrderedDict((k, v.detach().cpu().clone()) for k, v in net.state_dict().items())
 
 
+def pretrain_config(generator: nn.Module, critic: nn.Module, images: torch.Tensor, settings: "WGANSettings", *,
+                    seed: int = 0) -> dict:
+    """What a pretraining is (``pretrain.json``'s ``config``, which names its folder:
+    :func:`lipkit.lottery.identity.folder_name`): the architectures, the settings, the seed, and the
+    sha256 of the starting weights of G and D and of the images."""
+    start = tensors_digest([*((f"G.{k}", v) for k, v in generator.state_dict().items()),
+                            *((f"D.{k}", v) for k, v in critic.state_dict().items())])
+    return json.loads(json.dumps(dict(generator=dict(generator.config), critic=dict(critic.config),
+                                      settings=asdict(settings), seed=int(seed), n_images=int(images.shape[0]),
+                                      seeding=SCHEME, start=start[:16],
+                                      images=tensors_digest([("images", images)])[:16])))
+
+
 def pretrain(generator: nn.Module, critic: nn.Module, images: torch.Tensor, settings: WGANSettings, *,
              run_dir: str | os.PathLike, seed: int = 0, device=None, progress: bool = True) -> dict:
     """Train G and D from their current weights with WGAN-GP, or load the result of an identical earlier run.
@@ -158,10 +172,8 @@ def pretrain(generator: nn.Module, critic: nn.Module, images: torch.Tensor, sett
     settings is refused (:class:`lipkit.store.folder.RunConfigError`). Returns the JSON record.
     """
     run_dir = Path(run_dir)
+    config = pretrain_config(generator, critic, images, settings, seed=seed)
     run_dir.mkdir(parents=True, exist_ok=True)
-    config = json.loads(json.dumps(dict(generator=dict(generator.config), critic=dict(critic.config),
-                                        settings=asdict(settings), seed=int(seed), n_images=int(images.shape[0]),
-                                        seeding=SCHEME)))
     files = PretrainFolder(run_dir)
     with RunLock(run_dir):
         record_file = files.record

@@ -127,6 +127,20 @@ def code_of(path: Path) -> str:
     return ast.dump(tree)
 
 
+def _tensors_hash(tensors: Iterable[tuple[str, torch.Tensor]]):
+    h = hashlib.sha256()
+    for name, t in tensors:
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h
+
+
+def tensors_digest(tensors: Iterable[tuple[str, torch.Tensor]]) -> str:
+    """sha256 (hex) of named tensors, names and values in the given order: what a run started from
+    (weights, images), for the config that names its folder."""
+    return _tensors_hash(tensors).hexdigest()
+
+
 class RecordCache:
     """JSON records (and optionally an image each) in ``directory``, named by their key;
     ``computed_by``: the module whose jobs make them (its :func:`import_closure` is in every key)."""
@@ -140,10 +154,7 @@ class RecordCache:
 
     def key(self, description: dict, tensors: Iterable[tuple[str, torch.Tensor]] = ()) -> str:
         """The key of a job: its description, its tensors, the schema version and the code."""
-        h = hashlib.sha256()
-        for name, t in tensors:
-            h.update(name.encode())
-            h.update(t.detach().cpu().contiguous().numpy().tobytes())
+        h = _tensors_hash(tensors)
         h.update(json.dumps(dict(description, schema=SCHEMA_VERSION, code=code_fingerprint(self.computed_by)),
                             sort_keys=True).encode())
         return h.hexdigest()
