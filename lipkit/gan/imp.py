@@ -36,7 +36,7 @@ from lipkit.seeding import SCHEME, derive_seed
 from lipkit.store.cache import tensors_digest
 from lipkit.store.folder import load_masks, load_tensors, read_json
 from lipkit.pruning.tickets import Ticket
-from lipkit.gan.wgan import WGANSettings, state_of, train_wgangp
+from lipkit.gan.wgan import WGANSettings, pair_digest, state_of, train_wgangp
 
 
 # --- IMP for generators -------------------------------------------------------------------------------
@@ -181,10 +181,8 @@ def gan_imp_config(generator: nn.Module, critic: nn.Module, images: torch.Tensor
     and the sha256 of the rewind point (the pretrained G and D) and of the fine-tuning images, so that
     another pretraining is another run. Bad settings are refused here, before anything is written."""
     settings = GanImpSettings(rounds=rounds, rate=rate, methods=methods, seed=seed)
-    start = tensors_digest([*((f"G.{k}", v) for k, v in generator.state_dict().items()),
-                            *((f"D.{k}", v) for k, v in critic.state_dict().items())])
     return settings.config(generator=dict(generator.config), critic=dict(critic.config), finetune=asdict(finetune),
-                           n_images=int(images.shape[0]), seeding=SCHEME, start=start[:16],
+                           n_images=int(images.shape[0]), seeding=SCHEME, start=pair_digest(generator, critic),
                            images=tensors_digest([("images", images)])[:16])
 
 

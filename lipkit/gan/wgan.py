@@ -150,16 +150,20 @@ def state_of(net: nn.Module) -> "OrderedDict[str, torch.Tensor]":
     return OrderedDict((k, v.detach().cpu().clone()) for k, v in net.state_dict().items())
 
 
+def pair_digest(generator: nn.Module, critic: nn.Module) -> str:
+    """16 hex digits of the sha256 of G's and D's weights and buffers: where a run starts from."""
+    return tensors_digest([*((f"G.{k}", v) for k, v in generator.state_dict().items()),
+                           *((f"D.{k}", v) for k, v in critic.state_dict().items())])[:16]
+
+
 def pretrain_config(generator: nn.Module, critic: nn.Module, images: torch.Tensor, settings: "WGANSettings", *,
                     seed: int = 0) -> dict:
     """What a pretraining is (``pretrain.json``'s ``config``, which names its folder:
     :func:`lipkit.lottery.identity.folder_name`): the architectures, the settings, the seed, and the
     sha256 of the starting weights of G and D and of the images."""
-    start = tensors_digest([*((f"G.{k}", v) for k, v in generator.state_dict().items()),
-                            *((f"D.{k}", v) for k, v in critic.state_dict().items())])
     return json.loads(json.dumps(dict(generator=dict(generator.config), critic=dict(critic.config),
                                       settings=asdict(settings), seed=int(seed), n_images=int(images.shape[0]),
-                                      seeding=SCHEME, start=start[:16],
+                                      seeding=SCHEME, start=pair_digest(generator, critic),
                                       images=tensors_digest([("images", images)])[:16])))
 
 
