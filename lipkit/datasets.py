@@ -40,8 +40,7 @@ TRAIN_PER_DIGIT = 400  # 400 of the 500 images of each digit train; the other 10
 
 def labelled(name: str, root: str | os.PathLike | None = None, *, fake_sizes: tuple[int, int] = (256, 64)):
     """``(train_images, train_labels, test_images, test_labels)`` of dataset ``name`` (see the module)."""
-    if name not in DATASETS:
-        raise UsageError(f"dataset must be one of {', '.join(DATASETS)}, got {name!r}")
+    require(name, root)
     if name == "mnist5k":
         return (*mnist5k("train"), *mnist5k("test"))
     if name == "cifar10":
@@ -52,8 +51,11 @@ def labelled(name: str, root: str | os.PathLike | None = None, *, fake_sizes: tu
 def smoke_stand_in(name: str, root: str | os.PathLike | None) -> str:
     """The dataset a smoke run (the paper's structure, on a CPU, in minutes) reads instead of ``name``:
     ``"fake"`` for CIFAR-10 when its batches are not under ``root``, else ``name`` itself."""
-    if name == "cifar10" and not (root and (Path(root) / CIFAR_FOLDER / "test_batch").is_file()):
-        return "fake"
+    if name == "cifar10":
+        try:
+            require(name, root)
+        except UsageError:
+            return "fake"
     return name
 
 
@@ -94,16 +96,30 @@ def _mnist_raw() -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(pixels, dtype=np.float32).reshape(-1, 28, 28), np.asarray(labels, dtype=np.int64)
 
 
-def _cifar10(root, *, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def require(name: str, root: str | os.PathLike | None = None) -> None:
+    """Refuse in one line, before any work, a dataset that :func:`labelled` could not read: an unknown
+    name, or CIFAR-10 whose extracted batches are not under ``root``."""
+    if name not in DATASETS:
+        raise UsageError(f"dataset must be one of {', '.join(DATASETS)}, got {name!r}")
+    if name == "cifar10":
+        _cifar10_files(root, train=True)
+        _cifar10_files(root, train=False)
+
+
+def _cifar10_files(root, *, train: bool) -> list[Path]:
     folder = Path(root) / CIFAR_FOLDER if root else None
     files = [f"data_batch_{i}" for i in range(1, 6)] if train else ["test_batch"]
     if folder is None or not all((folder / f).is_file() for f in files):
         raise UsageError(f"CIFAR-10 is read from its extracted batches, never downloaded: put {CIFAR_FOLDER}/ "
                          f"(from https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz) in a folder and give "
                          f"that folder as data_root (got {str(root)!r})")
+    return [folder / f for f in files]
+
+
+def _cifar10(root, *, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
     images, labels = [], []
-    for name in files:
-        with open(folder / name, "rb") as f:
+    for path in _cifar10_files(root, train=train):
+        with open(path, "rb") as f:
             batch = pickle.load(f, encoding="latin1")  # the dataset's own format: a dict of numpy arrays
         images.append(torch.from_numpy(np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)))
         labels.append(torch.as_tensor(batch["labels"], dtype=torch.int64))

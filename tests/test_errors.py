@@ -223,6 +223,27 @@ def test_a_chapter_parameter_of_the_wrong_type_is_one_line_naming_it(tmp_path):
         check_parameters(dict(densities=[0.5, 2]), "08_lip_against_its_rivals", profiles)
 
 
+def test_chapter9_without_cifar_batches_is_refused_before_any_run(tmp_path):
+    import yaml
+
+    from lipkit.book.classification import classifier_settings
+    from lipkit.datasets import CIFAR_FOLDER
+    from lipkit.errors import UsageError
+
+    profiles = yaml.safe_load((Path(__file__).resolve().parents[1] / "book" / "profiles.yml").read_text())
+    paper = profiles["paper"]["09_restoration_and_classification"]
+    arch = dict(num_channels_down=[128] * 5, num_channels_up=[128] * 5)
+    with pytest.raises(UsageError, match=f"put {CIFAR_FOLDER}/ .* give that folder as data_root") as e:
+        classifier_settings(paper, arch)  # the paper profile names no data_root: nothing may start
+    assert "\n" not in str(e.value)
+    (tmp_path / CIFAR_FOLDER).mkdir()
+    (tmp_path / CIFAR_FOLDER / "test_batch").write_bytes(b"")  # the training batches still missing
+    with pytest.raises(UsageError, match="data_root"):
+        classifier_settings(dict(paper, data_root=str(tmp_path)), arch)
+    smoke = profiles["smoke"]["09_restoration_and_classification"]
+    assert classifier_settings(smoke, arch).dataset == "fake"  # the smoke run's stand-in, as its profile says
+
+
 def test_papermill_with_a_bad_parameter_stops_the_chapter_in_its_first_cell_with_one_line(tmp_path):
     from conftest import ROOT, run_chapters
 

@@ -13,7 +13,7 @@ import math
 from typing import Mapping, Sequence
 
 from lipkit.book.tables import STOPPING_RULES, spread_verdict
-from lipkit.datasets import smoke_stand_in
+from lipkit.datasets import require, smoke_stand_in
 from lipkit.lottery.settings import ClassifyImpSettings
 from lipkit.studies.transfer import curve as transfer_curve
 from lipkit.summaries import level_curve, mean_std
@@ -24,9 +24,11 @@ CLASSIFIER_CURVES = ("classification IMP", "restoration ticket", "random, same p
 def classifier_settings(parameters: Mapping, arch: Mapping) -> ClassifyImpSettings:
     """The classification IMP of the chapter's ``parameters`` (its ``classify_*``, ``dataset``, ``rate``
     and ``seeds``) on the backbone ``arch``; the smoke profile reads fake CIFAR-shaped data when the
-    CIFAR-10 batches are not under ``data_root`` (:func:`lipkit.datasets.smoke_stand_in`)."""
+    CIFAR-10 batches are not under ``data_root`` (:func:`lipkit.datasets.smoke_stand_in`); a dataset
+    that cannot be read is refused here, in one line, before any run starts."""
     p = parameters
     dataset = smoke_stand_in(p["dataset"], p["data_root"]) if p["profile"] == "smoke" else p["dataset"]
+    require(dataset, p["data_root"] or None)
     return ClassifyImpSettings(dataset=dataset, size=p["classify_size"], epochs=p["classify_epochs"],
                                milestones=p["classify_milestones"], batch_size=p["classify_batch_size"],
                                head=p["classify_head"], rewind=p["classify_rewind"], rounds=p["classify_rounds"],
