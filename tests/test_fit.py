@@ -193,11 +193,10 @@ def test_a_nan_output_never_enters_the_average():
 
 
 def test_fused_adam_is_deterministic_and_freed_memory_is_kept():
-    from lipkit.runtime import FlatAdam, keep_freed_memory, make_adam
+    from lipkit.runtime import keep_freed_memory, make_adam
 
     assert isinstance(keep_freed_memory(), bool)
-    assert isinstance(make_adam(tiny_net().parameters(), 0.01), FlatAdam)  # the reference Adam, on one buffer
-    assert not make_adam(tiny_net().parameters(), 0.01, flat=False).defaults["fused"]
+    assert not make_adam(tiny_net().parameters(), 0.01).defaults["fused"]  # the reference Adam by default
     opt = make_adam(tiny_net().parameters(), 0.01, fused=True)
     assert opt.defaults["lr"] == 0.01 and opt.defaults["fused"]  # the CPU has a fused Adam kernel
     x = smooth_image()
@@ -308,37 +307,3 @@ def test_one_seed_is_a_plain_training_loop_bit_for_bit():
     trained = dict(net.named_parameters())  # (not the BatchNorm statistics: fit's last, noise-free output moves them)
     for name, value in weights.items():
         assert torch.equal(trained[name], value), name
-
-
-@pytest.mark.parametrize("threads", [1, 2])
-def test_flat_adam_steps_exactly_as_torch_adam(threads):
-    # tensors whose ends fall inside and outside the vectorised body, one above torch's parallel grain
-    from lipkit.runtime import FlatAdam
-
-    gen = torch.Generator().manual_seed(0)
-    shapes = [(3,), (7, 5), (40001,), (16, 8, 3, 3), (1,)]
-    start = [torch.randn(s, generator=gen) for s in shapes]
-    grads = [[torch.randn(s, generator=gen) for s in shapes] for _ in range(6)]
-    mine, theirs = ([torch.nn.Parameter(t.clone()) for t in start] for _ in range(2))
-    saved = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        flat, reference = FlatAdam(mine, lr=0.01), torch.optim.Adam(theirs, lr=0.01, foreach=True)
-        for step in grads:
-            for optimizer, params in ((flat, mine), (reference, theirs)):
-                optimizer.zero_grad()
-                for p, g in zip(params, step):
-                    p.grad = g.clone()
-                optimizer.step()
-            assert all(torch.equal(a, b) for a, b in zip(mine, theirs))
-    finally:
-        torch.set_num_threads(saved)
-    assert len({p.untyped_storage().data_ptr() for p in mine}) == 1  # views of the one buffer while it runs
-    flat.release()
-    assert len({p.untyped_storage().data_ptr() for p in mine}) == len(mine)  # then each its own again
-    assert all(torch.equal(a, b) for a, b in zip(mine, theirs))
-    flat = FlatAdam(mine, lr=0.01)
-    flat.zero_grad()
-    mine[0].grad = torch.ones(3)
-    with pytest.raises(RuntimeError, match="got no gradient"):
-        flat.step()

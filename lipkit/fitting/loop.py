@@ -38,7 +38,7 @@ from lipkit.metrics import psnr_tensor
 from lipkit.operators.base import Operator, image_size
 from lipkit.models import exact_constant_channels
 from lipkit.pruning.masks import empty_filters
-from lipkit.runtime import FlatAdam, SpeedOptions, keep_freed_memory, make_adam, tf32_allowed
+from lipkit.runtime import SpeedOptions, keep_freed_memory, make_adam, tf32_allowed
 from lipkit.fitting.seed_axis import OneNet, StackedNets
 from lipkit.seeding import generator as stream_generator
 from lipkit.fitting.settings import PRESETS, FitSettings, resolve_settings
@@ -180,117 +180,112 @@ def fit_loop(nets: Sequence[nn.Module], operator: Operator, observation: torch.T
         model = OneNet(nets[0], zs[0], masks[0], dev, channels_last=speed.channels_last, compile=speed.compile)
     z = model.z  # (S, N, C, H, W)
     model.hold_masks()
-    optimizer = make_adam(model.params, settings.lr, fused=speed.fused_adam,
-                          flat=not (speed.compile or speed.channels_last))
-    try:
-        autocast = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=speed.bf16)
-        objective = loss_fn or operator.loss
-        measure = metric or psnr_tensor
-        detector = next((cb for cb in callbacks if isinstance(cb, ESWMV)), None)
-        watch = None  # the detector this loop feeds itself (one passed in is fed as a callback)
-        if detector is None and settings.es_window:
-            detector = watch = ESWMV(settings.es_window, settings.es_patience)  # per seed
+    optimizer = make_adam(model.params, settings.lr, fused=speed.fused_adam)
+    autocast = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=speed.bf16)
+    objective = loss_fn or operator.loss
+    measure = metric or psnr_tensor
+    detector = next((cb for cb in callbacks if isinstance(cb, ESWMV)), None)
+    watch = None  # the detector this loop feeds itself (one passed in is fed as a callback)
+    if detector is None and settings.es_window:
+        detector = watch = ESWMV(settings.es_window, settings.es_patience)  # per seed
 
-        n = settings.num_iter
-        tracker = Tracker(n, runs, reference=ref, measure=measure, exp_weight=settings.exp_weight, detector=watch,
-                          device=dev)
+    n = settings.num_iter
+    tracker = Tracker(n, runs, reference=ref, measure=measure, exp_weight=settings.exp_weight, detector=watch,
+                      device=dev)
 
-        # Backtracking state (DIP; one network): last good parameters (buffers allocated once) and observation PSNR.
-        last_good: list[torch.Tensor] | None = None
-        have_good = False
-        last_obs_psnr: float | None = None
-        backtracks: list[int] = []
+    # Backtracking state (DIP; one network): last good parameters (buffers allocated once) and observation PSNR.
+    last_good: list[torch.Tensor] | None = None
+    have_good = False
+    last_obs_psnr: float | None = None
+    backtracks: list[int] = []
 
-        t0 = time.perf_counter()
-        bar = tqdm(range(n), desc=desc, disable=not progress, mininterval=0.5)
-        postfix_every = max(1, n // 40)
-        stopped_early = False
-        done = 0
-        for i in bar:
-            optimizer.zero_grad(set_to_none=True)
-            if settings.reg_noise_std > 0:
-                noise = torch.stack([torch.randn(z.shape[1:], generator=g, device=dev, dtype=z.dtype) for g in gens])
-                inp = z + settings.reg_noise_std * noise
-            else:
-                inp = z
-            with autocast:
-                out = model(inp)
-            out = out.float() if speed.bf16 else out  # (S, N, C, H, W); bf16 back to FP32, other dtypes kept
-            losses = torch.stack([objective(out[s], y) for s in range(runs)])
-            losses.sum().backward()  # seed s's weights see only seed s's loss
+    t0 = time.perf_counter()
+    bar = tqdm(range(n), desc=desc, disable=not progress, mininterval=0.5)
+    postfix_every = max(1, n // 40)
+    stopped_early = False
+    done = 0
+    for i in bar:
+        optimizer.zero_grad(set_to_none=True)
+        if settings.reg_noise_std > 0:
+            noise = torch.stack([torch.randn(z.shape[1:], generator=g, device=dev, dtype=z.dtype) for g in gens])
+            inp = z + settings.reg_noise_std * noise
+        else:
+            inp = z
+        with autocast:
+            out = model(inp)
+        out = out.float() if speed.bf16 else out  # (S, N, C, H, W); bf16 back to FP32, other dtypes kept
+        losses = torch.stack([objective(out[s], y) for s in range(runs)])
+        losses.sum().backward()  # seed s's weights see only seed s's loss
 
-            skip_step = False
-            nonfinite = False
-            if settings.backtrack:
-                with torch.no_grad():
-                    obs_psnr = float(psnr_tensor(operator(out[0]), y))
-                nonfinite = not (math.isfinite(obs_psnr) and math.isfinite(float(losses[0].detach())))
-                dropped = (i % settings.show_every != 0 and last_obs_psnr is not None
-                           and obs_psnr - last_obs_psnr < -settings.backtrack_drop_db)
-                if nonfinite or dropped:
-                    if have_good:
-                        with torch.no_grad():
-                            for p, saved in zip(model.weights(), last_good):
-                                p.copy_(saved)
-                        backtracks.append(i)
-                    # DIP still stepped on the stale gradient; we do not, so a NaN never reaches Adam's state
-                    skip_step = True
-                elif i % settings.show_every:
-                    with torch.no_grad():
-                        if last_good is None:
-                            last_good = [p.detach().clone() for p in model.weights()]
-                        else:
-                            for p, saved in zip(model.weights(), last_good):
-                                saved.copy_(p)
-                    have_good = True
-                    last_obs_psnr = obs_psnr
-            if not skip_step:
-                optimizer.step()
-                model.hold_masks()
-
+        skip_step = False
+        nonfinite = False
+        if settings.backtrack:
             with torch.no_grad():
-                track = None
-                if nonfinite:
-                    # a NaN output undone by backtracking enters neither the average nor the histories
-                    tracker.skip(i, losses.detach())
-                    cur = tracker.average if tracker.average is not None else torch.zeros_like(out)
-                else:
-                    cur = out.detach()
-                    track = tracker.record(i, losses.detach(), cur)
-                    if skip_step:
-                        tracker.restored[i] = True  # undone by backtracking after a PSNR drop
-            done = i + 1
+                obs_psnr = float(psnr_tensor(operator(out[0]), y))
+            nonfinite = not (math.isfinite(obs_psnr) and math.isfinite(float(losses[0].detach())))
+            dropped = (i % settings.show_every != 0 and last_obs_psnr is not None
+                       and obs_psnr - last_obs_psnr < -settings.backtrack_drop_db)
+            if nonfinite or dropped:
+                if have_good:
+                    with torch.no_grad():
+                        for p, saved in zip(model.weights(), last_good):
+                            p.copy_(saved)
+                    backtracks.append(i)
+                # DIP still stepped on the stale gradient; we do not, so a NaN never reaches Adam's state
+                skip_step = True
+            elif i % settings.show_every:
+                with torch.no_grad():
+                    if last_good is None:
+                        last_good = [p.detach().clone() for p in model.weights()]
+                    else:
+                        for p, saved in zip(model.weights(), last_good):
+                            saved.copy_(p)
+                have_good = True
+                last_obs_psnr = obs_psnr
+        if not skip_step:
+            optimizer.step()
+            model.hold_masks()
 
-            if (i + 1) % 100 == 0 or i == n - 1:
-                # one sync every 100 steps to catch divergence early
-                bad = tracker.first_divergence(i)
-                if bad is not None:
-                    which = f"seed {seeds[bad[1]]}: " if runs > 1 else ""
-                    remedy = "enable backtracking (backtrack=True)" if runs == 1 else "fit that seed alone with backtracking"
-                    raise FitDivergedError(f"{which}the loss became {bad[2]} at iteration {bad[0]}; lower lr "
-                                           f"(now {settings.lr}) or {remedy}")
-            if progress and ((i + 1) % postfix_every == 0 or i == n - 1):
-                post = {"loss": f"{float(losses.detach().mean()):.2e}"}
-                if track is not None:
-                    post["psnr"] = f"{float(track.mean()):.2f}"
-                bar.set_postfix(post, refresh=False)
-            if callbacks:
-                average = tracker.average[0] if tracker.average is not None else cur[0]
-                state = FitState(i, model.net, cur[0], average, losses[0].detach(), None if track is None else track[0])
-                if any(bool(cb(state)) for cb in callbacks):
-                    stopped_early = True
-                    break
-        bar.close()
+        with torch.no_grad():
+            track = None
+            if nonfinite:
+                # a NaN output undone by backtracking enters neither the average nor the histories
+                tracker.skip(i, losses.detach())
+                cur = tracker.average if tracker.average is not None else torch.zeros_like(out)
+            else:
+                cur = out.detach()
+                track = tracker.record(i, losses.detach(), cur)
+                if skip_step:
+                    tracker.restored[i] = True  # undone by backtracking after a PSNR drop
+        done = i + 1
 
-        if tracker.average is None:
-            raise FitDivergedError(f"every one of the {done} steps gave a non-finite output; lower lr (now {settings.lr})")
-        with torch.no_grad(), autocast:
-            clean = model(z).detach()
-            clean = clean.float() if speed.bf16 else clean
-        model.finish()
-    finally:
-        if isinstance(optimizer, FlatAdam):  # every parameter back in a storage of its own
-            optimizer.release()
+        if (i + 1) % 100 == 0 or i == n - 1:
+            # one sync every 100 steps to catch divergence early
+            bad = tracker.first_divergence(i)
+            if bad is not None:
+                which = f"seed {seeds[bad[1]]}: " if runs > 1 else ""
+                remedy = "enable backtracking (backtrack=True)" if runs == 1 else "fit that seed alone with backtracking"
+                raise FitDivergedError(f"{which}the loss became {bad[2]} at iteration {bad[0]}; lower lr "
+                                       f"(now {settings.lr}) or {remedy}")
+        if progress and ((i + 1) % postfix_every == 0 or i == n - 1):
+            post = {"loss": f"{float(losses.detach().mean()):.2e}"}
+            if track is not None:
+                post["psnr"] = f"{float(track.mean()):.2f}"
+            bar.set_postfix(post, refresh=False)
+        if callbacks:
+            average = tracker.average[0] if tracker.average is not None else cur[0]
+            state = FitState(i, model.net, cur[0], average, losses[0].detach(), None if track is None else track[0])
+            if any(bool(cb(state)) for cb in callbacks):
+                stopped_early = True
+                break
+    bar.close()
+
+    if tracker.average is None:
+        raise FitDivergedError(f"every one of the {done} steps gave a non-finite output; lower lr (now {settings.lr})")
+    with torch.no_grad(), autocast:
+        clean = model(z).detach()
+        clean = clean.float() if speed.bf16 else clean
+    model.finish()
     seconds = time.perf_counter() - t0
     if done >= 100:  # a short fit may still be flat; a longer one that is has diverged
         with torch.no_grad():

@@ -62,8 +62,8 @@ def fit_bytes(net, height: int, width: int) -> int:
 
     Saved activations scale with the pixel count; during the backward pass the gradients of the
     largest activations are alive beside them (counted as two of the largest), and the
-    convolutions' own buffers come on top (:data:`TRANSIENT`). The parameters are held six
-    times (weights, gradients and their flat copy, Adam's two moments, a masked copy); the process's own memory
+    convolutions' own buffers come on top (:data:`TRANSIENT`). The parameters are held four
+    times (weights, gradients, Adam's two moments) plus a masked copy; the process's own memory
     (:data:`RUNTIME`) is added once.
     """
     per_pixel, fixed = _per_pixel_and_fixed(net)
@@ -74,7 +74,7 @@ def _per_pixel_and_fixed(net, images: int = 1) -> tuple[float, float]:
     """(bytes per pixel, bytes whatever the size) of one fit holding ``images`` images at once."""
     pixels, saved, largest = _probe(net)
     weights = sum(p.numel() * p.element_size() for p in net.parameters())
-    return images * TRANSIENT * (saved + 2 * largest) / pixels, 6 * weights + RUNTIME
+    return images * TRANSIENT * (saved + 2 * largest) / pixels, 5 * weights + RUNTIME
 
 
 def available_bytes(device) -> int:
