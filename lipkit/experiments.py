@@ -239,9 +239,9 @@ class Experiments:
         from lipkit.datasets import labelled
         from lipkit.lottery.classify import imp_classify, run_config
 
-        config = run_config(settings, labelled(settings.dataset, data_root))
-        name = folder_name(f"imp_classify_{settings.dataset}", config)
-        return imp_classify(settings, run_dir=self.runs_root / name, data_root=data_root, workers=self.workers,
+        data = labelled(settings.dataset, data_root)
+        name = folder_name(f"imp_classify_{settings.dataset}", run_config(settings, data))
+        return imp_classify(settings, run_dir=self.runs_root / name, data=data, workers=self.workers,
                             progress=self.progress)
 
     def classifiers(self, jobs: Sequence, data_root: str | None = None) -> list[dict]:

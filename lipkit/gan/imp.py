@@ -203,11 +203,10 @@ def gan_imp(generator: nn.Module, critic: nn.Module, images: torch.Tensor, *, ro
         seed: seeds the fine-tuning (the same data order and noise at round k for every method)
             and the random rankings.
     """
-    settings = GanImpSettings(rounds=rounds, rate=rate, methods=methods, seed=seed)
     config = gan_imp_config(generator, critic, images, rounds=rounds, finetune=finetune, rate=rate, methods=methods,
                             seed=seed)
     start_run(run_dir, config, make_gan_trainer, (generator, critic, images), [int(seed)], device=device, workers=1,
-              progress=progress, total=rounds * len(settings.methods) + 1, what="a generator-IMP run")
+              progress=progress, total=rounds * len(config["methods"]) + 1, what="a generator-IMP run")
     run = GanImpRun(run_dir)
     run.write_summary()
     return GanImpRun(run_dir, max_round=rounds, seeds=[int(seed)])

@@ -239,19 +239,20 @@ def run_config(settings: ClassifyImpSettings, data: Sequence[torch.Tensor]) -> d
 
 
 def imp_classify(settings: ClassifyImpSettings | None = None, *, run_dir: str | os.PathLike,
-                 data_root: str | os.PathLike | None = None, device: str | None = None, workers: int | None = None,
-                 progress: bool = True, **fields) -> ImpRun:
+                 data_root: str | os.PathLike | None = None, data: Sequence[torch.Tensor] | None = None,
+                 device: str | None = None, workers: int | None = None, progress: bool = True, **fields) -> ImpRun:
     """Run (or resume, or extend) classification IMP into ``run_dir``; returns the run's
     :class:`lipkit.lottery.imp.ImpRun` (records: ``test_accuracy``, ``best_accuracy``, ...).
 
     ``settings`` (or its fields as keywords) name the dataset (``data_root``: the folder holding
     CIFAR-10's extracted batches), the network, the schedule and the rewind point
-    (:class:`lipkit.lottery.settings.ClassifyImpSettings`)."""
+    (:class:`lipkit.lottery.settings.ClassifyImpSettings`); ``data``, the dataset's four tensors
+    when the caller has loaded them already (:func:`lipkit.datasets.labelled`)."""
     if settings is None:
         settings = ClassifyImpSettings(**fields)
     elif fields:
         raise TypeError(f"give the settings or their fields, not both (got {sorted(fields)} besides the settings)")
-    data = labelled(settings.dataset, data_root)
+    data = labelled(settings.dataset, data_root) if data is None else data
     config = run_config(settings, data)
     seeds = list(settings.seeds)
     start_run(run_dir, config, make_classify_trainer, data, seeds, device=device, workers=workers,
