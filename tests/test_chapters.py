@@ -536,8 +536,8 @@ def test_chapter9_numbers(executed, monkeypatch):
     for r in records_a + classification.records("imp_classify"):
         assert len(r["accuracy_curve"]) == r["epochs"] == p["classify_epochs"] and 0.1 < r["test_accuracy"] <= 1
     assert [r["round"] for r in classification.records("imp_classify")] == list(range(p["classify_rounds"] + 1)) * seeds
-    # the measured dense classifier: 94.5 % on MNIST-5k at 4 epochs (the issue asked 95 %; CHANGELOG says why not)
-    assert g["a_dense_accuracy"] > 90
+    # issue 27's target for the quick classifier: dense, at least 95 % on MNIST-5k (measured: 95.55 %)
+    assert g["a_dense_accuracy"] >= 95
     for name, recs in records_b.items():
         assert len(recs) == seeds * len(levels) * 2
         assert all(r["best_psnr"] >= max(r["es_psnr"], r["final_psnr"]) - 1e-9 for r in recs)
