@@ -42,15 +42,15 @@ book:
 	@$(PYTHON) scripts/timings.py report
 
 # The whole test suite. Chapters run once, with the quick profile; the chapter tests and the
-# browser test reuse those executed copies and the site built from them. Two pytest workers, each
-# taking whole test files: the chapters' tests (the smoke chapters among them) run on one while
-# the other takes the unit tests (tests/test_chapters.py says why that file stays on one worker).
-# The seconds of every phase go to _build/timings.json, summarised at the end (scripts/timings.py).
+# browser test reuse those executed copies and the site built from them. Two pytest workers: the
+# book's tests (the smoke chapters among them) on one, the unit tests beside them on the other
+# (tests/test_chapters.py says why they stay together). The seconds of every phase go to
+# _build/timings.json, summarised at the end (scripts/timings.py).
 test:
 	@$(PYTHON) scripts/timings.py reset
 	@$(PYTHON) scripts/timings.py run setup:install -- $(MAKE) --no-print-directory install vendor $(VENV)/.test-extras
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python scripts/run_chapters.py --profile quick --build
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -p no:cacheprovider -ra -n 2 --dist loadfile; \
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -p no:cacheprovider -ra -n 2 --dist loadgroup; \
 	  status=$$?; $(PYTHON) scripts/timings.py report; exit $$status
 
 # Unit tests only (no chapters, no site).

@@ -12,9 +12,9 @@ import yaml
 
 from conftest import ROOT, glued, run_chapters
 
-# `make test` runs pytest on two workers with --dist loadfile, so that one worker runs this whole
-# module: its chapters share the staged book and the smoke runs' folders, which one chapter at a
-# time may write (a run folder is locked while written: lipkit.store.folder.RunLock).
+# One xdist worker runs this module and the site's (`make test` runs pytest -n 2 --dist loadgroup):
+# they share the staged book and the smoke runs' folders, which one chapter at a time may write.
+pytestmark = pytest.mark.xdist_group("book")
 
 
 @pytest.fixture(scope="session")
