@@ -42,15 +42,13 @@ book:
 	@$(PYTHON) scripts/timings.py report
 
 # The whole test suite. Chapters run once, with the quick profile; the chapter tests and the
-# browser test reuse those executed copies and the site built from them. Two pytest workers: the
-# book's tests (the smoke chapters among them) on one, the unit tests beside them on the other
-# (tests/test_chapters.py says why they stay together). The seconds of every phase go to
-# _build/timings.json, summarised at the end (scripts/timings.py).
+# browser test reuse those executed copies and the site built from them. The seconds of every
+# phase go to _build/timings.json, summarised at the end (scripts/timings.py).
 test:
 	@$(PYTHON) scripts/timings.py reset
 	@$(PYTHON) scripts/timings.py run setup:install -- $(MAKE) --no-print-directory install vendor $(VENV)/.test-extras
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python scripts/run_chapters.py --profile quick --build
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -p no:cacheprovider -ra -n 2 --dist loadgroup; \
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -p no:cacheprovider -ra; \
 	  status=$$?; $(PYTHON) scripts/timings.py report; exit $$status
 
 # Unit tests only (no chapters, no site).

@@ -19,14 +19,6 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 
 if "LIPKIT_DATA_MIRROR" not in os.environ and SHARED_DATA.is_dir():
     os.environ["LIPKIT_DATA_MIRROR"] = str(SHARED_DATA)
-XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER")  # set in the workers of `pytest -n N` (make test)
-
-if XDIST_WORKER:
-    import torch
-
-    # Two workers share the cores, beside the chapters' own worker processes: one torch thread
-    # each, as OpenMP threads slow down badly on a busy machine (see one_thread below).
-    torch.set_num_threads(1)
 
 
 def mirror() -> Path:
@@ -76,6 +68,5 @@ def pytest_runtest_logreport(report):
 
 
 def pytest_sessionfinish(session, exitstatus):
-    # under xdist the controller receives every report; the workers leave the file to it
-    if run_chapters is not None and _module_seconds and not XDIST_WORKER:
+    if run_chapters is not None and _module_seconds:
         run_chapters.timings.merge({f"tests:{m}": s for m, s in _module_seconds.items()})

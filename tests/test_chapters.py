@@ -12,10 +12,6 @@ import yaml
 
 from conftest import ROOT, glued, run_chapters
 
-# One xdist worker runs this module and the site's (`make test` runs pytest -n 2 --dist loadgroup):
-# they share the staged book and the smoke runs' folders, which one chapter at a time may write.
-pytestmark = pytest.mark.xdist_group("book")
-
 
 @pytest.fixture(scope="session")
 def executed():

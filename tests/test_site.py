@@ -13,7 +13,7 @@ import pytest
 
 from conftest import ROOT
 
-pytestmark = [pytest.mark.site, pytest.mark.xdist_group("book")]  # beside the chapters' tests (test_chapters.py)
+pytestmark = pytest.mark.site
 
 SITE = ROOT / "_build" / "html"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
