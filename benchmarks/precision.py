@@ -42,7 +42,7 @@ def run(task_name: str, option: str, seeds: list[int], size: int, width: int, it
             nets.append(skip_net(num_channels_down=[width] * 5, num_channels_up=[width] * 5))
     t = time.perf_counter()
     results = fit_seeds(nets, task.operator, task.observation, seeds=seeds, settings=task.settings,
-                        reference=task.clean, metric=task.metric, method="batched" if device != "cpu" else "sequential",
+                        reference=task.clean, metric=task.metric, mode="batched" if device != "cpu" else "sequential",
                         device=device, **OPTIONS[option])
     if device.startswith("cuda"):
         torch.cuda.synchronize()

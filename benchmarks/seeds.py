@@ -21,8 +21,8 @@ import time
 from common import in_fresh_process, save, smooth_image, table
 
 
-def run(method: str, n_seeds: int, size: int, width: int, iters: int, device: str) -> float:
-    """Seconds for ``n_seeds`` fits of ``iters`` iterations by ``method`` (after a short warm-up fit)."""
+def run(mode: str, n_seeds: int, size: int, width: int, iters: int, device: str) -> float:
+    """Seconds for ``n_seeds`` fits of ``iters`` iterations in ``mode`` (after a short warm-up fit)."""
     import torch
 
     from lipkit.fitting.batched import fit_seeds
@@ -44,12 +44,12 @@ def run(method: str, n_seeds: int, size: int, width: int, iters: int, device: st
 
     kwargs = dict(settings="denoise", reference=clean, device=device)
     # warm-up in this process (first-call costs of torch and, for "batched", of torch.func)
-    fit_seeds(nets(1), op, noisy, seeds=[0], num_iter=3, method="sequential" if method == "processes" else method,
+    fit_seeds(nets(1), op, noisy, seeds=[0], num_iter=3, mode="sequential" if mode == "processes" else mode,
               **kwargs)
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     t = time.perf_counter()
-    fit_seeds(nets(n_seeds), op, noisy, seeds=list(range(n_seeds)), num_iter=iters, method=method, **kwargs)
+    fit_seeds(nets(n_seeds), op, noisy, seeds=list(range(n_seeds)), num_iter=iters, mode=mode, **kwargs)
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     return time.perf_counter() - t
@@ -75,11 +75,11 @@ def main() -> None:
         # sequential fits use every core (the default thread count); workers get one thread each
         times = {"sequential": [], together: []}
         for r in range(1 if args.quick else args.repeats):  # alternate which side goes first
-            for method in (["sequential", together] if r % 2 == 0 else [together, "sequential"]):
-                times[method].append(in_fresh_process(run, method, n, args.size, args.width, iters, args.device,
+            for mode in (["sequential", together] if r % 2 == 0 else [together, "sequential"]):
+                times[mode].append(in_fresh_process(run, mode, n, args.size, args.width, iters, args.device,
                                                       threads=None if gpu else cores))
         seq, par = statistics.median(times["sequential"]), statistics.median(times[together])
-        row = dict(device=args.device, size=args.size, width=args.width, iters=iters, seeds=n, method=together,
+        row = dict(device=args.device, size=args.size, width=args.width, iters=iters, seeds=n, mode=together,
                    sequential_s=seq, together_s=par, sequential_it_s=n * iters / seq, together_it_s=n * iters / par,
                    speedup=seq / par, repeats=len(times[together]), sequential_runs_s=times["sequential"],
                    together_runs_s=times[together])

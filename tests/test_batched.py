@@ -1,10 +1,10 @@
-"""Several seeds at once give what fitting each seed alone gives, by every method."""
+"""Several seeds at once give what fitting each seed alone gives, in every mode."""
 
 import numpy as np
 import pytest
 import torch
 
-from lipkit.fitting.batched import default_method, fit_seeds
+from lipkit.fitting.batched import default_mode, fit_seeds
 from lipkit.fitting.loop import default_input, fit
 from lipkit.models import skip_net
 from lipkit.pruning.masks import prunable_weights
@@ -82,11 +82,11 @@ def assert_same_fits(alone, together, atol=1e-9):
             assert torch.all(dict(nb.named_parameters())[name].detach().cpu()[m == 0] == 0), name
 
 
-def fit_together(method, num_iter=8, device="cpu", dtype=torch.float64, **kwargs):
+def fit_together(mode, num_iter=8, device="cpu", dtype=torch.float64, **kwargs):
     x, op, y = problem(dtype)
     nets = [tiny_net(s).to(dtype) for s in SEEDS]
     results = fit_seeds(nets, op, y, seeds=SEEDS, masks=seed_masks(), settings="denoise", num_iter=num_iter,
-                        reference=x, method=method, device=device, net_inputs=inputs(nets, dtype), es_window=3,
+                        reference=x, mode=mode, device=device, net_inputs=inputs(nets, dtype), es_window=3,
                         es_patience=2, **kwargs)
     return nets, results
 
@@ -104,7 +104,7 @@ def test_batched_model_draws_each_seeds_own_input_and_noise():
     x, op, y = problem()
     alone = [fit(tiny_net(s), op, y, settings="denoise", num_iter=1, seed=s, progress=False) for s in SEEDS]
     together = fit_seeds([tiny_net(s) for s in SEEDS], op, y, seeds=SEEDS, settings="denoise", num_iter=1,
-                         method="batched", device="cpu")
+                         mode="batched", device="cpu")
     for a, b in zip(alone, together):
         torch.testing.assert_close(b.output, a.output, atol=1e-6, rtol=0)
     assert not torch.allclose(together[0].output, together[1].output, atol=1e-3)
@@ -116,10 +116,10 @@ def test_sequential_is_fit_seed_by_seed():
         assert torch.equal(a.output, b.output)
 
 
-def test_default_method_follows_the_device():
-    assert default_method("cpu") == "processes"
+def test_default_mode_follows_the_device():
+    assert default_mode("cpu") == "processes"
     if torch.cuda.is_available():
-        assert default_method("cuda") == "batched"
+        assert default_mode("cuda") == "batched"
 
 
 def test_bad_arguments_are_refused_clearly():
@@ -129,14 +129,14 @@ def test_bad_arguments_are_refused_clearly():
     with pytest.raises(ValueError, match="distinct objects"):
         net = tiny_net()
         fit_seeds([net, net], op, y, seeds=[0, 1], device="cpu")
-    with pytest.raises(ValueError, match="method must be one of"):
-        fit_seeds([tiny_net()], op, y, seeds=[0], method="magic", device="cpu")
+    with pytest.raises(ValueError, match="mode must be one of"):
+        fit_seeds([tiny_net()], op, y, seeds=[0], mode="magic", device="cpu")
     with pytest.raises(ValueError, match="does not backtrack"):
-        fit_seeds([tiny_net()], op, y, seeds=[0], method="batched", backtrack=True, num_iter=1, device="cpu")
+        fit_seeds([tiny_net()], op, y, seeds=[0], mode="batched", backtrack=True, num_iter=1, device="cpu")
     with pytest.raises(ValueError, match="one architecture"):
-        fit_seeds([tiny_net(), tiny_net(width=8)], op, y, seeds=[0, 1], method="batched", num_iter=1, device="cpu")
+        fit_seeds([tiny_net(), tiny_net(width=8)], op, y, seeds=[0, 1], mode="batched", num_iter=1, device="cpu")
     with pytest.raises(KeyError, match="matches no parameter"):
-        fit_seeds([tiny_net()], op, y, seeds=[0], masks=[{"nope.weight": torch.ones(1)}], method="batched",
+        fit_seeds([tiny_net()], op, y, seeds=[0], masks=[{"nope.weight": torch.ones(1)}], mode="batched",
                   num_iter=1, device="cpu")
 
 
@@ -148,8 +148,8 @@ def test_batched_model_on_the_gpu():
     assert all(torch.isfinite(r.output).all() for r in results)
 
 
-@pytest.mark.parametrize("method", ["batched", "sequential"])
-def test_bf16_with_fp64_weights_is_refused_in_one_line(method):
+@pytest.mark.parametrize("mode", ["batched", "sequential"])
+def test_bf16_with_fp64_weights_is_refused_in_one_line(mode):
     # on CUDA the backward failed deep inside autograd (an H200 window); now both loops refuse it first
     with pytest.raises(ValueError, match=r"bf16 autocast trains FP32 weights, but the network's are float64"):
-        fit_together(method, bf16=True)
+        fit_together(mode, bf16=True)

@@ -133,7 +133,7 @@ def test_batched_seeds_pass_an_emptied_conv_and_agree_with_fits_alone():
     alone = [fit(_collapsed(8, s)[0], Identity(), x, masks=m, seed=s, num_iter=30, reference=x, progress=False)
              for s, (_, m) in zip((0, 1), pairs)]
     batched = fit_seeds([n for n, _ in pairs], Identity(), x, seeds=[0, 1], masks=[m for _, m in pairs],
-                        method="batched", num_iter=30, reference=x, device="cpu")
+                        mode="batched", num_iter=30, reference=x, device="cpu")
     for a, b in zip(alone, batched):
         assert torch.isfinite(b.output).all()
         assert b.best_psnr == pytest.approx(a.best_psnr, abs=0.05)

@@ -2,7 +2,7 @@
 
 Each seed keeps everything a fit of its own would have: its network weights, masks, BatchNorm
 statistics, input z and input-noise stream. :func:`fit_seeds` returns the S results that S calls
-of :func:`lipkit.fitting.loop.fit` would return, to float tolerance, by one of three methods:
+of :func:`lipkit.fitting.loop.fit` would return, to float tolerance, in one of three modes (:data:`SEED_MODES`):
 
 - ``"batched"`` (the default on a GPU): the S networks as one batched model
   (:class:`lipkit.fitting.seed_axis.StackedNets`: weights stacked along a seed axis, the network under
@@ -32,7 +32,7 @@ from lipkit.fitting.settings import FitSettings, resolve_settings
 SEED_MODES = ("auto", "batched", "processes", "sequential")  # how fit_seeds runs its seeds
 
 
-def default_method(device=None) -> str:
+def default_mode(device=None) -> str:
     """``"batched"`` on a GPU, ``"processes"`` on a CPU."""
     return "processes" if resolve_device(device).type == "cpu" else "batched"
 
@@ -49,7 +49,7 @@ def fit_seeds(
     reference: torch.Tensor | None = None,
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     metric: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
-    method: str = "auto",
+    mode: str = "auto",
     workers: int | None = None,
     device: str | torch.device | None = None,
     progress: bool = False,
@@ -60,11 +60,11 @@ def fit_seeds(
     """Fit ``nets[s]`` with seed ``seeds[s]`` (and ``masks[s]``) for every s; results in that order.
 
     Arguments are those of :func:`lipkit.fitting.loop.fit`, one per seed where they are sequences. The
-    networks are trained in place, as ``fit`` does. ``method`` is one of :data:`SEED_MODES`;
-    ``"auto"`` is :func:`default_method`. ``workers`` is for ``"processes"`` (default: one per
+    networks are trained in place, as ``fit`` does. ``mode`` is one of :data:`SEED_MODES`;
+    ``"auto"`` is :func:`default_mode`. ``workers`` is for ``"processes"`` (default: one per
     core). ``loss_fn`` and ``metric`` must be module-level functions for ``"processes"``.
-    ``speed`` (:class:`lipkit.runtime.SpeedOptions`, or its fields as keywords) applies to every
-    method; the batched one has no channels-last.
+    ``speed`` (:class:`lipkit.runtime.SpeedOptions`, or its fields as keywords) applies in every
+    mode; the batched one has no channels-last.
     """
     speed, overrides = SpeedOptions.split(speed, overrides)
     nets = list(nets)
@@ -81,20 +81,20 @@ def fit_seeds(
     net_inputs = [None] * len(nets) if net_inputs is None else list(net_inputs)
     if len(net_inputs) != len(nets):
         raise ValueError(f"got {len(net_inputs)} inputs for {len(nets)} networks")
-    if method not in SEED_MODES:
-        raise ValueError(f"method must be one of {SEED_MODES}, got {method!r}")
+    if mode not in SEED_MODES:
+        raise ValueError(f"mode must be one of {SEED_MODES}, got {mode!r}")
     settings = resolve_settings(settings, **overrides)
-    if method == "auto":
-        method = default_method(device)
-        if method == "batched" and settings.backtrack:
-            method = "sequential"  # backtracking restores one seed's weights: not batched
+    if mode == "auto":
+        mode = default_mode(device)
+        if mode == "batched" and settings.backtrack:
+            mode = "sequential"  # backtracking restores one seed's weights: not batched
     options = dict(settings=settings, reference=reference, loss_fn=loss_fn, metric=metric, device=device, speed=speed)
 
-    if method == "sequential":
+    if mode == "sequential":
         return [fit(net, operator, observation, seed=s, masks=m, net_input=z, progress=progress,
                     desc=f"{desc} (seed {s})", **options)
                 for net, s, m, z in zip(nets, seeds, masks, net_inputs)]
-    if method == "processes":
+    if mode == "processes":
         from lipkit.parallel import Engine
 
         jobs = [(net, operator, observation, dict(options, seed=s, masks=m, net_input=z))
@@ -105,8 +105,8 @@ def fit_seeds(
             results[i] = result
         return results
     if speed.channels_last:
-        raise ValueError("channels_last applies to one network at a time; the batched method runs the seeds as "
-                         "grouped convolutions in the default format (use method='sequential' for channels_last)")
+        raise ValueError("channels_last applies to one network at a time; the batched mode runs the seeds as "
+                         "grouped convolutions in the default format (use mode='sequential' for channels_last)")
     with tf32_allowed(speed.allow_tf32), exact_constant_channels(nets[0], enabled=any(map(collapses, masks))):
         return fit_loop(nets, operator, observation, seeds=seeds, masks=masks, net_inputs=net_inputs,
                         progress=progress, desc=desc, stacked=True, **options)

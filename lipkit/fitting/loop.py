@@ -154,8 +154,8 @@ def fit_loop(nets: Sequence[nn.Module], operator: Operator, observation: torch.T
         raise ValueError(f"fitting {runs} networks needs stacked=True (lipkit.fitting.batched.fit_seeds)")
     callbacks = list(callbacks)
     if stacked and (callbacks or settings.backtrack):
-        raise ValueError("the batched method does not backtrack or take callbacks: both act on one seed's weights; "
-                         "fit the seeds one by one (lipkit.fitting.batched.fit_seeds with method='sequential' or 'processes')")
+        raise ValueError("the batched mode does not backtrack or take callbacks: both act on one seed's weights; "
+                         "fit the seeds one by one (lipkit.fitting.batched.fit_seeds with mode='sequential' or 'processes')")
     speed.check_weights(nets[0])
     dev = resolve_device(device)
     if dev.type == "cpu":

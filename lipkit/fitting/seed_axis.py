@@ -85,7 +85,7 @@ class StackedNets(_Masked):
 
         shapes = [[(k, tuple(v.shape)) for k, v in net.state_dict().items()] for net in nets]
         if any(s != shapes[0] for s in shapes[1:]):
-            raise ValueError("the batched method needs networks of one architecture (same parameter names and shapes)")
+            raise ValueError("the batched mode needs networks of one architecture (same parameter names and shapes)")
         self.nets, self.runs = list(nets), len(nets)
         for net in nets:
             net.to(device)

@@ -112,7 +112,7 @@ class SingleImageTrainer:
             states = [{k: v.detach().clone() for k, v in net.state_dict().items()} for net in nets]
             try:
                 results = fit_seeds(nets, operator, observation, seeds=seeds, masks=masks, settings=task.settings,
-                                    reference=reference, metric=task.metric, method="batched", device=self.device,
+                                    reference=reference, metric=task.metric, mode="batched", device=self.device,
                                     progress=self.progress, desc=f"{label} ({len(nets)} seeds)")
                 return nets, [(r, False) for r in results]
             except FitDivergedError:
@@ -277,7 +277,7 @@ def imp(task: Task, settings: ImpSettings | None = None, *, run_dir: str | os.Pa
         workers: processes for the seeds; default: one per CPU core on a CPU (each with
             cores/workers threads), 1 on a GPU.
         batch_seeds: fit the seeds of each round together as one batched model
-            (:func:`lipkit.fitting.batched.fit_seeds`, ``method="batched"``) in this process. Default:
+            (:func:`lipkit.fitting.batched.fit_seeds`, ``mode="batched"``) in this process. Default:
             on a GPU with several seeds. Results equal separate fits to float tolerance, not
             bit for bit, so a run is best finished the way it was started.
 
