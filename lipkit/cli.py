@@ -11,7 +11,7 @@ fitted to ×4 super-resolution of another image, beside random masks of its laye
 A ticket from a mask chosen at initialization instead (OES here; also snip, grasp, synflow,
 random), 5 % of the conv weights kept, from seed 0's θ0 (IMP's seed 0 starts from the same):
 
-    python -m lipkit prune-init --method oes --density 0.05 --task denoise --image set14/pepper \
+    python -m lipkit prune-init --strategy oes --density 0.05 --task denoise --image set14/pepper \
         --sigma 25.5 --out tickets/pepper_oes_5
 
 A grid of IMP runs (a sweep file, ``sweeps/*.yml``) on this machine's cores, or on a Ray cluster,
@@ -159,12 +159,12 @@ def _prune_init(a: argparse.Namespace) -> int:
 
     check_options(a)
     _refuse_existing(a.out)
-    job = InitTicketJob(_task(a), a.method, a.density, seed=a.seed, width=a.width or 128, oes_steps=a.oes_steps,
+    job = InitTicketJob(_task(a), a.strategy, a.density, seed=a.seed, width=a.width or 128, oes_steps=a.oes_steps,
                         synflow_rounds=a.synflow_rounds)
     ticket = init_ticket(job, device=a.device)
     stem = ticket.save(a.out)
     Ticket.load(stem)  # what was written reads back
-    print(json.dumps({"ticket": str(stem), "method": a.method, "density": ticket.meta["measured_density"],
+    print(json.dumps({"ticket": str(stem), "strategy": a.strategy, "density": ticket.meta["measured_density"],
                       "seed": a.seed, "cost": ticket.meta["cost"]}, indent=1))
     return 0
 
@@ -269,7 +269,9 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("prune-init", help="a ticket from a mask chosen at initialization (.safetensors + .json)")
     add_task_options(p)
-    p.add_argument("--method", required=True, choices=INIT_STRATEGIES)
+    how = p.add_mutually_exclusive_group(required=True)
+    how.add_argument("--strategy", choices=INIT_STRATEGIES, help="how the mask is chosen at θ0")
+    how.add_argument("--method", dest="strategy", choices=INIT_STRATEGIES, help=argparse.SUPPRESS)  # its old name
     p.add_argument("--density", type=float, required=True, help="fraction of the conv weights kept, in (0, 1)")
     p.add_argument("--seed", type=int, default=0, help="θ0 and z of this seed (as IMP's chain of this seed)")
     p.add_argument("--width", type=int, default=None, help="channels per level (default 128, the LIP backbone)")

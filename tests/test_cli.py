@@ -177,7 +177,7 @@ PRUNE_INIT = ["prune-init", "--task", "denoise", "--image", "set5/baby", "--crop
     ("--seed", "-1", "--seed must be >= 0"),
 ])
 def test_prune_init_names_a_bad_option_and_writes_nothing(capsys, tmp_path, option, value, match):
-    argv = [*PRUNE_INIT, "--method", "oes", "--density", "0.1", "--seed", "0", "--out", str(tmp_path / "t")]
+    argv = [*PRUNE_INIT, "--strategy", "oes", "--density", "0.1", "--seed", "0", "--out", str(tmp_path / "t")]
     argv[argv.index(option) + 1] = value
     refused(capsys, argv, match)
     assert not list(tmp_path.iterdir())
@@ -187,12 +187,13 @@ def test_prune_init_writes_a_ticket_with_its_cost_and_never_overwrites_one(capsy
     from lipkit.pruning.tickets import Ticket
 
     out = tmp_path / "ticket"
-    assert main([*PRUNE_INIT, "--method", "synflow", "--density", "0.05", "--out", str(out)]) == 0
+    assert main([*PRUNE_INIT, "--strategy", "synflow", "--density", "0.05", "--out", str(out)]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["density"] == pytest.approx(0.05, abs=1e-4) and printed["cost"]["passes"] == 2
     ticket = Ticket.load(out)
-    assert ticket.meta["method"] == "synflow" and ticket.meta["seed"] == 0
+    assert ticket.meta["strategy"] == "synflow" and ticket.meta["seed"] == 0
     assert main(["transfer", "--ticket", str(out), "--task", "denoise", "--image", "set5/woman", "--crop", "64",
                  "--iters", "2", "--workers", "1", "--quiet", "--out", str(tmp_path / "fits")]) == 0
     capsys.readouterr()
+    # --method, the option's old name, still works
     refused(capsys, [*PRUNE_INIT, "--method", "snip", "--density", "0.05", "--out", str(out)], "exists")

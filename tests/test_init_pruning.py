@@ -72,13 +72,13 @@ def small():
     return net, op, op.observe(clean, seed=0), network_input(net, 64, 64, generator=generator(0, "network_input"))
 
 
-@pytest.mark.parametrize("method", init_pruning.INIT_STRATEGIES)
+@pytest.mark.parametrize("strategy", init_pruning.INIT_STRATEGIES)
 @pytest.mark.parametrize("density", [0.05, 0.2, 0.5])
-def test_each_strategy_keeps_the_density_it_is_asked_for(small, method, density):
+def test_each_strategy_keeps_the_density_it_is_asked_for(small, strategy, density):
     net, op, y, z = small
     before = {k: v.clone() for k, v in net.state_dict().items()}
-    masks, cost = init_pruning.find_masks(method, net, op, y, z, density=density, oes_steps=3, synflow_rounds=5)
-    assert cost["passes"] == {"oes": 3, "snip": 1, "grasp": 2, "synflow": 5, "random": 0}[method]
+    masks, cost = init_pruning.find_masks(strategy, net, op, y, z, density=density, oes_steps=3, synflow_rounds=5)
+    assert cost["passes"] == {"oes": 3, "snip": 1, "grasp": 2, "synflow": 5, "random": 0}[strategy]
     assert cost["seconds"] >= 0
     kept = sum(float(m.sum()) for m in masks.values())
     total = sum(m.numel() for m in masks.values())

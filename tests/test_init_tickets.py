@@ -1,5 +1,5 @@
 """Tickets from masks at initialization: ordinary tickets (same θ0 as IMP's seed, loadable,
-fittable), with their method, density and cost, kept in a folder and found there again."""
+fittable), with their strategy, density and cost, kept in a folder and found there again."""
 
 from __future__ import annotations
 
@@ -19,19 +19,19 @@ def task():
     return make_task("denoise", "set5/baby", sigma=0.1, crop=64, iters=3)
 
 
-@pytest.mark.parametrize("method", INIT_STRATEGIES)
-def test_every_strategy_writes_a_ticket_that_loads_and_fits(tmp_path, task, method):
-    job = it.InitTicketJob(task, method, 0.2, seed=1, width=8, oes_steps=2, synflow_rounds=3)
+@pytest.mark.parametrize("strategy", INIT_STRATEGIES)
+def test_every_strategy_writes_a_ticket_that_loads_and_fits(tmp_path, task, strategy):
+    job = it.InitTicketJob(task, strategy, 0.2, seed=1, width=8, oes_steps=2, synflow_rounds=3)
     ticket = it.init_ticket(job, device="cpu")
-    stem = ticket.save(tmp_path / method)
+    stem = ticket.save(tmp_path / strategy)
     loaded = Ticket.load(stem)
-    assert loaded.meta["method"] == method and loaded.meta["density"] == 0.2
+    assert loaded.meta["strategy"] == strategy and loaded.meta["density"] == 0.2
     assert loaded.meta["measured_density"] == pytest.approx(0.2, abs=1e-4)  # kept fraction, measured
-    assert loaded.meta["cost"]["passes"] == {"oes": 2, "snip": 1, "grasp": 2, "synflow": 3, "random": 0}[method]
+    assert loaded.meta["cost"]["passes"] == {"oes": 2, "snip": 1, "grasp": 2, "synflow": 3, "random": 0}[strategy]
     assert loaded.meta["cost"]["seconds"] >= 0 and loaded.meta["cost"]["device"] == "cpu"
     record = transfer(loaded, task, device="cpu", progress=False)  # the fitting loop takes it
     assert record["iterations"] == 3 and record["conv_sparsity"] >= 0.8 - 1e-4
-    assert record["source"]["method"] == method
+    assert record["source"]["strategy"] == strategy
 
 
 def test_an_init_ticket_starts_from_imp_s_theta0_of_the_same_seed(task):
@@ -72,15 +72,15 @@ def test_tickets_of_two_seeds_at_a_fractional_percent_do_not_share_a_file(tmp_pa
 def test_a_job_that_cannot_work_is_refused_with_its_reason(task):
     with pytest.raises(ValueError, match="fraction of conv weights kept"):
         it.InitTicketJob(task, "snip", 1.5)
-    with pytest.raises(ValueError, match="unknown method"):
+    with pytest.raises(ValueError, match="unknown strategy"):
         it.InitTicketJob(task, "magic", 0.1)
 
 
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-@pytest.mark.parametrize("method", INIT_STRATEGIES)
-def test_every_strategy_searches_on_the_gpu(task, method):
-    job = it.InitTicketJob(task, method, 0.2, seed=0, width=16, oes_steps=5, synflow_rounds=3)
+@pytest.mark.parametrize("strategy", INIT_STRATEGIES)
+def test_every_strategy_searches_on_the_gpu(task, strategy):
+    job = it.InitTicketJob(task, strategy, 0.2, seed=0, width=16, oes_steps=5, synflow_rounds=3)
     ticket = it.init_ticket(job, device="cuda")
     assert ticket.meta["cost"]["device"].startswith("cuda")
     assert ticket.meta["measured_density"] == pytest.approx(0.2, abs=1e-4)

@@ -55,9 +55,9 @@ def test_every_contender_fits_once_per_seed_and_level_at_the_imp_ticket_s_densit
 
 
 def test_imp_s_own_fits_are_reused_only_where_they_are_the_same_fits(ex, rows):
-    same_length = iv.Protocol(densities=(0.2,), eval_iters=6, methods=("random",), deep_decoder=False)
+    same_length = iv.Protocol(densities=(0.2,), eval_iters=6, strategies=("random",), deep_decoder=False)
     refitted = iv.compare(ex, "denoise", "set14/pepper", same_length)  # through transfer: fitted again
-    reused = iv.compare(ex, "denoise", "set14/pepper", iv.Protocol(densities=(0.2,), methods=("random",),
+    reused = iv.compare(ex, "denoise", "set14/pepper", iv.Protocol(densities=(0.2,), strategies=("random",),
                                                                    deep_decoder=False))
     key = [(r["contender"], r["level"], r["seed"]) for r in refitted]
     assert key == [(r["contender"], r["level"], r["seed"]) for r in reused]

@@ -275,25 +275,25 @@ def random_masks(net, *, density: float, seed: int = 0) -> "OrderedDict[str, tor
                     density)
 
 
-def find_masks(method: str, net, operator, observation, net_input, *, density: float, seed: int = 0,
+def find_masks(strategy: str, net, operator, observation, net_input, *, density: float, seed: int = 0,
                oes_steps: int = 60000, synflow_rounds: int = 100):
-    """The masks of strategy ``method`` (one of :data:`INIT_STRATEGIES`) at ``density`` for ``net`` at θ0,
+    """The masks of ``strategy`` (one of :data:`INIT_STRATEGIES`) at ``density`` for ``net`` at θ0,
     and their cost: ``(masks, cost)`` with ``cost = {"passes": forward-backward passes, "seconds":
     wall-clock}``. The search runs on ``net_input``'s device; ``operator`` and ``observation``
     (there too) are the task's, ``seed`` the strategy's own randomness (OES, random)."""
-    if method not in INIT_STRATEGIES:
-        raise ValueError(f"unknown method {method!r}; choose from {INIT_STRATEGIES}")
+    if strategy not in INIT_STRATEGIES:
+        raise ValueError(f"unknown strategy {strategy!r}; choose from {INIT_STRATEGIES}")
     start = time.perf_counter()
     net = copy.deepcopy(net).to(net_input.device)  # the caller's θ0 and operator stay where they are
     operator = copy.deepcopy(operator).to(net_input.device)
-    if method == "oes":
+    if strategy == "oes":
         masks, _ = oes(net, operator, observation, net_input, density=density, steps=oes_steps, seed=seed)
         passes = oes_steps
-    elif method == "snip":
+    elif strategy == "snip":
         masks, passes = snip(net, operator, observation, net_input, density=density), 1
-    elif method == "grasp":
+    elif strategy == "grasp":
         masks, passes = grasp(net, operator, observation, net_input, density=density), 2
-    elif method == "synflow":
+    elif strategy == "synflow":
         masks = synflow(net, *net_input.shape[-2:], density=density, rounds=synflow_rounds,
                         input_shape=tuple(net_input.shape))
         passes = synflow_rounds

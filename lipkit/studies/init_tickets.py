@@ -8,7 +8,7 @@ and a fit with seed s do: an init ticket, an IMP ticket and the dense DIP of one
 the same weights and the same input, and the ticket is fitted with the z its mask was chosen for.
 
 The ticket is an ordinary :class:`lipkit.pruning.tickets.Ticket` (masks, rewind weights = θ0), with
-``method``, ``density``, ``measured_density`` and ``cost`` (forward-backward passes and seconds of the search) in its
+``strategy``, ``density``, ``measured_density`` and ``cost`` (forward-backward passes and seconds of the search) in its
 metadata, so every fit, transfer and chapter takes it. :func:`init_tickets` makes many in worker
 processes and keeps each as ticket files in a folder, under a name that hashes the job and the
 code, so that a rerun loads them instead of searching again.
@@ -16,7 +16,7 @@ code, so that a rerun loads them instead of searching again.
 >>> from lipkit.tasks import make_task
 >>> task = make_task("denoise", "set5/baby", crop=64, iters=10)
 >>> ticket = init_ticket(InitTicketJob(task, "snip", 0.2, seed=0, width=8))
->>> ticket.meta["method"], round(ticket.meta["measured_density"], 3), ticket.meta["cost"]["passes"]
+>>> ticket.meta["strategy"], round(ticket.meta["measured_density"], 3), ticket.meta["cost"]["passes"]
 ('snip', 0.2, 1)
 """
 
@@ -42,12 +42,12 @@ OES_PAPER_STEPS = 60000  # the OES code's default (its Set14 logs ran 80,000)
 
 @dataclass
 class InitTicketJob:
-    """One mask at initialization: ``method`` at ``density`` (fraction of conv weights kept) for
+    """One mask at initialization: ``strategy`` at ``density`` (fraction of conv weights kept) for
     ``task``, from seed ``seed``'s θ0 and z, on a skip net of ``width`` channels per level.
     ``oes_steps`` and ``synflow_rounds`` are those strategies' own lengths."""
 
     task: Task
-    method: str
+    strategy: str
     density: float
     seed: int = 0
     width: int = 128
@@ -55,8 +55,8 @@ class InitTicketJob:
     synflow_rounds: int = 100
 
     def __post_init__(self):
-        if self.method not in INIT_STRATEGIES:
-            raise ValueError(f"unknown method {self.method!r}; choose from {INIT_STRATEGIES}")
+        if self.strategy not in INIT_STRATEGIES:
+            raise ValueError(f"unknown strategy {self.strategy!r}; choose from {INIT_STRATEGIES}")
         if not 0 < self.density < 1:
             raise ValueError(f"density is the fraction of conv weights kept and must be in (0, 1), got {self.density}")
         if self.seed < 0 or self.width < 1 or self.oes_steps < 1 or self.synflow_rounds < 1:
@@ -69,18 +69,18 @@ class InitTicketJob:
 
     def describe(self) -> dict:
         """What determines the masks (OES's steps only for OES, SynFlow's rounds only for SynFlow)."""
-        d = dict(task=self.task.describe(), method=self.method, density=float(self.density), seed=int(self.seed),
+        d = dict(task=self.task.describe(), strategy=self.strategy, density=float(self.density), seed=int(self.seed),
                  arch=self.arch)
-        if self.method == "oes":
+        if self.strategy == "oes":
             d["oes_steps"] = int(self.oes_steps)
-        if self.method == "synflow":
+        if self.strategy == "synflow":
             d["synflow_rounds"] = int(self.synflow_rounds)
         return d
 
     def name(self, key: str) -> str:
-        """File stem: method, image, density, seed and the first characters of the job's key."""
+        """File stem: strategy, image, density, seed and the first characters of the job's key."""
         percent = f"{100 * self.density:.4g}".replace(".", "p")  # no dot in a file stem: d6p4 is 6.4 %
-        return f"{self.method}_{self.task.kind}_{self.task.image.replace('/', '-')}_d{percent}_s{self.seed}_{key[:12]}"
+        return f"{self.strategy}_{self.task.kind}_{self.task.image.replace('/', '-')}_d{percent}_s{self.seed}_{key[:12]}"
 
 
 def init_ticket(job: InitTicketJob, device=None) -> Ticket:
@@ -89,25 +89,25 @@ def init_ticket(job: InitTicketJob, device=None) -> Ticket:
     net = theta0(job.seed, **job.arch)
     check_task_fits(task, net)
     z = default_input(net, *task.image_size, job.seed).to(dev)
-    masks, cost = find_masks(job.method, net, task.operator, task.observation.to(dev), z, density=job.density,
+    masks, cost = find_masks(job.strategy, net, task.operator, task.observation.to(dev), z, density=job.density,
                              seed=job.seed, oes_steps=job.oes_steps, synflow_rounds=job.synflow_rounds)
     cost["device"] = str(dev)
-    extra = dict(oes_steps=job.oes_steps) if job.method == "oes" else (
-        dict(synflow_rounds=job.synflow_rounds) if job.method == "synflow" else {})
+    extra = dict(oes_steps=job.oes_steps) if job.strategy == "oes" else (
+        dict(synflow_rounds=job.synflow_rounds) if job.strategy == "synflow" else {})
     ticket = Ticket.from_net(net, masks, round=None, seed=job.seed, task=task.kind, search_image=task.image,
                              search_on="observation", image_size=list(task.image_size), task_params=task.params,
-                             method=job.method, density=float(job.density), cost=cost, **extra)
+                             strategy=job.strategy, density=float(job.density), cost=cost, **extra)
     ticket.meta["measured_density"] = 1 - mask_sparsity(ticket.masks)
     return ticket
 
 
 def _load(stem: Path, job: InitTicketJob) -> Ticket:
-    """The ticket at ``stem``, refused unless it was made by ``job`` (method, density, seed, task)."""
+    """The ticket at ``stem``, refused unless it was made by ``job`` (strategy, density, seed, task)."""
     ticket = Ticket.load(stem)
     m = ticket.meta
-    if (m.get("method"), m.get("density"), m.get("seed"), m.get("search_image")) != (
-            job.method, float(job.density), job.seed, job.task.image):
-        raise TicketMismatchError(f"{stem} holds another job's ticket ({m.get('method')}, density {m.get('density')}, "
+    if (m.get("strategy"), m.get("density"), m.get("seed"), m.get("search_image")) != (
+            job.strategy, float(job.density), job.seed, job.task.image):
+        raise TicketMismatchError(f"{stem} holds another job's ticket ({m.get('strategy')}, density {m.get('density')}, "
                                   f"seed {m.get('seed')}, {m.get('search_image')}); delete it to find this one again")
     return ticket
 

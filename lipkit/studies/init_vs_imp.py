@@ -51,7 +51,7 @@ class Protocol:
 
     densities: Sequence[float] = (0.5, 0.2, 0.05)
     eval_iters: int | None = None
-    methods: Sequence[str] = INIT_STRATEGIES
+    strategies: Sequence[str] = INIT_STRATEGIES
     oes_steps: int = OES_PAPER_STEPS
     synflow_rounds: int = 100
     deep_decoder: bool = True
@@ -95,7 +95,7 @@ def compare(ex: Experiments, kind: str, image: str, protocol: Protocol, *, facto
     ev, eval_task = _eval_task(ex, kind, image, protocol, factor=factor, mask=mask)
     levels, seeds = matched_levels(run, protocol.densities), run.seeds
     imp_tickets = {(k, s): run.ticket(s, k) for k in levels for s in seeds}
-    keys = [(k, s, m) for k in levels for s in seeds for m in protocol.methods]
+    keys = [(k, s, m) for k in levels for s in seeds for m in protocol.strategies]
     init_jobs = [InitTicketJob(search_task, m, _kept(imp_tickets[k, s]), seed=s, width=ex.width,
                                oes_steps=protocol.oes_steps, synflow_rounds=protocol.synflow_rounds)
                  for k, s, m in keys]
@@ -129,24 +129,24 @@ def _eval_task(ex: Experiments, kind: str, image: str, protocol: Protocol, **spe
 
 
 def transfer_rows(ex: Experiments, kind: str, source: str, target: str, protocol: Protocol, *,
-                  methods: Sequence[str] = ("imp", "oes")) -> list[dict]:
+                  contenders: Sequence[str] = ("imp", "oes")) -> list[dict]:
     """Masks found on ``source`` fitted to ``target``, beside the target's own, at the sparsest
     matched density, with the target's dense DIP: rows as :func:`compare`'s with ``origin``
     ("own" or "transferred"). The weights are θ0 of the fit's seed either way: only the mask moves."""
     sparsest = replace(protocol, densities=[min(protocol.densities)], deep_decoder=False,
-                       methods=[m for m in methods if m != "imp"])
+                       strategies=[c for c in contenders if c != "imp"])
     rows = [dict(r, origin="own") for r in compare(ex, kind, target, sparsest)
-            if r["contender"] == "dense" or r["contender"] in methods]
+            if r["contender"] == "dense" or r["contender"] in contenders]
     source_run = ex.imp(kind, source, baselines=[])
     level = matched_levels(source_run, sparsest.densities)[0]
     search_task, (_, eval_task) = ex.task(kind, source), _eval_task(ex, kind, target, protocol)
     moved = [("imp", source_run.ticket(s, level), _imp_cost(source_run, s, level))
-             for s in source_run.seeds if "imp" in methods]
+             for s in source_run.seeds if "imp" in contenders]
     jobs = [InitTicketJob(search_task, m, _kept(source_run.ticket(s, level)), seed=s, width=ex.width,
                           oes_steps=protocol.oes_steps, synflow_rounds=protocol.synflow_rounds)
-            for s in source_run.seeds for m in sparsest.methods]
+            for s in source_run.seeds for m in sparsest.strategies]
     found = init_tickets(jobs, ex.runs_root / "init_tickets", workers=ex.workers, progress=ex.progress)
-    moved += [(job.method, t, t.meta["cost"]) for job, t in zip(jobs, found)]
+    moved += [(job.strategy, t, t.meta["cost"]) for job, t in zip(jobs, found)]
     records = ex.transfer([TransferJob(t, eval_task, "ticket", int(t.meta["seed"])) for _, t, _ in moved])
     rows += [dict(_row(m, level, r, cost, r["unpruned_params"]), origin="transferred")
              for (m, _, cost), r in zip(moved, records)]

@@ -71,7 +71,7 @@ class TransferJob:
 def _source(ticket: Ticket) -> dict:
     m = ticket.meta
     return {k: m.get(k) for k in ("task", "search_image", "round", "seed", "conv_sparsity", "search_on",
-                                  "image_size", "task_params", "method", "density")}
+                                  "image_size", "task_params", "strategy", "density")}
 
 
 def _masks_for(job: TransferJob) -> dict | None:
@@ -106,7 +106,7 @@ def transfer(ticket: Ticket, task: Task, *, variant: str = "ticket", seed: int |
     ticket's network (e.g. smaller than 2·2^levels px or not a multiple of 2^levels).
 
     Record keys: ``variant``, ``label``, ``source`` (task, image, round, seed, sparsity of the
-    ticket's search; ``method`` and ``density`` for a mask found at initialization), ``target``
+    ticket's search; ``strategy`` and ``density`` for a mask found at initialization), ``target``
     (kind, image, params, size, metric), ``seed``, ``best_psnr``,
     ``es_psnr``, ``es_iteration`` (ES-WMV's pick, see :mod:`lipkit.fitting.early_stopping`),
     ``final_psnr``, ``best_iteration``, ``conv_sparsity``, ``conv_nonzero``,
