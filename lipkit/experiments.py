@@ -147,19 +147,19 @@ class Experiments:
 
     # --- runs ---------------------------------------------------------------------------------
     def imp_settings(self, kind: str, *, structure: str = "unstructured", rate: float | None = None,
-                     rounds: int | None = None, method: str = "magnitude",
+                     rounds: int | None = None, criterion: str = "magnitude",
                      baselines: Iterable[str] | None = None) -> ImpSettings:
         """The :class:`lipkit.lottery.settings.ImpSettings` of this profile's IMP on a task of ``kind``;
-        ``structure``, ``rate``, ``rounds`` and ``method`` replace the profile's (channel pruning has no
+        ``structure``, ``rate``, ``rounds`` and ``criterion`` replace the profile's (channel pruning has no
         branch baselines)."""
         if baselines is None:
             baselines = self.baselines if structure == "unstructured" else ()
         return ImpSettings(rounds=self.rounds_for(kind) if rounds is None else rounds,
                            rate=self.rate if rate is None else rate, seeds=range(self.seeds), search_on=self.search_on,
-                           method=method, structure=structure, baselines=tuple(baselines), arch=self.arch)
+                           criterion=criterion, structure=structure, baselines=tuple(baselines), arch=self.arch)
 
     def run_prefix(self, kind: str, image: str, *, factor: int = 4, mask: str = "bernoulli",
-                   structure: str = "unstructured", rate: float | None = None, method: str = "magnitude") -> str:
+                   structure: str = "unstructured", rate: float | None = None, criterion: str = "magnitude") -> str:
         """The readable part of a run folder's name: the task, then whatever this run's settings change
         from the paper's (noise, crop, width, channel pruning, rate, random pruning, clean search)."""
         rate = self.rate if rate is None else rate
@@ -171,19 +171,19 @@ class Experiments:
         name += f"_w{self.width}" if self.width != 128 else ""
         name += "_channel" if structure == "channel" else ""
         name += f"_p{100 * rate:g}" if rate != 0.2 else ""
-        name += "_random" if method == "random" else ""
+        name += "_random" if criterion == "random" else ""
         return name + ("_clean_search" if self.search_on == "clean" else "")
 
     def run_name(self, kind: str, image: str, *, factor: int = 4, mask: str = "bernoulli",
-                 structure: str = "unstructured", rate: float | None = None, method: str = "magnitude") -> str:
+                 structure: str = "unstructured", rate: float | None = None, criterion: str = "magnitude") -> str:
         """Folder name of a single-image IMP run under ``runs_root``: :meth:`run_prefix` and a short hash
         of the run's whole settings, seeds, task and iterations included
         (:func:`lipkit.lottery.identity.folder_name`), so that runs with other settings never meet in
         one folder."""
         task = self.task(kind, image, factor=factor, mask=mask)
-        settings = self.imp_settings(kind, structure=structure, rate=rate, method=method)
+        settings = self.imp_settings(kind, structure=structure, rate=rate, criterion=criterion)
         return folder_name(self.run_prefix(kind, image, factor=factor, mask=mask, structure=structure, rate=rate,
-                                           method=method), settings.config(task=task.describe()))
+                                           criterion=criterion), settings.config(task=task.describe()))
 
     def _named_run_dir(self, prefix: str, name: str) -> Path:
         """``runs_root/name``; a folder this profile made before folders were named by their settings
@@ -193,14 +193,15 @@ class Experiments:
 
     def imp(self, kind: str, image: str, *, factor: int = 4, mask: str = "bernoulli",
             baselines: Iterable[str] | None = None, structure: str = "unstructured", rate: float | None = None,
-            rounds: int | None = None, method: str = "magnitude") -> ImpRun:
+            rounds: int | None = None, criterion: str = "magnitude") -> ImpRun:
         """Single-image IMP of this profile on ``image`` (run or resumed in its folder); ``structure``,
         ``rate`` and ``rounds`` replace the profile's (channel pruning has no branch baselines);
-        ``method="random"`` ranks by random scores instead of magnitude (random pruning's chain)."""
+        ``criterion="random"`` ranks by random scores instead of magnitude (random pruning's chain)."""
         task = self.task(kind, image, factor=factor, mask=mask)
-        settings = self.imp_settings(kind, structure=structure, rate=rate, rounds=rounds, method=method,
+        settings = self.imp_settings(kind, structure=structure, rate=rate, rounds=rounds, criterion=criterion,
                                      baselines=baselines)
-        prefix = self.run_prefix(kind, image, factor=factor, mask=mask, structure=structure, rate=rate, method=method)
+        prefix = self.run_prefix(kind, image, factor=factor, mask=mask, structure=structure, rate=rate,
+                                 criterion=criterion)
         run_dir = self._named_run_dir(prefix, folder_name(prefix, settings.config(task=task.describe())))
         return imp(task, settings, run_dir=run_dir, workers=self.workers, progress=self.progress)
 

@@ -45,7 +45,7 @@ STREAMS = {
     "network_input": "the fixed network input z (DIP's U[0, 0.1) noise, the deep decoder's input)",
     "step_noise": "the fresh perturbation of z at every fitting step (reg_noise_std)",
     "weights": "initial network weights θ0 (PyTorch's global generator, inside seeded())",
-    "pruning": "random pruning rankings (IMP with method='random', random GAN pruning)",
+    "pruning": "random pruning rankings (IMP with criterion='random', random GAN pruning)",
     "baseline": "baseline masks: random global chains, random masks with a ticket's layer densities",
     "mask_search": "the relaxation noise of a mask learned at initialization (OES's concrete samples)",
     "gan_finetune": "the seed of one WGAN-GP fine-tuning (a round of generator IMP)",

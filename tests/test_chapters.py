@@ -231,7 +231,7 @@ def test_chapter6_numbers(executed, monkeypatch):
                                                            iters=p["mom_iters"])], cache_dir=cache)
     tune = train[: int(0.4 * len(train))]
     finetune = wgan.WGANSettings(iterations=p["finetune_iters"], lr=2e-4, betas=(0.0, 0.99))  # the page's
-    config = gan_imp_config(G, D, tune, rounds=p["rounds"], rate=0.2, methods=("magnitude", "random"),
+    config = gan_imp_config(G, D, tune, rounds=p["rounds"], rate=0.2, criteria=("magnitude", "random"),
                             finetune=finetune, seed=0)
     run = GanImpRun(RUNS / folder_name("ch6_mnist_imp", config), max_round=p["rounds"])
     assert run.config["start"] == config["start"]  # the run rewinds to the pretrained G and D loaded above

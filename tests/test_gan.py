@@ -52,9 +52,9 @@ def test_masks_stay_applied_through_fine_tuning(images):
     g, d = tiny_pair()
     before = {n: w.detach().clone() for n, w in prunable_weights(g).items()}
     g_masks = global_prune({n: w.detach() for n, w in prunable_weights(g).items()}, dense_masks(g), 0.5,
-                           method="random", seed=1)
+                           criterion="random", seed=1)
     d_masks = global_prune({n: w.detach() for n, w in prunable_weights(d).items()}, dense_masks(d), 0.3,
-                           method="random", seed=2)
+                           criterion="random", seed=2)
     hist = train_wgangp(g, d, images, FAST, g_masks=g_masks, d_masks=d_masks, seed=0, device="cpu")
     assert hist["d_loss"].shape == (3,) and all(abs(v) < 1e6 for v in hist["d_loss"])
     for net, masks in ((g, g_masks), (d, d_masks)):
@@ -82,27 +82,27 @@ def imp_run(tmp_path_factory, images):
     with torch.no_grad():
         g.main[3].weight.mul_(100)  # one layer far larger than the others: global ranking keeps it
     run_dir = tmp_path_factory.mktemp("gan_imp")
-    run = gan_imp(g, d, images, rounds=3, rate=0.2, methods=("magnitude", "random"), finetune=FAST,
+    run = gan_imp(g, d, images, rounds=3, rate=0.2, criteria=("magnitude", "random"), finetune=FAST,
                   run_dir=run_dir, seed=0, device="cpu", progress=False)
     return run, g, d
 
 
 def test_gan_imp_measured_sparsities(imp_run):
     run, g, _ = imp_run
-    for method in ("magnitude", "random"):
-        recs = run.records(method)
+    for criterion in ("magnitude", "random"):
+        recs = run.records(criterion)
         assert [r["round"] for r in recs] == [0, 1, 2, 3]
         for r in recs:
             for which in ("G", "D"):
                 total = r[which]["total"]
                 # 1 - 0.8^k, to within one weight per round
-                assert abs(r[which]["nonzero"] - total * 0.8 ** r["round"]) <= r["round"] + 1, (method, which, r)
+                assert abs(r[which]["nonzero"] - total * 0.8 ** r["round"]) <= r["round"] + 1, (criterion, which, r)
         # the fine-tuned generator on disk has exactly the recorded sparsity, and nested masks
-        net = run.load_into(DCGANGenerator(**{k: v for k, v in g.config.items() if k != "arch"}), method, 3)
+        net = run.load_into(DCGANGenerator(**{k: v for k, v in g.config.items() if k != "arch"}), criterion, 3)
         assert measured_sparsity(net)["nonzero"] == recs[3]["G"]["nonzero"]
         for k in (1, 2, 3):
-            for n, m in run.masks(method, k).items():
-                assert torch.all(m <= run.masks(method, k - 1)[n])
+            for n, m in run.masks(criterion, k).items():
+                assert torch.all(m <= run.masks(criterion, k - 1)[n])
 
 
 def test_gan_imp_ranks_globally_and_rewinds(imp_run):
@@ -130,23 +130,23 @@ def test_gan_imp_resumes_and_refuses_other_settings(imp_run, images):
     g, d = tiny_pair()
     with torch.no_grad():
         g.main[3].weight.mul_(100)
-    again = gan_imp(g, d, images, rounds=3, rate=0.2, methods=("magnitude", "random"), finetune=FAST,
+    again = gan_imp(g, d, images, rounds=3, rate=0.2, criteria=("magnitude", "random"), finetune=FAST,
                     run_dir=run.dir, seed=0, device="cpu", progress=False)
     assert last.exists() and weights.read_bytes() == before
     assert isinstance(again, GanImpRun)
     with pytest.raises(RunConfigError, match="rate"):
-        gan_imp(g, d, images, rounds=3, rate=0.5, methods=("magnitude", "random"), finetune=FAST,
+        gan_imp(g, d, images, rounds=3, rate=0.5, criteria=("magnitude", "random"), finetune=FAST,
                 run_dir=run.dir, seed=0, device="cpu", progress=False)
 
 
 def test_gan_imp_extends_and_leaves_the_callers_networks_alone(tmp_path, images):
     g, d = tiny_pair()
     pretrained = {k: v.clone() for k, v in g.state_dict().items()}
-    short = gan_imp(g, d, images, rounds=1, rate=0.2, methods=("magnitude", "random"), finetune=FAST,
+    short = gan_imp(g, d, images, rounds=1, rate=0.2, criteria=("magnitude", "random"), finetune=FAST,
                     run_dir=tmp_path, seed=0, device="cpu", progress=False)
     assert all(torch.equal(v, pretrained[k]) for k, v in g.state_dict().items())
     first = {m: short.records(m) for m in ("magnitude", "random")}
-    longer = gan_imp(g, d, images, rounds=2, rate=0.2, methods=("magnitude", "random"), finetune=FAST,
+    longer = gan_imp(g, d, images, rounds=2, rate=0.2, criteria=("magnitude", "random"), finetune=FAST,
                      run_dir=tmp_path, seed=0, device="cpu", progress=False)
     for m in ("magnitude", "random"):
         recs = longer.records(m)
@@ -159,8 +159,8 @@ def test_bad_arguments(images):
     g, d = tiny_pair()
     with pytest.raises(ValueError, match="fewer than one batch"):
         train_wgangp(g, d, images[:4], FAST)
-    with pytest.raises(ValueError, match="methods"):
-        gan_imp(g, d, images, rounds=1, run_dir="unused", finetune=FAST, methods=("l1",))
+    with pytest.raises(ValueError, match="criteria"):
+        gan_imp(g, d, images, rounds=1, run_dir="unused", finetune=FAST, criteria=("l1",))
     with pytest.raises(TypeError, match="latent_shape"):
         train_wgangp(nn.Identity(), d, images, FAST)
 
@@ -225,7 +225,7 @@ def test_generator_runs_are_named_by_what_they_start_from(images):
     from lipkit.gan.wgan import pretrain_config
 
     g, d = tiny_pair()
-    lottery = dict(rounds=2, finetune=FAST, methods=("magnitude", "random"))
+    lottery = dict(rounds=2, finetune=FAST, criteria=("magnitude", "random"))
     name = run_dir("quick", "ch6_imp", gan_imp_config(g, d, images, **lottery)).name
     assert name.startswith("ch6_imp_") and len(name) == len("ch6_imp_") + 8
     assert run_dir("quick", "ch6_imp", gan_imp_config(g, d, images, **dict(lottery, rounds=5))).name == name  # extends

@@ -290,6 +290,18 @@ def test_a_folder_holds_exactly_its_seeds_and_its_readers_read_those(mirror_dir,
         [{k: r[k] for k in numbers} for r in run.records() if r["seed"] == 2]
 
 
+def test_a_folder_stored_before_a_field_was_renamed_resumes_and_extends(mirror_dir, tmp_path):
+    task = make_task("denoise", "set5/baby", crop=64, iters=3)
+    kw = dict(rate=0.5, arch=TINY, workers=1, progress=False, seeds=[0], run_dir=tmp_path / "run")
+    first = imp(task, rounds=1, **kw).records()
+    config = read_json(tmp_path / "run" / "config.json")
+    write_json(tmp_path / "run" / "config.json",  # the criterion under its name before 2026-12-05
+               {("method" if k == "criterion" else k): v for k, v in config.items()})
+    longer = imp(task, rounds=2, **kw)
+    assert [r for r in longer.records() if r["round"] <= 1] == first and longer.curve("imp")["n"] == [1, 1, 1]
+    assert longer.config == dict(config, rounds=2) and longer.records()[-1]["run"] == first[0]["run"]
+
+
 def test_a_folder_from_before_configs_named_their_seeds_is_recognised_or_refused(mirror_dir, tmp_path):
     task = make_task("denoise", "set5/baby", crop=64, iters=3)
     kw = dict(rounds=1, rate=0.5, arch=TINY, workers=1, progress=False)

@@ -56,8 +56,8 @@ def make_counting_trainer(config, payload, device, progress, batch):
     return CountingTrainer(config, payload, device, progress, batch)
 
 
-def run(tmp_path, rounds, baselines=(), rate=0.5, payload=None, method="magnitude", seeds=(0, 1)):
-    config = dict(kind="test", rounds=rounds, rate=rate, method=method, baselines=list(baselines))
+def run(tmp_path, rounds, baselines=(), rate=0.5, payload=None, criterion="magnitude", seeds=(0, 1)):
+    config = dict(kind="test", rounds=rounds, rate=rate, criterion=criterion, baselines=list(baselines))
     CountingTrainer.calls = []
     start_run(tmp_path, config, make_counting_trainer, payload or {}, list(seeds), device="cpu", workers=1,
               progress=False, total=0)

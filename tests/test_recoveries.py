@@ -27,7 +27,7 @@ def setting(tmp_path_factory):
     torch.manual_seed(0)
     g, d = generator(), DCGANCritic(ndf=4, nc=1, size=32)
     images = torch.rand(16, 1, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
-    run = gan_imp(g, d, images, rounds=2, rate=0.2, methods=("magnitude", "random"), finetune=FAST,
+    run = gan_imp(g, d, images, rounds=2, rate=0.2, criteria=("magnitude", "random"), finetune=FAST,
                   run_dir=tmp_path_factory.mktemp("gan_imp"), seed=0, device="cpu", progress=False)
     operator = CompressiveSensing((1, 32, 32), m=100, corruption="lip", bad_fraction=0.02, seed=0)
     return run, g.eval(), operator, images[:3], tmp_path_factory.mktemp("recoveries")

@@ -14,16 +14,17 @@ from lipkit.cli import main
 from lipkit.errors import UsageError
 from lipkit.lottery.identity import folder_name, run_id
 from lipkit.lottery.settings import GanImpSettings, ImpSettings, SharedImpSettings, add_options, from_options
+from lipkit.store.folder import read_config
 
 TINY = dict(num_channels_down=[8] * 5, num_channels_up=[8] * 5)
 
 
 def test_every_problem_is_named_at_once():
     with pytest.raises(UsageError) as err:
-        ImpSettings(rounds=-1, rate=2, seeds=[0, 0], rewind_iteration=-3, method="l1", baselines=["nope"])
+        ImpSettings(rounds=-1, rate=2, seeds=[0, 0], rewind_iteration=-3, criterion="l1", baselines=["nope"])
     message = str(err.value)
     for said in ("rounds must be a whole number >= 0, got -1", "rate must be in (0, 1)", "seeds must be distinct",
-                 "rewind_iteration must be a whole number >= 0", "method must be one of magnitude, random",
+                 "rewind_iteration must be a whole number >= 0", "criterion must be one of magnitude, random",
                  "baselines must be any of random_global, random_layerwise, oneshot"):
         assert said in message
     assert "\n" not in message
@@ -45,10 +46,10 @@ def test_each_kind_of_run_refuses_what_it_cannot_do():
         SharedImpSettings(rewind_iteration=5)
     with pytest.raises(UsageError, match="input_mode must be one of shared, per_image"):
         SharedImpSettings(input_mode="both")
-    with pytest.raises(UsageError, match="methods must be any of magnitude, random"):
-        GanImpSettings(methods=("l1",))
-    with pytest.raises(UsageError, match="methods must be a non-empty subset"):
-        GanImpSettings(methods=())
+    with pytest.raises(UsageError, match="criteria must be any of magnitude, random"):
+        GanImpSettings(criteria=("l1",))
+    with pytest.raises(UsageError, match="criteria must be a non-empty subset"):
+        GanImpSettings(criteria=())
 
 
 def test_the_command_line_options_are_the_settings():
@@ -77,6 +78,17 @@ def test_imp_names_bad_settings_as_its_options_in_one_line(capsys, tmp_path):
     assert not (tmp_path / "never").exists()
 
 
+def test_a_renamed_field_keeps_the_runs_name_and_id_and_its_old_option():
+    config = ImpSettings(criterion="random", arch=TINY).config(task={"kind": "denoise"})
+    before = {("method" if k == "criterion" else k): v for k, v in config.items()}  # as stored before the rename
+    assert run_id(before) == run_id(config) and folder_name("p", before) == folder_name("p", config)
+    assert run_id(dict(config, criterion="magnitude")) != run_id(config)
+    parser = argparse.ArgumentParser()
+    add_options(parser, ImpSettings)
+    assert parser.parse_args(["--method", "random"]).criterion == "random"  # the option's old name
+    assert parser.parse_args([]).criterion == "magnitude" and "--method" not in parser.format_help()
+
+
 def test_seeds_name_the_folder_but_not_the_chain():
     config = ImpSettings(seeds=(0, 1), arch=TINY).config(task={"kind": "denoise"})
     other_seeds = dict(config, seeds=[0, 1, 2])
@@ -90,7 +102,7 @@ def test_seeds_name_the_folder_but_not_the_chain():
 @pytest.mark.parametrize("entry", sorted((ROOT / "results" / "paper_profile" / "ledger").glob("*/config.json")),
                          ids=lambda p: p.parent.name)
 def test_the_ledgers_runs_keep_their_ids_and_are_named_by_their_settings(entry):
-    config = json.loads(entry.read_text())
+    config = read_config(entry)  # today's field names (the ledger's files keep those they were written with)
     prefix = entry.parent.name.rsplit("_", 1)[0]
     assert entry.parent.name == folder_name(prefix, config)
     assert sorted(int(p.name.split("_")[1]) for p in entry.parent.glob("seed_*")) == config["seeds"]

@@ -23,14 +23,14 @@ TINY = dict(crop=64, width=8, rounds=1, seeds=1, denoise_iters=3, sr_iters=3, in
 TIMING = {"seconds", "batched", "threads"}  # how long a fit took and how it ran are not results
 
 
-def folder(image: str, method: str = "magnitude", **settings) -> str:
+def folder(image: str, criterion: str = "magnitude", **settings) -> str:
     """The run folder the chapters (and so the sweep) name for denoising ``image`` with these settings."""
-    return Experiments(".", **dict(TINY, **settings)).run_name("denoise", image, method=method)
+    return Experiments(".", **dict(TINY, **settings)).run_name("denoise", image, criterion=criterion)
 
 
 def tiny_sweep(tmp_path, **extra) -> Path:
     spec = dict(name="tiny", settings=TINY, jobs=[dict(kind="denoise", image=["set5/baby", "set5/woman"],
-                                                       method=["magnitude", "random"])],
+                                                       criterion=["magnitude", "random"])],
                 resources=dict(cpus=1), retries=2)
     spec.update(extra)
     path = tmp_path / "tiny.yml"
@@ -49,10 +49,10 @@ def reference(tmp_path_factory, one_thread):
     jobs (resources.cpus = 1): another thread count sums in another order."""
     root = tmp_path_factory.mktemp("by_cli")
     for image in ("set5/baby", "set5/woman"):
-        for method in ("magnitude", "random"):
-            name = Experiments(root, **TINY).run_name("denoise", image, method=method)
+        for criterion in ("magnitude", "random"):
+            name = Experiments(root, **TINY).run_name("denoise", image, criterion=criterion)
             assert main(["imp", "--task", "denoise", "--image", image, "--crop", "64", "--iters", "3", "--width", "8",
-                         "--rounds", "1", "--method", method, "--workers", "1", "--quiet", "--out",
+                         "--rounds", "1", "--criterion", criterion, "--workers", "1", "--quiet", "--out",
                          str(root / name)]) == 0
     return records(root)
 
@@ -150,6 +150,8 @@ def test_a_sweep_file_that_cannot_work_is_refused_before_anything_runs(tmp_path)
         sweep.load(tiny_sweep(tmp_path, settings=dict(TINY, widht=8)))
     with pytest.raises(sweep.SweepError, match="two jobs write the folder"):
         sweep.load(tiny_sweep(tmp_path, jobs=[dict(kind="denoise", image="set5/baby", rounds=[1, 2])]))
+    with pytest.raises(sweep.SweepError, match="'method' .* is now 'criterion'"):  # the key's name before 2026-12-05
+        sweep.load(tiny_sweep(tmp_path, jobs=[dict(kind="denoise", image="set5/baby", method="random")]))
 
 
 @pytest.mark.parametrize("chapter,file", [("02_single_image_imp", "paper_ch2.yml"),

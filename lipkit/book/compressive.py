@@ -24,21 +24,21 @@ def level_numbers(run, recovered: Sequence[Mapping], dense_mom: Mapping, *, tol_
                   tol_abs: float = 0.05) -> tuple[dict, str]:
     """Glued numbers and the Markdown table of every pruned level of the generator-IMP ``run``
     (:class:`lipkit.gan.imp.GanImpRun`): measured sparsity of G and D (%), G's parameters left and the
-    MOM MSE of its recovery (``recovered``: records labelled ``"<method> <round>"``), beside the dense
+    MOM MSE of its recovery (``recovered``: records labelled ``"<criterion> <round>"``), beside the dense
     generator's (``dense_mom``); how many rounds the ticket beats random pruning; the largest miss of
     a measured count against ``rate``; the bound the first ticket must stay under
     (``tol_factor`` × dense MSE + ``tol_abs``)."""
     mse = {tuple(r["label"].split()): r["mean_mse"] for r in recovered}
     rate = run.config["rate"]
-    dense = run.records("magnitude" if "magnitude" in run.methods else run.methods[0])[0]
+    dense = run.records("magnitude" if "magnitude" in run.criteria else run.criteria[0])[0]
     rows = ["| generator | G sparsity (measured) | G parameters left | D sparsity | MOM per-pixel MSE |",
             "|---|---|---|---|---|",
             f"| dense (pretrained) | 0.00 % | {dense['G']['params_left']:,} | 0.00 % | {dense_mom['mean_mse']:.4f} |"]
     numbers, max_error, rounds = {}, 0, 0
-    for method in run.methods:
-        name, label = CHAINS[method]
-        for rec in run.records(method)[1:]:
-            k, value = rec["round"], mse[method, str(rec["round"])]
+    for criterion in run.criteria:
+        name, label = CHAINS[criterion]
+        for rec in run.records(criterion)[1:]:
+            k, value = rec["round"], mse[criterion, str(rec["round"])]
             rounds = max(rounds, k)
             numbers.update({f"{name}_mse_{k}": value, f"{name}_sparsity_{k}": 100 * rec["G"]["sparsity"],
                             f"{name}_d_sparsity_{k}": 100 * rec["D"]["sparsity"],
@@ -49,7 +49,7 @@ def level_numbers(run, recovered: Sequence[Mapping], dense_mom: Mapping, *, tol_
                         f"{100 * rec['D']['sparsity']:.2f} % | {value:.4f} |")
     numbers.update(max_sparsity_error=max_error, tol_factor=tol_factor, tol_abs=tol_abs,
                    first_ticket_bound=tol_factor * dense_mom["mean_mse"] + tol_abs)
-    if set(run.methods) == set(CHAINS):
+    if set(run.criteria) == set(CHAINS):
         numbers.update(ticket_beats_random=sum(numbers[f"ticket_mse_{k}"] < numbers[f"random_mse_{k}"]
                                                for k in range(1, rounds + 1)),
                        ticket_mse_max=numbers[f"ticket_mse_{rounds}"], random_mse_max=numbers[f"random_mse_{rounds}"],

@@ -8,7 +8,7 @@ from the pretrained G and D, for rounds k = 0, 1, ..., R
 2. the fine-tuned, masked G is the generator evaluated at sparsity s_k (k = 0: dense, fine-tuned);
 3. prune ``rate`` of the remaining conv weights of G and, separately, of D (one global ranking
    each, by magnitude of the fine-tuned weights), then rewind every parameter and buffer to the
-   pretrained ones. Random global pruning (``methods=("magnitude", "random")``) is the baseline.
+   pretrained ones. Random global pruning (``criteria=("magnitude", "random")``) is the baseline.
 
 Not copied from the official script: its hard-coded random pruning (magnitude is the default
 here) and the extra 20 % random pruning at evaluation. The loop is :mod:`lipkit.lottery.driver`'s, as for
@@ -44,7 +44,7 @@ class GanTrainer:
     """Levels of generator IMP (:class:`lipkit.lottery.driver.Trainer`): fine-tune copies of G and D from
     the pretrained weights ⊙ masks with WGAN-GP. G and D are one network to the driver (names
     ``"G.<param>"`` and ``"D.<param>"``), ranked apart (two groups). Level k's fine-tuning draws
-    from the ``"gan_finetune"`` stream of (seed, k): every method sees the same data and noise."""
+    from the ``"gan_finetune"`` stream of (seed, k): every chain sees the same data and noise."""
 
     method = "imp"
     groups = ("G", "D")
@@ -93,7 +93,7 @@ def _part(state, which: str) -> "OrderedDict[str, torch.Tensor]":
 
 class GanImpRun(ImpRun):
     """A generator-IMP run folder (the layout of :class:`lipkit.store.paths.ImpFolder`), read per
-    method: "magnitude" (IMP) or "random" (random global pruning); both share level 0, the dense,
+    pruning criterion: "magnitude" (IMP) or "random" (random global pruning); both share level 0, the dense,
     fine-tuned pair. Records hold the measured sparsity of G and D, the final Wasserstein
     estimate and the seconds."""
 
@@ -107,35 +107,35 @@ class GanImpRun(ImpRun):
         return self.config["seed"]
 
     @property
-    def methods(self) -> list[str]:
-        return list(self.config["methods"])
+    def criteria(self) -> list[str]:
+        return list(self.config["criteria"])
 
-    def _chain(self, method: str, k: int) -> str:
-        """The stored chain of ``method`` at level ``k``: the driver's main chain or its random branch."""
-        if method not in self.config["methods"]:
-            raise KeyError(f"method {method!r} was not run; the run has {self.config['methods']}")
-        return "imp" if (k == 0 or method == self.config["method"]) else "random_global"
+    def _chain(self, criterion: str, k: int) -> str:
+        """The stored chain of ``criterion`` at level ``k``: the driver's main chain or its random branch."""
+        if criterion not in self.config["criteria"]:
+            raise KeyError(f"criterion {criterion!r} was not run; the run has {self.config['criteria']}")
+        return "imp" if (k == 0 or criterion == self.config["criterion"]) else "random_global"
 
-    def record(self, method: str, k: int) -> dict:
-        f = self.folder.record(self.seed, k, self._chain(method, k))
+    def record(self, criterion: str, k: int) -> dict:
+        f = self.folder.record(self.seed, k, self._chain(criterion, k))
         if not f.exists():
-            raise FileNotFoundError(f"round {k} of {method} is not finished in {self.dir}")
+            raise FileNotFoundError(f"round {k} of {criterion} is not finished in {self.dir}")
         return read_json(f)
 
-    def records(self, method: str | None = None) -> list[dict]:
-        """The finished rounds of ``method``, round 0 (dense, fine-tuned) first."""
-        if method is None:
+    def records(self, criterion: str | None = None) -> list[dict]:
+        """The finished rounds of ``criterion``'s chain, round 0 (dense, fine-tuned) first."""
+        if criterion is None:
             return super().records()
         out = []
         for k in range(self.rounds + 1):
             try:
-                out.append(self.record(method, k))
+                out.append(self.record(criterion, k))
             except FileNotFoundError:
                 break
         return out
 
-    def masks(self, method: str, k: int, net: str = "G") -> "OrderedDict[str, torch.Tensor]":
-        if self._chain(method, k) == "imp":
+    def masks(self, criterion: str, k: int, net: str = "G") -> "OrderedDict[str, torch.Tensor]":
+        if self._chain(criterion, k) == "imp":
             return _part(load_masks(self.folder.masks(self.seed, k)), net)
         return _part(self._branch_masks(k), net)
 
@@ -147,9 +147,9 @@ class GanImpRun(ImpRun):
                                                 GanTrainer.groups, shapes, chain_masks=None, dense_weights=None,
                                                 memo=self._random_chain))
 
-    def load_into(self, net: nn.Module, method: str, k: int, which: str = "G") -> nn.Module:
+    def load_into(self, net: nn.Module, criterion: str, k: int, which: str = "G") -> nn.Module:
         """Load the fine-tuned weights of round ``k`` (masks applied) into ``net``; returns it in eval mode."""
-        state = load_tensors(self.folder.trained(self.seed, k, self._chain(method, k)))
+        state = load_tensors(self.folder.trained(self.seed, k, self._chain(criterion, k)))
         net.load_state_dict(_part(state, which))
         return net.eval()
 
@@ -157,37 +157,37 @@ class GanImpRun(ImpRun):
         net.load_state_dict(_part(load_tensors(self.folder.rewind(self.seed)), which))
         return net.eval()
 
-    def ticket(self, generator: nn.Module, method: str, k: int) -> Ticket:
+    def ticket(self, generator: nn.Module, criterion: str, k: int) -> Ticket:
         """Round ``k``'s generator ticket: its masks with the pretrained weights to rewind to."""
-        masks = self.masks(method, k)
+        masks = self.masks(criterion, k)
         rewind = _part(load_tensors(self.folder.rewind(self.seed)), "G")
-        rec = self.record(method, k)
-        return Ticket(masks, rewind, dict(arch=dict(generator.config), round=k, method=method,
+        rec = self.record(criterion, k)
+        return Ticket(masks, rewind, dict(arch=dict(generator.config), round=k, criterion=criterion,
                                           conv_sparsity=mask_sparsity(masks), rate=self.config["rate"],
                                           measured=rec["G"], lipkit_version=lipkit.__version__))
 
     def summary(self) -> dict:
-        rows = [dict(method=m, round=r["round"], nominal_sparsity=r["nominal_sparsity"], G=r["G"], D=r["D"],
+        rows = [dict(criterion=c, round=r["round"], nominal_sparsity=r["nominal_sparsity"], G=r["G"], D=r["D"],
                      final_wasserstein=r["final_wasserstein"], seconds=r["seconds"])
-                for m in self.methods for r in self.records(m)]
+                for c in self.criteria for r in self.records(c)]
         return dict(config=self.config, lipkit_version=lipkit.__version__, records=rows)
 
 
 def gan_imp_config(generator: nn.Module, critic: nn.Module, images: torch.Tensor, *, rounds: int,
-                   finetune: WGANSettings, rate: float = 0.2, methods: Iterable[str] = ("magnitude",),
+                   finetune: WGANSettings, rate: float = 0.2, criteria: Iterable[str] = ("magnitude",),
                    seed: int = 0) -> dict:
     """What :func:`gan_imp` with these arguments runs (its ``config.json``, which names its folder:
     :func:`lipkit.lottery.identity.folder_name`): the settings, the architectures, the fine-tuning,
     and the sha256 of the rewind point (the pretrained G and D) and of the fine-tuning images, so that
     another pretraining is another run. Bad settings are refused here, before anything is written."""
-    settings = GanImpSettings(rounds=rounds, rate=rate, methods=methods, seed=seed)
+    settings = GanImpSettings(rounds=rounds, rate=rate, criteria=criteria, seed=seed)
     return settings.config(generator=dict(generator.config), critic=dict(critic.config), finetune=asdict(finetune),
                            n_images=int(images.shape[0]), seeding=SCHEME, start=pair_digest(generator, critic),
                            images=tensors_digest([("images", images)])[:16])
 
 
 def gan_imp(generator: nn.Module, critic: nn.Module, images: torch.Tensor, *, rounds: int, run_dir: str | os.PathLike,
-            finetune: WGANSettings, rate: float = 0.2, methods: Iterable[str] = ("magnitude",), seed: int = 0,
+            finetune: WGANSettings, rate: float = 0.2, criteria: Iterable[str] = ("magnitude",), seed: int = 0,
             device=None, progress: bool = True) -> GanImpRun:
     """Run (or resume, or extend) IMP on a pretrained generator G and critic D; returns the :class:`GanImpRun`.
 
@@ -198,15 +198,15 @@ def gan_imp(generator: nn.Module, critic: nn.Module, images: torch.Tensor, *, ro
         rounds: R; generators at sparsities 0 (dense, fine-tuned) and 1−(1−rate)^k, k = 1..R.
         finetune: the WGAN-GP settings of every round's fine-tuning.
         rate: fraction of the remaining conv weights pruned per round, in G and in D (one ranking each).
-        methods: any of "magnitude" (IMP) and "random" (random global pruning, the baseline);
+        criteria: any of "magnitude" (IMP) and "random" (random global pruning, the baseline);
             each has its own chain of masks, and all share round 0.
-        seed: seeds the fine-tuning (the same data order and noise at round k for every method)
+        seed: seeds the fine-tuning (the same data order and noise at round k for every criterion)
             and the random rankings.
     """
-    config = gan_imp_config(generator, critic, images, rounds=rounds, finetune=finetune, rate=rate, methods=methods,
+    config = gan_imp_config(generator, critic, images, rounds=rounds, finetune=finetune, rate=rate, criteria=criteria,
                             seed=seed)
     start_run(run_dir, config, make_gan_trainer, (generator, critic, images), [int(seed)], device=device, workers=1,
-              progress=progress, total=rounds * len(config["methods"]) + 1, what="a generator-IMP run")
+              progress=progress, total=rounds * len(config["criteria"]) + 1, what="a generator-IMP run")
     run = GanImpRun(run_dir)
     run.write_summary()
     return GanImpRun(run_dir, max_round=rounds, seeds=[int(seed)])

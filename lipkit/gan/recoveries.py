@@ -100,12 +100,12 @@ def estimates(record: dict) -> torch.Tensor:
 def level_jobs(run, make_generator: Callable[[], nn.Module], operator: nn.Module, images: torch.Tensor,
                **solver) -> list[RecoveryJob]:
     """One MOM job per pruned level of each chain of the generator-IMP ``run`` (a
-    :class:`lipkit.gan.imp.GanImpRun`), labelled ``"<method> <round>"``; ``make_generator()`` gives an
+    :class:`lipkit.gan.imp.GanImpRun`), labelled ``"<criterion> <round>"``; ``make_generator()`` gives an
     untrained generator of the run's architecture, which the level's weights are loaded into."""
     jobs = []
-    for method in run.methods:
-        for record in run.records(method)[1:]:
+    for criterion in run.criteria:
+        for record in run.records(criterion)[1:]:
             k = record["round"]
-            jobs.append(RecoveryJob(run.load_into(make_generator(), method, k), operator, images,
-                                    label=f"{method} {k}", **solver))
+            jobs.append(RecoveryJob(run.load_into(make_generator(), criterion, k), operator, images,
+                                    label=f"{criterion} {k}", **solver))
     return jobs

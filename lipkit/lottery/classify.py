@@ -192,7 +192,7 @@ class ClassifyTrainer:
         self.config, self.data, self.device, self.progress = config, data, device, progress
         self.settings = ClassifyImpSettings(**{k: config[k] for k in (
             "rounds", "rate", "seeds", "size", "rewind", "rewind_iteration", "epochs", "batch_size", "lr", "momentum",
-            "weight_decay", "milestones", "head", "method", "baselines", "arch")}, dataset=config["task"]["dataset"])
+            "weight_decay", "milestones", "head", "criterion", "baselines", "arch")}, dataset=config["task"]["dataset"])
         self.continues = self.settings.rewind == "none"
 
     def network(self) -> Classifier:

@@ -7,7 +7,7 @@ measured. The driver owns everything else, once:
 
 - ``rounds`` R means R pruning rounds: levels 0 (dense) .. R are trained and recorded;
 - the main chain prunes ``rate`` of the remaining prunable weights of the trained level k by
-  global magnitude (``method="random"``: at random), giving level k+1; every parameter and buffer
+  global magnitude (``criterion="random"``: at random), giving level k+1; every parameter and buffer
   is rewound to the seed's rewind point (a trainer that ``continues`` starts level k+1 from level
   k's trained state instead, as the official classification code does);
 - baselines are branches off the chain (:data:`BRANCHES`): masks made from a level (random masks
@@ -135,7 +135,7 @@ BRANCHES: dict[str, Callable[[Branch], Masks]] = {
 STRUCTURES = ("unstructured", "channel")  # what a level removes: single weights, or whole channels
 
 
-def prune_level(weights: Mapping, masks: Mapping, rate: float, *, method: str, keep_dense: Sequence[str],
+def prune_level(weights: Mapping, masks: Mapping, rate: float, *, criterion: str, keep_dense: Sequence[str],
                 groups, seed: int, level: int, structure: str = "unstructured", network=None) -> Masks:
     """The next level's masks: ``rate`` of the remaining weights removed, one ranking per group;
     with ``structure="channel"``, ``rate`` of the remaining channels of ``network`` (a skip net),
@@ -145,13 +145,13 @@ def prune_level(weights: Mapping, masks: Mapping, rate: float, *, method: str, k
         from lipkit.pruning.channels import channels_of, parameter_masks, prune_channels
 
         pruned = prune_channels(network, channels_of(network, masks), rate, weights=weights, seed=seed, key=(level,),
-                                score="l1" if method == "magnitude" else "random")
+                                score="l1" if criterion == "magnitude" else "random")
         return parameter_masks(network, pruned)
     out = OrderedDict()
     for group, part in _by_group(weights, groups):
         key = ("imp", level) if group is None else ("imp", level, group)
         keep = [n for n in keep_dense if n in part]
-        out.update(global_prune(part, {n: masks[n] for n in part}, rate, method=method, keep_dense=keep,
+        out.update(global_prune(part, {n: masks[n] for n in part}, rate, criterion=criterion, keep_dense=keep,
                                 seed=seed, key=key))
     return out
 
@@ -221,7 +221,7 @@ def run_seeds(config: dict, trainer: Trainer, seeds: Sequence[int], folder: ImpF
             if done.state is not None:
                 save_state(folder.trained(seed, k, main), done.state)
             save_masks(folder.masks(seed, k + 1),
-                       prune_level(done.weights, m, rate, method=config["method"], keep_dense=keep_dense,
+                       prune_level(done.weights, m, rate, criterion=config["criterion"], keep_dense=keep_dense,
                                    groups=trainer.groups, seed=seed, level=k, structure=structure, network=shapes))
             write_json(folder.record(seed, k, main), done.record)
 

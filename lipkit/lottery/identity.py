@@ -9,7 +9,9 @@ A run's config (:meth:`lipkit.lottery.settings.ImpSettings.config`) names it twi
   a run, seeds included: two runs differing in seeds, iterations, crop or window never share a folder.
 
 Folders made before configs named their seeds are recognised by their stored config
-(:func:`name_legacy_seeds`, :func:`adopt_legacy`), or refused in one line that says what to do.
+(:func:`name_legacy_seeds`, :func:`adopt_legacy`), or refused in one line that says what to do. A
+renamed config field (:data:`lipkit.store.folder.RENAMED_FIELDS`) is hashed under its first name, so
+that a rename never renames a run or orphans its records.
 
 >>> config = dict(task={"kind": "denoise"}, rate=0.2, rounds=3, baselines=[], seeds=[0, 1])
 >>> run_id(config) == run_id(dict(config, rounds=9, seeds=[2]))  # extending a run or other seeds: same chain
@@ -24,15 +26,16 @@ import hashlib
 import json
 from pathlib import Path
 
-from lipkit.store.folder import RunConfigError, RunLock, read_json, union, write_json
+from lipkit.store.folder import RENAMED_FIELDS, RunConfigError, RunLock, read_config, read_json, union, write_json
 from lipkit.store.paths import ImpFolder
 
 EXTENDABLE = {"rounds": max, "baselines": union}  # config fields that grow a run instead of redefining it
 
 
 def config_digest(config: dict, leave_out) -> str:
-    """sha256 (hex) of a run's config without the fields ``leave_out``."""
-    core = {k: v for k, v in config.items() if k not in leave_out}
+    """sha256 (hex) of a run's config without the fields ``leave_out`` (renamed fields under their first name)."""
+    first_name = {new: old for old, new in RENAMED_FIELDS.items()}
+    core = {first_name.get(k, k): v for k, v in config.items() if k not in leave_out}
     return hashlib.sha256(json.dumps(core, sort_keys=True).encode()).hexdigest()
 
 
@@ -72,7 +75,7 @@ def adopt_legacy(old: Path) -> Path | None:
 def name_legacy_seeds(run_dir: Path, config: dict) -> None:
     """A folder made before configs named their seeds, holding this run: its config gets the asked
     seeds when its seed folders are among them; a folder holding other seeds is refused in one line."""
-    stored = read_json(run_dir / "config.json") if (run_dir / "config.json").exists() else None
+    stored = read_config(run_dir / "config.json") if (run_dir / "config.json").exists() else None
     if stored is None or "seeds" in stored or "seeds" not in config:
         return
     same = set(EXTENDABLE) | {"seeds"}

@@ -40,7 +40,7 @@ from lipkit.fitting.memory import check_fit_memory
 from lipkit.models import skip_net, theta0
 from lipkit.operators import Identity
 from lipkit.pruning.masks import conv_weights_of, input_weight_names, sparsity_report
-from lipkit.store.folder import load_masks, load_tensors, read_json, write_json
+from lipkit.store.folder import load_masks, load_tensors, read_config, read_json, write_json
 from lipkit.store.paths import ImpFolder
 from lipkit.matching import closest_in_ratio
 from lipkit.summaries import level_curve
@@ -164,7 +164,7 @@ class ImpRun:
         self.asked_seeds = None if seeds is None else [int(s) for s in seeds]
         if not self.folder.config.exists():
             raise FileNotFoundError(f"{self.dir} is not an IMP run folder (no config.json)")
-        self.config = read_json(self.folder.config)
+        self.config = read_config(self.folder.config)
 
     @property
     def rounds(self) -> int:

@@ -36,9 +36,11 @@ INPUT_MODES = ("shared", "per_image")      # weight sharing: one z for every ima
 BASELINES = tuple(BRANCHES)
 
 
-def _option(default: Any, help: str, *, choices: tuple | None = None, flag: str | None = None):
-    """A setting that is also a command-line option (``--<name>``, or ``flag``)."""
-    return field(default=default, metadata=dict(help=help, choices=choices, flag=flag))
+def _option(default: Any, help: str, *, choices: tuple | None = None, flag: str | None = None,
+            old_flag: str | None = None):
+    """A setting that is also a command-line option (``--<name>``, or ``flag``; ``old_flag``, the
+    option's name before a rename, is still accepted and not shown)."""
+    return field(default=default, metadata=dict(help=help, choices=choices, flag=flag, old_flag=old_flag))
 
 
 def _whole(v, least: int) -> bool:
@@ -106,8 +108,8 @@ class ImpSettings(LotterySettings):
                                     flag="--rewind-iter")
     keep_input_convs_dense: bool = _option(False, "the official code's quirk: the two convolutions reading z stay "
                                                   "dense")
-    method: str = _option("magnitude", "how a round ranks the weights: by magnitude (IMP) or at random",
-                          choices=PRUNING_CRITERIA)
+    criterion: str = _option("magnitude", "how a round ranks the weights: by magnitude (IMP) or at random",
+                             choices=PRUNING_CRITERIA, old_flag="--method")
     structure: str = _option("unstructured", "prune single weights, or whole channels (the rate is then a fraction "
                                              "of the channels)", choices=STRUCTURES)
     baselines: tuple = _option((), "baselines trained as branches off every level's mask", choices=BASELINES)
@@ -132,14 +134,14 @@ class ImpSettings(LotterySettings):
             out.append(f"{name('rewind_iteration')} must be a whole number >= 0, got {v['rewind_iteration']!r}")
         if v["structure"] == "channel" and (v["baselines"] or v["keep_input_convs_dense"]):
             out.append("channel pruning has no branch baselines and no dense input convs yet; its baselines are runs "
-                       "of their own (method 'random', a narrower width, the unstructured ticket)")
+                       "of their own (criterion 'random', a narrower width, the unstructured ticket)")
         return out
 
     def config(self, *, task: dict) -> dict:
         """The run folder's ``config.json``: ``task`` (:meth:`lipkit.tasks.Task.describe`) and these settings."""
         config = dict(task=task, arch=self.arch, rounds=self.rounds, rate=self.rate, search_on=self.search_on,
                       rewind_iteration=self.rewind_iteration, keep_input_convs_dense=self.keep_input_convs_dense,
-                      method=self.method, baselines=list(self.baselines), seeds=list(self.seeds))
+                      criterion=self.criterion, baselines=list(self.baselines), seeds=list(self.seeds))
         if self.structure != "unstructured":  # absent otherwise, so that the runs made before keep their id
             config["structure"] = self.structure
         return config
@@ -156,7 +158,7 @@ class SharedImpSettings(ImpSettings):
     @classmethod
     def problems(cls, v: dict, flag: bool = False) -> list[str]:
         out = super().problems(v, flag)
-        fixed = dict(rewind_iteration=0, method="magnitude", structure="unstructured", baselines=())
+        fixed = dict(rewind_iteration=0, criterion="magnitude", structure="unstructured", baselines=())
         out += [f"weight-sharing IMP has {k} = {only!r} only, got {v[k]!r}" for k, only in fixed.items()
                 if (tuple(v[k]) if k == "baselines" else v[k]) != only]
         return out
@@ -170,22 +172,22 @@ class SharedImpSettings(ImpSettings):
 
 @dataclass(frozen=True)
 class GanImpSettings(LotterySettings):
-    """Generator IMP (:func:`lipkit.gan.imp.gan_imp`): chains of G and D masks per method, one seed
+    """Generator IMP (:func:`lipkit.gan.imp.gan_imp`): chains of G and D masks per criterion, one seed
     (the fine-tuning's data order and noise, and the random rankings)."""
 
-    methods: tuple = _option(("magnitude",), "a chain per ranking: magnitude (IMP), random (the baseline)",
-                             choices=PRUNING_CRITERIA)
+    criteria: tuple = _option(("magnitude",), "a chain per ranking: magnitude (IMP), random (the baseline)",
+                              choices=PRUNING_CRITERIA)
     seed: int = field(default=0, metadata=dict(help=None))
 
     def __post_init__(self):
-        object.__setattr__(self, "methods", tuple(self.methods))
+        object.__setattr__(self, "criteria", tuple(self.criteria))
         super().__post_init__()
 
     @classmethod
     def problems(cls, v: dict, flag: bool = False) -> list[str]:
         out = super().problems(v, flag)
-        if not v["methods"] or len(set(v["methods"])) != len(v["methods"]):
-            out.append(f"methods must be a non-empty subset of {PRUNING_CRITERIA}, got {list(v['methods'])}")
+        if not v["criteria"] or len(set(v["criteria"])) != len(v["criteria"]):
+            out.append(f"criteria must be a non-empty subset of {PRUNING_CRITERIA}, got {list(v['criteria'])}")
         if not _whole(v["seed"], 0):
             out.append(f"seed must be a whole number >= 0, got {v['seed']!r}")
         return out
@@ -193,10 +195,10 @@ class GanImpSettings(LotterySettings):
     def config(self, **context) -> dict:
         """``config.json``: ``context`` (the networks, the fine-tuning, the images) and these settings;
         the main chain is magnitude when it is asked for, and random pruning is then its baseline."""
-        main = "magnitude" if "magnitude" in self.methods else "random"
+        main = "magnitude" if "magnitude" in self.criteria else "random"
         return dict(kind="gan", **{k: context.pop(k) for k in ("generator", "critic")}, rounds=self.rounds,
-                    rate=self.rate, methods=list(self.methods), method=main,
-                    baselines=["random_global"] if len(self.methods) > 1 else [], seed=self.seed, **context)
+                    rate=self.rate, criteria=list(self.criteria), criterion=main,
+                    baselines=["random_global"] if len(self.criteria) > 1 else [], seed=self.seed, **context)
 
 
 REWINDS = ("none", "theta0", "early")  # where a classification level starts
@@ -226,8 +228,8 @@ class ClassifyImpSettings(LotterySettings):
     milestones: tuple = _option((91, 136), "epochs after which the learning rate drops 10x")
     head: str = _option("sigmoid", "the linear head's output: through a sigmoid (the official code) or the logits",
                         choices=("sigmoid", "linear"))
-    method: str = _option("magnitude", "how a round ranks the weights: by magnitude (IMP) or at random",
-                          choices=PRUNING_CRITERIA)
+    criterion: str = _option("magnitude", "how a round ranks the weights: by magnitude (IMP) or at random",
+                             choices=PRUNING_CRITERIA, old_flag="--method")
     baselines: tuple = _option((), "baselines trained as branches off every level's mask", choices=BASELINES)
     arch: dict | None = field(default=None, metadata=dict(help=None))
 
@@ -270,7 +272,7 @@ class ClassifyImpSettings(LotterySettings):
                     seeds=list(self.seeds), size=self.size, rewind=self.rewind,
                     rewind_iteration=self.rewind_iteration, epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
                     momentum=self.momentum, weight_decay=self.weight_decay, milestones=list(self.milestones),
-                    head=self.head, method=self.method, baselines=list(self.baselines))
+                    head=self.head, criterion=self.criterion, baselines=list(self.baselines))
 
 
 # --- the command line ------------------------------------------------------------------------------------
@@ -295,6 +297,8 @@ def add_options(parser: argparse.ArgumentParser, cls: type) -> None:
         else:
             kw.update(type=type(default), default=default, choices=f.metadata.get("choices"))
         parser.add_argument(option_name(cls, f.name), **kw)
+        if f.metadata.get("old_flag"):
+            parser.add_argument(f.metadata["old_flag"], **dict(kw, help=argparse.SUPPRESS, default=argparse.SUPPRESS))
 
 
 def from_options(cls: type, options: argparse.Namespace, **given):

@@ -180,20 +180,20 @@ def size_problem(levels: int, height: int, width: int) -> str | None:
 
 
 def dip_input(channels: int, height: int, width: int, *, generator: torch.Generator | None = None,
-              method: str = "noise", scale: float = 0.1, device=None) -> torch.Tensor:
+              fill: str = "noise", scale: float = 0.1, device=None) -> torch.Tensor:
     """DIP's fixed network input z, shape (1, channels, height, width).
 
-    ``method='noise'``: uniform [0, 1) times ``scale`` (DIP's ``var=1/10`` is this scale, not a
-    variance). ``method='meshgrid'``: two ramps in [0, 1] (needs ``channels=2``).
+    ``fill='noise'``: uniform [0, 1) times ``scale`` (DIP's ``var=1/10`` is this scale, not a
+    variance). ``fill='meshgrid'``: two ramps in [0, 1] (needs ``channels=2``).
     """
-    if method == "noise":
+    if fill == "noise":
         z = torch.rand((1, channels, height, width), generator=generator, device=device)
         return z * scale
-    if method == "meshgrid":
+    if fill == "meshgrid":
         if channels != 2:
             raise ValueError("meshgrid input needs channels=2")
         ys = torch.linspace(0, 1, height, device=device)
         xs = torch.linspace(0, 1, width, device=device)
         yy, xx = torch.meshgrid(ys, xs, indexing="ij")
         return torch.stack([xx, yy])[None]
-    raise ValueError(f"method must be 'noise' or 'meshgrid', got {method!r}")
+    raise ValueError(f"fill must be 'noise' or 'meshgrid', got {fill!r}")

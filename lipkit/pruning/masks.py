@@ -113,7 +113,7 @@ def _prune_at_random(holders, rate: float, seed: int, stream: str, *key) -> None
 
 
 def global_prune(weights: Mapping[str, torch.Tensor], masks: Mapping[str, torch.Tensor], rate: float, *,
-                 method: str = "magnitude", keep_dense: Iterable[str] = (), seed: int | None = None,
+                 criterion: str = "magnitude", keep_dense: Iterable[str] = (), seed: int | None = None,
                  key: tuple = ()) -> "Masks":
     """One round of global unstructured pruning: remove ``rate`` of the remaining weights.
 
@@ -121,24 +121,24 @@ def global_prune(weights: Mapping[str, torch.Tensor], masks: Mapping[str, torch.
         weights: name -> weight tensor (the trained weights for magnitude pruning).
         masks: name -> current {0,1} mask; pruned entries stay pruned.
         rate: fraction of the remaining weights to remove, in (0, 1).
-        method: "magnitude" (global L1, one threshold over all layers) or "random".
+        criterion: "magnitude" (global L1, one threshold over all layers) or "random".
         keep_dense: names ranked as if dense but whose masks are reset to ones afterwards: the
             official code's quirk for the two convolutions that read z.
-        seed, key: the random ranking (``method="random"``, which needs a seed) draws from the
+        seed, key: the random ranking (``criterion="random"``, which needs a seed) draws from the
             ``"pruning"`` stream of ``seed`` with ``key`` (e.g. the round), see :mod:`lipkit.seeding`.
     """
     check_rate(rate)
-    if method not in PRUNING_CRITERIA:
-        raise ValueError(f"method must be one of {PRUNING_CRITERIA}, got {method!r}")
+    if criterion not in PRUNING_CRITERIA:
+        raise ValueError(f"criterion must be one of {PRUNING_CRITERIA}, got {criterion!r}")
     keep_dense = set(keep_dense)
     missing = keep_dense - set(weights)
     if missing:
         raise KeyError(f"keep_dense names {sorted(missing)} are not among the pruned weights")
     ranking_masks = {n: (torch.ones_like(m) if n in keep_dense else m) for n, m in masks.items()}
     holders = _holders(weights, ranking_masks)
-    if method == "random":
+    if criterion == "random":
         if seed is None:
-            raise ValueError("random pruning needs a seed (global_prune(..., method='random', seed=...))")
+            raise ValueError("random pruning needs a seed (global_prune(..., criterion='random', seed=...))")
         _prune_at_random(holders, rate, seed, "pruning", *key)
     else:
         prune.global_unstructured([(h, "weight") for h in holders], pruning_method=prune.L1Unstructured, amount=rate)
@@ -152,7 +152,7 @@ def one_shot_magnitude(weights: Mapping[str, torch.Tensor], sparsity: float, *, 
     """Global magnitude pruning straight to ``sparsity`` (fraction of all conv weights removed)."""
     check_rate(sparsity, "sparsity")
     ones = {n: torch.ones_like(w, dtype=torch.float32, device="cpu") for n, w in weights.items()}
-    return global_prune(weights, ones, sparsity, method="magnitude", keep_dense=keep_dense)
+    return global_prune(weights, ones, sparsity, criterion="magnitude", keep_dense=keep_dense)
 
 
 def random_global(shapes: Mapping[str, torch.Tensor], rounds: int, rate: float, *, seed: int,

@@ -7,7 +7,7 @@ A sweep file (YAML) names the grid::
     jobs:                                  # each entry expands over its list-valued keys
       - {task: [denoise, sr4, sr8, inpaint_text, inpaint_random]}      # lipkit.experiments.PAPER_TASKS
       - {kind: denoise, image: [set14/pepper, set14/lenna], sigma: 25.5, baselines: []}
-      - {task: denoise, method: random}    # any Experiments setting, or structure, rate, rounds, method
+      - {task: denoise, criterion: random} # any Experiments setting, or structure, rate, rounds, criterion
     resources: {cpus: 1, gpus: 0.25}       # per job: Ray's num_cpus / num_gpus; threads on a CPU
     retries: 3                             # runs of a job whose worker or node died
 
@@ -40,9 +40,9 @@ from lipkit.parallel import shutdown_workers
 from lipkit.store.folder import RunInUseError, read_json, write_json
 from lipkit.store.paths import ImpFolder
 
-EXPANDED = ("task", "kind", "image", "factor", "mask", "method", "structure", "rate", "rounds", "sigma", "crop",
+EXPANDED = ("task", "kind", "image", "factor", "mask", "criterion", "structure", "rate", "rounds", "sigma", "crop",
             "width")  # keys whose lists span the grid; any other list (baselines) is a value
-RUN_KEYS = ("kind", "image", "factor", "mask", "method", "structure", "rate", "rounds")  # Experiments.imp's
+RUN_KEYS = ("kind", "image", "factor", "mask", "criterion", "structure", "rate", "rounds")  # Experiments.imp's
 ENGINES = ("local", "ray")
 
 
@@ -186,7 +186,8 @@ def expand(settings: dict, entries: Sequence[dict], *, where: str = "sweep", lin
             continue
         bad = set(entry) - known - set(EXPANDED)
         if bad:
-            found.append(f"{at} has unknown keys {sorted(bad)}")
+            found.append(f"{at} has unknown keys {sorted(bad)}"
+                         + ("; 'method' (how a round ranks the weights) is now 'criterion'" if "method" in bad else ""))
             continue
         if ("task" in entry) == ("kind" in entry and "image" in entry):
             found.append(f"{at} needs either 'task' (a name in {sorted(PAPER_TASKS)}) or both 'kind' and 'image'")
@@ -212,7 +213,7 @@ def expand(settings: dict, entries: Sequence[dict], *, where: str = "sweep", lin
                 continue
             job_settings = dict(settings, **{k: v for k, v in one.items() if k in known})
             run = {k: one[k] for k in RUN_KEYS if k in one}
-            name_args = {k: run[k] for k in ("factor", "mask", "structure", "rate", "method") if k in run}
+            name_args = {k: run[k] for k in ("factor", "mask", "structure", "rate", "criterion") if k in run}
             try:  # the folder's name hashes the task, so an image that cannot be read is refused here
                 name = Experiments(".", **job_settings).run_name(run["kind"], run["image"], **name_args)
             except (UsageError, ValueError, OSError) as err:

@@ -4,7 +4,8 @@ Every writer of a run folder (single-image IMP, weight-sharing IMP, generator IM
 JSON, masks and state dicts are written to a temporary file and renamed, so a killed run never
 leaves half a file; :class:`RunLock` keeps a second process out; :func:`open_config` refuses a
 folder whose stored config differs from the one asked for, with a readable diff, and lets the
-fields named ``extendable`` grow the run instead.
+fields named ``extendable`` grow the run instead. A config stored before a field was renamed
+(:data:`RENAMED_FIELDS`) reads with the new names (:func:`read_config`).
 """
 
 from __future__ import annotations
@@ -118,6 +119,14 @@ def save_state(path: str | os.PathLike, state: Mapping[str, torch.Tensor]) -> No
                                                str(tmp)))
 
 
+RENAMED_FIELDS = {"method": "criterion", "methods": "criteria"}  # config fields' names before 2026-12-05
+
+
+def read_config(path: str | os.PathLike) -> dict:
+    """A run folder's stored ``config.json``, its fields under today's names (:data:`RENAMED_FIELDS`)."""
+    return {RENAMED_FIELDS.get(k, k): v for k, v in read_json(path).items()}
+
+
 def config_diff(old: dict, new: dict, prefix: str = "") -> list[str]:
     """One readable line per setting that differs, nested keys joined with dots."""
     diffs = []
@@ -149,7 +158,7 @@ def open_config(run_dir: str | os.PathLike, config: dict, *,
                                  "Use another run folder, or delete this one to start over.")
         write_json(cfg_file, config)
         return config
-    stored = read_json(cfg_file)
+    stored = read_config(cfg_file)
     extendable = dict(extendable or {})
     diffs = config_diff({k: v for k, v in stored.items() if k not in extendable},
                         {k: v for k, v in config.items() if k not in extendable})

@@ -33,7 +33,7 @@ from lipkit.store.cache import RecordCache
 
 CLASSIFIER_VARIANTS = ("ticket", "random_like", "dense")
 # settings of the IMP run, not of one training from θ0: left out of a job's identity
-IMP_ONLY = ("rounds", "rate", "seeds", "rewind", "rewind_iteration", "method", "baselines")
+IMP_ONLY = ("rounds", "rate", "seeds", "rewind", "rewind_iteration", "criterion", "baselines")
 
 
 @dataclass
