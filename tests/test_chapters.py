@@ -536,7 +536,8 @@ def test_chapter9_numbers(executed, monkeypatch):
     for r in records_a + classification.records("imp_classify"):
         assert len(r["accuracy_curve"]) == r["epochs"] == p["classify_epochs"] and 0.1 < r["test_accuracy"] <= 1
     assert [r["round"] for r in classification.records("imp_classify")] == list(range(p["classify_rounds"] + 1)) * seeds
-    # issue 27's target for the quick classifier: dense, at least 95 % on MNIST-5k (measured: 95.55 %)
+    # issue 27's target for the quick classifier: dense, at least 95 % on MNIST-5k (measured: 95.95 ± 0.25 %;
+    # 4 epochs gave 95.55 % on one host and 94.85 % on another: CHANGELOG.md)
     assert g["a_dense_accuracy"] >= 95
     for name, recs in records_b.items():
         assert len(recs) == seeds * len(levels) * 2
