@@ -37,7 +37,7 @@ from typing import Sequence
 
 from lipkit.experiments import PAPER_TASKS, Experiments
 from lipkit.parallel import shutdown_workers
-from lipkit.store.folder import RunInUseError, read_json, write_json
+from lipkit.store.folder import RENAMED_FIELDS, RunInUseError, read_json, write_json
 from lipkit.store.paths import ImpFolder
 
 EXPANDED = ("task", "kind", "image", "factor", "mask", "criterion", "structure", "rate", "rounds", "sigma", "crop",
@@ -186,8 +186,9 @@ def expand(settings: dict, entries: Sequence[dict], *, where: str = "sweep", lin
             continue
         bad = set(entry) - known - set(EXPANDED)
         if bad:
-            found.append(f"{at} has unknown keys {sorted(bad)}"
-                         + ("; 'method' (how a round ranks the weights) is now 'criterion'" if "method" in bad else ""))
+            renamed = [f"; {old!r} (its name before 2026-12-05) is now {RENAMED_FIELDS[old]!r}" for old in sorted(bad)
+                       if RENAMED_FIELDS.get(old) in EXPANDED]
+            found.append(f"{at} has unknown keys {sorted(bad)}" + "".join(renamed))
             continue
         if ("task" in entry) == ("kind" in entry and "image" in entry):
             found.append(f"{at} needs either 'task' (a name in {sorted(PAPER_TASKS)}) or both 'kind' and 'image'")
