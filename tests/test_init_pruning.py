@@ -145,3 +145,23 @@ def test_oes_moves_its_keep_probabilities_towards_the_target_density(small):
     assert all(torch.equal(masks[k], again[k]) for k in masks)  # its noise is the seed's own stream
     other, _ = init_pruning.oes(net, op, y, z, density=0.05, steps=60, lr=0.05, seed=1)
     assert any(not torch.equal(masks[k], other[k]) for k in masks)
+
+
+def test_a_synflow_search_scores_each_round_as_a_fresh_linearized_copy_would(small):
+    """The search linearizes the net once; each round's scores equal :func:`synflow_scores` of a
+    fresh copy under the same masks, whatever masks came before (here: an unrelated one first)."""
+    net = small[0]
+    probe = init_pruning._SynFlowProbe(net, 64, 64)
+    unrelated = init_pruning.random_masks(net, density=0.3, seed=5)
+    later = init_pruning.random_masks(net, density=0.6, seed=6)
+    for masks in (unrelated, None, later):
+        got, fresh = probe.scores(masks), init_pruning.synflow_scores(net, 64, 64, masks)
+        assert all(torch.equal(got[n], fresh[n]) for n in fresh)
+    rounds, masks = 4, None  # the search, round by round, from fresh copies: the same masks
+    for k in range(1, rounds + 1):
+        scores = init_pruning.synflow_scores(net, 64, 64, masks)
+        if masks is not None:
+            scores = {n: torch.where(masks[n] > 0, s, torch.full_like(s, -1.0)) for n, s in scores.items()}
+        masks = init_pruning.keep_top(scores, 0.1 ** (k / rounds))
+    searched = init_pruning.synflow(net, 64, 64, density=0.1, rounds=rounds)
+    assert all(torch.equal(searched[n], masks[n]) for n in masks)

@@ -143,25 +143,39 @@ def synflow_scores(net, height: int, width: int, masks: Mapping[str, torch.Tenso
     """|θ ⊙ ∂R/∂θ| of every prunable weight, R = sum of the linearized net's output on an all-ones
     input for a ``height`` × ``width`` output (weights under ``masks`` count as zero). Data-free.
     ``input_shape`` replaces the network's standard input shape (for networks lipkit does not know)."""
-    from lipkit.models import network_input
+    return _SynFlowProbe(net, height, width, input_shape).scores(masks)
 
-    shape = tuple(input_shape or network_input(net, height, width).shape)
-    lin = _linearized(net)
-    weights = prunable_weights(lin)
-    if masks is not None:
+
+class _SynFlowProbe:
+    """The linearized copy of a net, its all-ones input and the output-size scale, made once for
+    all of a search's rounds (a copy per round made a 100-round search of the width-32 net at 64 px
+    1.45x slower: 7.0 s against 4.8 s, the same masks)."""
+
+    def __init__(self, net, height: int, width: int, input_shape: tuple | None = None):
+        from lipkit.models import network_input
+
+        shape = tuple(input_shape or network_input(net, height, width).shape)
+        self.lin = _linearized(net)
+        self.weights = prunable_weights(self.lin)
+        self.magnitudes = OrderedDict((n, w.detach().clone()) for n, w in self.weights.items())  # |θ|
+        self.small = _smallest_input_shape(net, shape) if _maps_constants_to_constants(self.lin) else shape
+        self.scale = 1.0
+        if self.small != shape:
+            with torch.no_grad():  # the outputs' pixel counts, on the meta device: no computation
+                meta = copy.deepcopy(self.lin).to("meta")
+                self.scale = (meta(torch.ones(shape, dtype=torch.float64, device="meta")).numel()
+                              / meta(torch.ones(self.small, dtype=torch.float64, device="meta")).numel())
+
+    def scores(self, masks: Mapping[str, torch.Tensor] | None = None) -> "OrderedDict[str, torch.Tensor]":
+        """The scores with the weights under ``masks`` (None: none) set to zero."""
         with torch.no_grad():
-            for n, w in weights.items():
-                w.mul_(masks[n].to(w))
-    small = _smallest_input_shape(net, shape) if _maps_constants_to_constants(lin) else shape
-    scale = 1.0
-    if small != shape:
-        with torch.no_grad():  # the outputs' pixel counts, on the meta device: no computation
-            meta = copy.deepcopy(lin).to("meta")
-            scale = (meta(torch.ones(shape, dtype=torch.float64, device="meta")).numel()
-                     / meta(torch.ones(small, dtype=torch.float64, device="meta")).numel())
-    out = lin(torch.ones(small, dtype=torch.float64, device=next(lin.parameters()).device))
-    grads = torch.autograd.grad(out.sum() * scale, list(weights.values()))
-    return OrderedDict((n, (w.detach() * g).abs()) for (n, w), g in zip(weights.items(), grads))
+            for n, w in self.weights.items():
+                w.copy_(self.magnitudes[n])
+                if masks is not None:
+                    w.mul_(masks[n].to(w))
+        out = self.lin(torch.ones(self.small, dtype=torch.float64, device=next(self.lin.parameters()).device))
+        grads = torch.autograd.grad(out.sum() * self.scale, list(self.weights.values()))
+        return OrderedDict((n, (w.detach() * g).abs()) for (n, w), g in zip(self.weights.items(), grads))
 
 
 # Layers that map a spatially constant input to a spatially constant output (elementwise maps,
@@ -215,9 +229,9 @@ def synflow(net, height: int, width: int, *, density: float, rounds: int = 100,
     """SynFlow's masks at ``density``, pruned in ``rounds`` rounds (density^(k/rounds) after round k)."""
     if rounds < 1:
         raise ValueError(f"rounds must be >= 1, got {rounds}")
-    masks = None
+    probe, masks = _SynFlowProbe(net, height, width, input_shape), None
     for k in range(1, rounds + 1):
-        scores = synflow_scores(net, height, width, masks, input_shape=input_shape)
+        scores = probe.scores(masks)
         if masks is not None:  # a pruned weight stays pruned, even where kept weights score 0 too
             scores = OrderedDict((n, torch.where(masks[n].to(s.device) > 0, s, torch.full_like(s, -1.0)))
                                  for n, s in scores.items())
