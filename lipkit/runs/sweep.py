@@ -186,7 +186,7 @@ def expand(settings: dict, entries: Sequence[dict], *, where: str = "sweep", lin
             continue
         bad = set(entry) - known - set(EXPANDED)
         if bad:
-            renamed = [f"; {old!r} (its name before 2026-12-05) is now {RENAMED_FIELDS[old]!r}" for old in sorted(bad)
+            renamed = [f"; {old!r} (renamed) is now {RENAMED_FIELDS[old]!r}" for old in sorted(bad)
                        if RENAMED_FIELDS.get(old) in EXPANDED]
             found.append(f"{at} has unknown keys {sorted(bad)}" + "".join(renamed))
             continue
