@@ -12,6 +12,7 @@ from torch import nn
 from lipkit.fitting.batched import fit_seeds
 from lipkit.fitting.loop import collapses, fit
 from lipkit.lottery.imp import ImpRun
+from lipkit.metrics import psnr_tensor
 from lipkit.models import exact_constant_channels, per_image_statistics, skip_net
 from lipkit.operators import Identity
 from lipkit.pruning.masks import conv_weights_of, dense_masks, empty_filters, empty_layers, one_shot_magnitude, sparsity_report
@@ -122,7 +123,9 @@ def test_a_fit_passes_an_emptied_conv(width):
     net, masks = _collapsed(width)
     result = fit(net, Identity(), x, masks=masks, num_iter=120, reference=x, progress=False)
     assert result.nonfinite_steps == 0 and torch.isfinite(result.output).all()
-    assert result.best_psnr > 10
+    floor = float(psnr_tensor(x.mean(dim=(1, 2), keepdim=True).expand_as(x), x))  # the mean colour: 10.80 dB
+    # it still fits the noise, beyond any constant colour (measured: 11.18 dB at width 8, 12.63 at 32)
+    assert result.best_psnr > floor + 0.2, (result.best_psnr, floor)
     assert bool((dict(net.named_parameters())[DEEP_FIRST_CONV] == 0).all())
     assert not any(m.exact_constant_channels for m in net.modules() if hasattr(m, "exact_constant_channels"))
 

@@ -42,7 +42,9 @@ def test_deep_decoder_fits_every_task(mirror_dir, kind):
     rec = fit_deep_decoder(task, 16, seed=1)
     assert rec["parameters"] == deep_decoder_parameters(16) and rec["iterations"] == 60
     assert rec["target"]["metric"] == ("y" if kind == "sr" else "rgb")
-    assert rec["best_psnr"] > 15  # it fits: far above a blank image
+    flat = task.clean.mean(dim=(1, 2), keepdim=True).expand_as(task.clean)  # the crop's mean colour
+    floor = float(task.metric(flat, task.clean))
+    assert rec["best_psnr"] > floor + 5, (rec["best_psnr"], floor)  # it fits (measured: 6.7 to 10.1 dB above)
 
 
 def test_runs_are_cached(mirror_dir, tmp_path, monkeypatch):

@@ -60,12 +60,17 @@ def test_masks_hold_pruned_weights_at_zero():
         masks[name] = (torch.rand(w.shape) > 0.7).float()
     x = smooth_image()
     op = Inpainting.bernoulli((3, 32, 32), 0.5, seed=0)
+    start = {name: w.detach().clone() for name, w in prunable_weights(net).items()}
     fit(net, op, op.observe(x), num_iter=25, masks=masks, progress=False, reg_noise_std=0.03)
     params = dict(net.named_parameters())
+    moved = []
     for name, m in masks.items():
         w = params[name]
         assert torch.all(w[m == 0] == 0), name
-        assert torch.count_nonzero(w[m == 1]) > 0.9 * m.sum()  # the others did train
+        moved.append((w != start[name])[m == 1])
+        assert moved[-1].any(), name
+    # the others did train (measured: 98 % of them moved; a few filters see no gradient through the masks)
+    assert float(torch.cat(moved).float().mean()) > 0.9
 
 
 def test_masks_are_validated():
