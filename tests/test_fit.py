@@ -110,6 +110,21 @@ def test_callbacks_snapshots_and_stop():
     assert [i for i, _ in snaps.frames] == [3]
 
 
+def test_a_given_loss_fn_is_what_the_fit_minimises():
+    # weight sharing (lipkit.lottery.weight_sharing) passes its objective as loss_fn: a fit that
+    # fell back to the operator's loss would fit the observation instead of the objective's target
+    x = smooth_image()
+    op = Denoising(0.1)
+    y = op.observe(x, seed=0)
+    target = 1 - x
+
+    def to_target(out, observation):
+        return ((out - target) ** 2).mean()
+
+    r = fit(tiny_net(), op, y, num_iter=120, loss_fn=to_target, progress=False)
+    assert psnr(r.output, target) > psnr(r.output, y) + 10
+
+
 def test_divergence_is_detected():
     x = smooth_image()
     op = Denoising(0.1)
