@@ -41,6 +41,12 @@ def isolated_cache(tmp_path, monkeypatch) -> Path:
     return cache
 
 
+def mean_colour(image):
+    """``image`` (C, H, W) with every pixel set to its channel's mean: the constant image nearest to it
+    in MSE, the floor a fit has to beat."""
+    return image.mean(dim=(1, 2), keepdim=True).expand_as(image)
+
+
 def glued(nb_path: Path) -> dict:
     """name -> value of every myst_nb ``glue``d scalar in an executed notebook."""
     return run_chapters.glued_values(nb_path)

@@ -202,24 +202,23 @@ def test_image_folder(tmp_path):
 
 def test_pretrain_saves_and_reloads(tmp_path, images, monkeypatch):
     from lipkit.gan import wgan
-    from lipkit.gan.wgan import pretrain
 
     g, d = tiny_pair()
-    rec = pretrain(g, d, images, FAST, run_dir=tmp_path, seed=1, device="cpu", progress=False)
+    rec = wgan.pretrain(g, d, images, FAST, run_dir=tmp_path, seed=1, device="cpu", progress=False)
     assert len(rec["wasserstein"]) == 3
     g2, d2 = tiny_pair()  # the same start: the saved weights are loaded, nothing trains
     # training again from the same seed would give the same weights, so only a guard shows the load
     monkeypatch.setattr(wgan, "train_wgangp", lambda *a, **k: pytest.fail("pretrained again"))
-    again = pretrain(g2, d2, images, FAST, run_dir=tmp_path, seed=1, device="cpu", progress=False)
+    again = wgan.pretrain(g2, d2, images, FAST, run_dir=tmp_path, seed=1, device="cpu", progress=False)
     assert again["wasserstein"] == rec["wasserstein"] and again["seconds"] == rec["seconds"]
     z = torch.randn(2, 8)
     assert torch.equal(g.eval()(z), g2.eval()(z))
     g3, d3 = tiny_pair()
     with pytest.raises(RunConfigError, match="iterations"):
-        pretrain(g3, d3, images, WGANSettings(iterations=4, batch_size=8), run_dir=tmp_path, seed=1, progress=False)
+        wgan.pretrain(g3, d3, images, WGANSettings(iterations=4, batch_size=8), run_dir=tmp_path, seed=1, progress=False)
     g4, d4 = tiny_pair(seed=7)  # other starting weights are another pretraining
     with pytest.raises(RunConfigError, match="start"):
-        pretrain(g4, d4, images, FAST, run_dir=tmp_path, seed=1, progress=False)
+        wgan.pretrain(g4, d4, images, FAST, run_dir=tmp_path, seed=1, progress=False)
 
 
 def test_generator_runs_are_named_by_what_they_start_from(images):
