@@ -181,7 +181,10 @@ def test_chapter2_numbers(executed):
     params = chapter_parameters("02_single_image_imp")
     ex = quick_experiments("02_single_image_imp")
     runs = {t: ex.paper_imp(t) for t in tasks}
-    for key, value in imp_numbers(runs, params["baselines"], params["rate"]).items():
+    from lipkit.experiments import PAPER_TASKS
+
+    titles = {t: PAPER_TASKS[t]["title"] for t in tasks}
+    for key, value in imp_numbers(runs, params["baselines"], params["rate"], titles).items():
         assert g[key] == pytest.approx(value), key
     assert g["denoise_imp_max"] == pytest.approx(runs["denoise"].curve("imp")["mean"][-1])  # a record, not a table
     # measured sparsity of every round matches 1-(1-r)^k to within one weight per layer
@@ -361,7 +364,7 @@ def test_chapter4_numbers(executed, monkeypatch):
 @pytest.mark.chapter
 def test_chapter5_numbers(executed, monkeypatch):
     from lipkit.studies import deep_decoder_runs
-    from lipkit.book.tables import ticket_against_deep_decoder, ticket_wins
+    from lipkit.book.tables import claim_verdict, count_text, ticket_against_deep_decoder, ticket_wins
 
     g = glued(executed("05_deep_decoder"))
     params = yaml.safe_load((ROOT / "book" / "profiles.yml").read_text())["quick"]["05_deep_decoder"]
@@ -396,6 +399,9 @@ def test_chapter5_numbers(executed, monkeypatch):
             assert r["best_psnr"] >= max(r["es_psnr"], r["final_psnr"]) - 1e-9
     assert (g["lip_wins"], g["lip_wins_es"], g["lip_wins_final"]) == tuple(ticket_wins(rows, rule)
                                                                           for rule in ("best", "es", "final"))
+    # the page's verdict on the paper's claim follows the count, whichever way the run went
+    assert g["lip_wins_text"] == count_text(g["lip_wins"], len(problems))
+    assert g["paper_claim_verdict"] == claim_verdict(g["lip_wins"], len(problems))
 
 
 @pytest.mark.chapter
@@ -615,9 +621,16 @@ def test_reproduction_page_numbers(executed):
         dense = [r[f"{rule}_psnr"] for r in run.records("imp") if r["round"] == 0]
         assert g[f"fig2_denoise_dense_{rule}"] == pytest.approx(np.mean(dense)) and len(dense) == 2
     clean = quick_experiments("reproduction", search_on="clean", baselines=[]).paper_imp("denoise")
+    from lipkit.runs import paper_plan
+
+    plan = paper_plan.fig2_plan(paper_plan.profile_experiments(ROOT / "book" / "profiles.yml",
+                                                               ROOT / "_build" / "runs" / "paper"))
+    ledger_rows = paper_plan.fig2_rows(plan, ROOT / "results" / "paper_profile" / "ledger")
     rows = [r for name, ref in FIG2.items()
-            for r in reproduction.fig2_rows(quick_experiments("reproduction").paper_imp(name), name, ref)]
-    rows += reproduction.fig2_rows(clean, "denoise", FIG2["denoise"], prefix="clean", dense=False)
+            for r in reproduction.fig2_rows(quick_experiments("reproduction").paper_imp(name), name, ref,
+                                            ledger=[x for x in ledger_rows if x["search_on"] == "observation"])]
+    rows += reproduction.fig2_rows(clean, "denoise", FIG2["denoise"], prefix="clean", dense=False,
+                                   ledger=[x for x in ledger_rows if x["search_on"] == "clean"])
     for key, value in reproduction.numbers(rows).items():  # the rows' numbers are the function's on the runs
         if key.startswith(("fig2_", "clean_")):
             assert g[key] == pytest.approx(value), key
@@ -633,7 +646,12 @@ def test_reproduction_page_numbers(executed):
     assert g["clean_search_max"] == pytest.approx(np.mean(sparsest))
     # paper-scale values only from records of this build's streams; older ones are listed as stale
     own = load_record(ROOT / "results", "reproduction")
-    assert g["n_paper_scale"] == (g["n_rows"] - 1 if is_current(own) else 0)
+    # ... or, for Fig. 2's rows, from the GPU windows' ledger: every level it holds fills its row
+    from_ledger = sum(r["paper_scale"] is not None for r in rows)
+    assert g["n_paper_scale"] == (g["n_rows"] - 1 if is_current(own) else from_ledger)
+    assert from_ledger == sum(r["n"] > 0 for r in ledger_rows if r["search_on"] == "observation" or r["sparsity"])
+    if not is_current(own):
+        assert g["paper_scale_text"] == reproduction.numbers(rows)["paper_scale_text"]
     stale = [p for p in (ROOT / "results" / "paper_profile").glob("*.json")
              if not is_current(load_record(ROOT / "results", p.stem))]
     assert g["n_stale"] == len(stale)

@@ -156,9 +156,14 @@ def test_chapter2_numbers_and_table():
     assert (n["denoise_dense"], n["denoise_imp_max"], n["denoise_es_max"], n["denoise_final_max"]) == (30.5, 28.5, 27.5, 26.5)
     assert n["denoise_random_global_max"] == 25.0 and n["sr4_random_global_max"] == 23.5
     assert n["imp_wins"] == 1  # sr4: 22.0 against random's 23.5
+    assert n["imp_behind_text"] == "sr4"
+    titled = imp_numbers(runs, ["random_global"], rate=0.6, titles={"denoise": "Denoising", "sr4": "SR ×4"})
+    assert titled["imp_behind_text"] == "SR ×4"
     assert n["imp_mean_max"] == 25.25 and n["random_global_mean_max"] == 24.25
     assert n["max_sparsity_error"] == 1 and n["n_convs"] == 3 and n["n_tasks"] == 2
     assert n["denoise_sparsity_max"] == pytest.approx(83.9) and n["denoise_params_max"] == 171
     table = imp_table(runs, {"denoise": "Denoising", "sr4": "SR ×4"}, ["random_global"]).splitlines()
     assert table[0] == "| task | dense | sparsity | params | IMP | random (global) | IMP, ES-WMV | IMP, last |"
     assert table[2] == "| Denoising | 30.50 | 83.90 % | 171 | **28.50** ± 0.50 | 25.00 ± 0.00 | 27.50 ± 0.50 | 26.50 ± 0.50 |"
+    # the best of the pruned nets is in bold, whichever it is: random pruning for SR ×4
+    assert table[3] == "| SR ×4 | 24.00 | 83.90 % | 171 | 22.00 ± 0.00 | **23.50** ± 0.00 | 21.00 ± 0.00 | 20.00 ± 0.00 |"

@@ -11,6 +11,12 @@ Means and stds over seeds are :func:`lipkit.summaries.mean_std` (population std)
 'within about a standard deviation of each other'
 >>> spread_verdict(-0.9, spread=0.5, ahead="ticket", behind="deep decoder")
 'more than a standard deviation apart, the deep decoder ahead'
+>>> count_text(0, 4), count_text(3, 4), count_text(4, 4)
+('none of the 4', '3 of the 4', 'all 4')
+>>> claim_verdict(0, 4), claim_verdict(3, 4), claim_verdict(4, 4)
+('contradicts it', 'supports it only in part', 'supports it')
+>>> bold_larger(24.1, 31.5, "24.10 ± 0.13", "31.45 ± 0.33")
+('24.10 ± 0.13', '**31.45 ± 0.33**')
 """
 
 from __future__ import annotations
@@ -25,6 +31,22 @@ STOPPING_RULES = {"best": "best_psnr", "es": "es_psnr", "final": "final_psnr"}  
 def mean_std_text(row: dict, key: str) -> str:
     """``"mean ± std"`` (dB, to 0.01) of a table row's ``key`` and ``key + "_std"``."""
     return f"{row[key]:.2f} ± {row[key + '_std']:.2f}"
+
+
+def count_text(hits: int, n: int) -> str:
+    """``hits`` of ``n`` in words for a sentence ("none of the 4", "3 of the 4", "all 4"), so that a
+    page's claim reads right whichever way the run went."""
+    return "none of the %d" % n if hits == 0 else "all %d" % n if hits == n else f"{hits} of the {n}"
+
+
+def claim_verdict(hits: int, n: int) -> str:
+    """What a run that found a paper's claim true in ``hits`` of ``n`` cases does to the claim."""
+    return "contradicts it" if hits == 0 else "supports it" if hits == n else "supports it only in part"
+
+
+def bold_larger(a: float, b: float, a_text: str, b_text: str) -> tuple[str, str]:
+    """The two cells of a table comparing ``a`` and ``b`` (higher is better), the larger in bold."""
+    return (f"**{a_text}**", b_text) if a > b else (a_text, f"**{b_text}**") if b > a else (a_text, b_text)
 
 
 def spread_verdict(gap: float, spread: float, *, ahead: str, behind: str) -> str:
@@ -196,15 +218,17 @@ BASELINE_NAMES = {"random_global": "random (global)", "random_layerwise": "rando
                   "oneshot": "one-shot magnitude"}
 
 
-def imp_numbers(runs: dict, baselines: Sequence[str], rate: float) -> dict:
+def imp_numbers(runs: dict, baselines: Sequence[str], rate: float, titles: dict[str, str] | None = None) -> dict:
     """Chapter 2's numbers at each run's sparsest round (means over seeds, dB): per task name
     ``<name>_dense``, ``_imp_max``, ``_es_max``, ``_final_max``, ``_dense_es``, ``_dense_final``,
     ``_sparsity_max`` (%), ``_params_max`` and ``_<baseline>_max``; over the tasks ``imp_wins`` (tasks
-    where IMP beats every baseline), ``<method>_mean_max``, ``imp_es_mean_max``, ``imp_final_mean_max``,
-    ``n_tasks``, ``n_convs`` and ``max_sparsity_error`` (largest distance, in weights, of any round's
-    kept count from ``total·(1 − rate)^round``)."""
+    where IMP beats every baseline), ``imp_behind_text`` (the others, by ``titles`` or name, or
+    "none"), ``<method>_mean_max``, ``imp_es_mean_max``, ``imp_final_mean_max``, ``n_tasks``,
+    ``n_convs`` and ``max_sparsity_error`` (largest distance, in weights, of any round's kept count
+    from ``total·(1 − rate)^round``)."""
     out: dict = {}
     wins = max_error = n_layers = 0
+    behind = []
     for name, run in runs.items():
         imp_c, es_c, final_c = (run.curve("imp", key) for key in ("best_psnr", "es_psnr", "final_psnr"))
         last = len(imp_c["round"]) - 1
@@ -215,12 +239,16 @@ def imp_numbers(runs: dict, baselines: Sequence[str], rate: float) -> dict:
                     f"{name}_sparsity_max": 100 * imp_c["sparsity"][last],
                     f"{name}_params_max": int(imp_c["unpruned_params"][last])})
         out.update({f"{name}_{m}_max": at_max[m] for m in baselines})
-        wins += all(imp_c["mean"][last] > v for v in at_max.values())
+        won = all(imp_c["mean"][last] > v for v in at_max.values())
+        wins += won
+        if not won:
+            behind.append((titles or {}).get(name, name))
         records = run.records("imp")
         n_layers, total = len(records[0]["layer_density"]), records[0]["conv_nonzero"]
         for r in records:
             max_error = max(max_error, abs(r["conv_nonzero"] - round(total * (1 - rate) ** r["round"])))
-    out.update(imp_wins=wins, n_tasks=len(runs), max_sparsity_error=max_error, n_convs=n_layers)
+    out.update(imp_wins=wins, n_tasks=len(runs), max_sparsity_error=max_error, n_convs=n_layers,
+               imp_behind_text=", ".join(behind) or "none")
     for m in ["imp"] + list(baselines):
         out[f"{m}_mean_max"] = mean_std(run.curve(m)["mean"][-1] for run in runs.values())[0]
     out["imp_es_mean_max"] = mean_std(run.curve("imp", "es_psnr")["mean"][-1] for run in runs.values())[0]
@@ -230,17 +258,20 @@ def imp_numbers(runs: dict, baselines: Sequence[str], rate: float) -> dict:
 
 def imp_table(runs: dict, titles: dict[str, str], baselines: Sequence[str]) -> str:
     """Chapter 2's summary table (Markdown): per task (headed ``titles[name]``) the dense net, and at
-    the sparsest round the sparsity, parameters, IMP, each baseline and IMP's ES-WMV and last PSNR."""
+    the sparsest round the sparsity, parameters, IMP, each baseline and IMP's ES-WMV and last PSNR;
+    the highest best PSNR of IMP and the baselines in bold."""
     lines = ["| task | dense | sparsity | params | IMP | " + " | ".join(BASELINE_NAMES[m] for m in baselines)
              + " | IMP, ES-WMV | IMP, last |", "|---|---|---|---|---|" + "---|" * len(baselines) + "---|---|"]
     for name, run in runs.items():
         imp_c, es_c, final_c = (run.curve("imp", key) for key in ("best_psnr", "es_psnr", "final_psnr"))
         last = len(imp_c["round"]) - 1
         at_max = [run.curve(m) for m in baselines]  # each curve reads the run's records once
+        pruned = [(imp_c["mean"][last], imp_c["std"][last])] + [(c["mean"][-1], c["std"][-1]) for c in at_max]
+        top = max(m for m, _ in pruned)
+        cells = [f"**{m:.2f}** ± {s:.2f}" if m == top else f"{m:.2f} ± {s:.2f}" for m, s in pruned]
         lines.append(
             f"| {titles[name]} | {imp_c['mean'][0]:.2f} | {100 * imp_c['sparsity'][last]:.2f} % | "
-            f"{int(imp_c['unpruned_params'][last]):,} | **{imp_c['mean'][last]:.2f}** ± {imp_c['std'][last]:.2f} | "
-            + " | ".join(f"{c['mean'][-1]:.2f} ± {c['std'][-1]:.2f}" for c in at_max)
+            f"{int(imp_c['unpruned_params'][last]):,} | " + " | ".join(cells)
             + f" | {es_c['mean'][last]:.2f} ± {es_c['std'][last]:.2f} "
             f"| {final_c['mean'][last]:.2f} ± {final_c['std'][last]:.2f} |")
     return "\n".join(lines)

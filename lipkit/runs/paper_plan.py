@@ -189,19 +189,19 @@ def fig2_level(sparsity_percent: float, rate: float = 0.2) -> int:
 
 
 def fig2_rows(plan: list[PlanItem], ledger: Path) -> list[dict]:
-    """One row per number printed in Fig. 2, per run of the plan: the published PSNR and the
-    ledger's three PSNRs (means over the seeds that have the level; None before any has it),
-    with where and when they were made."""
+    """One row per number printed in Fig. 2, per run of the plan (``sparsity``: the printed one in %,
+    None for the dense net): the published PSNR and the ledger's three PSNRs (means over the seeds
+    that have the level; None before any has it), with where and when they were made."""
     import numpy as np
 
     out = []
     for item in plan:
         ref, entry = FIG2[item.task], LedgerRun(ledger, item.run_name)
-        targets = [("dense", 0, ref["dense"])] + [(f"{s:g} %", fig2_level(s), v) for s, v in ref["tickets"]]
-        for label, level, published in targets:
+        targets = [("dense", None, 0, ref["dense"])] + [(f"{s:g} %", s, fig2_level(s), v) for s, v in ref["tickets"]]
+        for label, sparsity, level, published in targets:
             found = [entry.levels(s)[level] for s in entry.seeds() if len(entry.levels(s)) > level]
             row = dict(task=item.task, image=ref["image"], search_on=item.experiments.search_on, target=label,
-                       level=level, published=published, n=len(found),
+                       sparsity=sparsity, level=level, published=published, n=len(found),
                        devices=sorted({f["provenance"]["device"] for f in found}),
                        dates=sorted({f["provenance"]["date"][:10] for f in found}))
             for key in ("best_psnr", "es_psnr", "final_psnr"):
