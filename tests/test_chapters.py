@@ -450,6 +450,9 @@ def test_chapter7_numbers(executed, monkeypatch):
     numbers = race_numbers(by_task)
     for key, value in numbers.items():
         assert g[key] == (value if isinstance(value, str) else pytest.approx(value)), key
+    from lipkit.book.tables import RACE_TARGET
+
+    assert {k: g[f"target_{k}"] for k in RACE_TARGET} == RACE_TARGET  # the page states the target the verdict uses
     assert g["n_taken"] == 12 and g["n_records"] == 36
 
 

@@ -61,7 +61,10 @@ def test_race_numbers_and_the_target():
     met = race_numbers({"a": race_task(2.0, 29.9), "b": race_task(1.5, 29.75), "c": race_task(1.0, 28.0)})
     assert met["a_speedup"] == 3.0 and met["a_flops_ratio"] == 5.0 and met["a_gap"] == pytest.approx(-0.1)
     assert met["within_03"] == 2 and met["beats_narrow"] == 2 and met["min_speedup"] == 3.0
-    assert met["ticket_on_front"] == 3 and met["unstructured_speedup"] == 1.0
+    assert met["ticket_on_front"] == 3 and met["unstructured_speedup"] == 1.0 and met["dd_leads"] == 0
+    smooth = race_task(2.0, 29.9)
+    smooth[-1] = race_row("deep_decoder", 1.5, 30.5, 1.5)  # above the dense net too
+    assert race_numbers({"a": smooth, "b": race_task(1.5, 29.75)})["dd_leads"] == 1
     assert met["target_verdict"] == "meets the target"
     slow = race_numbers({"a": race_task(2.5, 29.9), "b": race_task(1.5, 29.75), "c": race_task(1.0, 28.0)})
     assert slow["min_speedup"] == 2.4 and slow["target_verdict"] == "does not meet the target"
@@ -98,6 +101,12 @@ def test_chapter8_levels_verdicts_and_tables_from_rows():
     n = rivals.rival_numbers(summary, density_of, curves=curves, moved=moved, book=book, titles={"denoise": "noise"})
     assert (n["imp_best"], n["imp_final"], n["oes_final"]) == (28.5, 27.5, 27.8)
     assert n["oes_vs_imp_final"] == "above" and n["oes_minus_imp_final"] == pytest.approx(0.3)
+    # OES's published table has OES 1.10 dB above IMP at the last iterate: the same order as here
+    assert n["published_oes_minus_imp_final"] == pytest.approx(1.10) and n["published_dense_drop"] == pytest.approx(5.61)
+    assert n["oes_order_vs_published"] == "the same order as the published table"
+    below = [dict(r, final_psnr=26.0) if r["contender"] == "oes" else r for r in summary]
+    reverse = rivals.rival_numbers(below, density_of, curves=curves, moved=moved, book=book, titles={"denoise": "noise"})
+    assert reverse["oes_order_vs_published"] == "the reverse of the published order"
     assert n["dense_drop"] == 4.0 and n["best_final_label"] == "OES" and n["best_peak_label"] == "IMP ticket (LIP)"
     assert (n["n_beat_random"], n["beat_random"]) == (2, "IMP ticket (LIP), OES")  # SNIP is below random
     assert (n["n_curves"], n["n_falling"], n["falling"]) == (5, 3, "dense DIP, SNIP, random")  # IMP 0.5, OES -0.8 dB

@@ -98,11 +98,13 @@ def rival_numbers(summary: Sequence[dict], density_of: dict[int, float], *, curv
     ``curves`` the rows whose curves the page plots (one image and seed), ``moved`` the transfer
     summary (by contender and origin), ``book`` the summary per book task (titles in ``titles``).
 
-    Returns PSNRs in dB (``imp_best``, ``oes_final``, ``dense_drop``, ...), the best contender at the
-    last iteration and at its peak, the mask strategies above random (best PSNR), the curves that
+    Returns PSNRs in dB (``imp_best``, ``oes_final``, ``dense_drop``, ...), the same differences in
+    OES's published table (``published_...``) and whether ours rank OES and IMP as it does, the best
+    contender at the last iteration and at its peak, the mask strategies above random (best PSNR), the curves that
     fall by :data:`FALL_DB` or more, the masks that emptied a layer, the search costs of OES and
     IMP, the transfer losses (moved minus own, last PSNR) and the best sparse contender per task.
     """
+    from lipkit.paper import OES_SET14
     from lipkit.studies.init_vs_imp import LABELS
 
     sparsest = max(density_of)
@@ -117,6 +119,7 @@ def rival_numbers(summary: Sequence[dict], density_of: dict[int, float], *, curv
     by_origin = {(r["contender"], r["origin"]): r for r in moved}
     best_book = {n: max((r for r in rows if r["contender"] != "dense"), key=lambda r: r["best_psnr"])["label"]
                  for n, rows in book.items()}
+    published_final = OES_SET14["oes"]["final"] - OES_SET14["imp"]["final"]  # on OES's hourglass (dB)
     return dict(
         imp_best=imp["best_psnr"], imp_final=imp["final_psnr"], oes_best=oes["best_psnr"],
         oes_final=oes["final_psnr"], dense_best=dense["best_psnr"], dense_final=dense["final_psnr"],
@@ -124,6 +127,12 @@ def rival_numbers(summary: Sequence[dict], density_of: dict[int, float], *, curv
         oes_minus_imp_final=oes["final_psnr"] - imp["final_psnr"],
         oes_minus_imp_best=oes["best_psnr"] - imp["best_psnr"],
         oes_vs_imp_final="above" if oes["final_psnr"] > imp["final_psnr"] else "below",
+        published_oes_minus_imp_final=published_final,
+        published_oes_minus_imp_best=OES_SET14["oes"]["best"] - OES_SET14["imp"]["best"],
+        published_dense_drop=OES_SET14["dense"]["best"] - OES_SET14["dense"]["final"],
+        oes_order_vs_published=("the same order as the published table"
+                                if (oes["final_psnr"] > imp["final_psnr"]) == (published_final > 0)
+                                else "the reverse of the published order"),
         best_final_label=best_final["label"], best_final_psnr=best_final["final_psnr"],
         best_peak_label=best_peak["label"], best_peak_psnr=best_peak["best_psnr"],
         n_beat_random=len(beat_random), beat_random=", ".join(beat_random) or "none", random_best=random["best_psnr"],

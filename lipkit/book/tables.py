@@ -145,7 +145,8 @@ def race_numbers(by_task: dict[str, list[dict]]) -> dict:
     ``_unstructured_speedup``, ``_random_best``, ``_dd_best``; over the tasks ``min_``/``max_speedup``,
     ``min_``/``max_flops_ratio``, ``within_03`` (tasks within :data:`RACE_TARGET`'s gap),
     ``beats_narrow``, ``unstructured_speedup`` (mean), ``ticket_on_front`` (tasks whose
-    time-PSNR Pareto front holds the ticket), ``ticket_max_std`` and ``target_verdict``."""
+    time-PSNR Pareto front holds the ticket), ``dd_leads`` (tasks where the deep decoder has the
+    highest best PSNR of every contender), ``ticket_max_std`` and ``target_verdict``."""
     from lipkit.studies.fast_tickets import pareto_front
 
     out: dict = {}
@@ -173,6 +174,8 @@ def race_numbers(by_task: dict[str, list[dict]]) -> dict:
                beats_narrow=sum(out[f"{n}_vs_narrow"] > 0 for n in names),
                unstructured_speedup=mean_std(out[f"{n}_unstructured_speedup"] for n in names)[0],
                ticket_on_front=sum("channel_ticket" in fronts[n] for n in names),
+               dd_leads=sum(max(rows, key=lambda r: r["best_psnr"])["contender"] == "deep_decoder"
+                            for rows in by_task.values()),
                ticket_max_std=max(next(r for r in by_task[n] if r["contender"] == "channel_ticket")["best_psnr_std"]
                                   for n in names),
                target_verdict="meets the target" if met else "does not meet the target")
