@@ -274,10 +274,11 @@ class Experiments:
         return jobs
 
     def tickets_on_images(self, tickets: Mapping[str, Sequence[Ticket]], images: Sequence[str], *, crop: int,
-                          dense: str = "dense") -> dict[str, dict[str, float]]:
-        """Best PSNR (dB) of every label's tickets fitted to denoising each of ``images`` (centre-cropped
-        to ``crop`` px), fit seed 0, through :meth:`transfer`: ``{label: {image: mean over the label's
-        tickets}}``. The label ``dense`` fits its tickets' dense nets (variant ``"dense"``)."""
+                          dense: str = "dense", key: str = "best_psnr") -> dict[str, dict[str, float]]:
+        """PSNR ``key`` (dB; default the best, or ``"es_psnr"``, ``"final_psnr"``) of every label's tickets
+        fitted to denoising each of ``images`` (centre-cropped to ``crop`` px), fit seed 0, through
+        :meth:`transfer`: ``{label: {image: mean over the label's tickets}}``. The label ``dense`` fits
+        its tickets' dense nets (variant ``"dense"``)."""
         from lipkit.summaries import mean_std
 
         jobs, labels = [], []
@@ -289,7 +290,7 @@ class Experiments:
                     labels.append((label, image))
         psnrs: dict[str, dict[str, list[float]]] = {}
         for (label, image), record in zip(labels, self.transfer(jobs)):
-            psnrs.setdefault(label, {}).setdefault(image, []).append(record["best_psnr"])
+            psnrs.setdefault(label, {}).setdefault(image, []).append(record[key])
         return {label: {image: mean_std(v)[0] for image, v in row.items()} for label, row in psnrs.items()}
 
     def transfer(self, jobs: Sequence[TransferJob]) -> list[dict]:

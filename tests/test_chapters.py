@@ -270,7 +270,7 @@ RUNS = ROOT / "_build" / "runs" / "quick"
 @pytest.mark.chapter
 def test_chapter3_numbers(executed, monkeypatch):
     from lipkit.studies import transfer
-    from lipkit.book.tables import transfer_comparison, transfer_matrix
+    from lipkit.book.tables import transfer_comparison, transfer_matrix, transfer_rules
 
     g = glued(executed("03_transfer"))
     # the issue's check: at the highest sparsity, woman's ticket on baby beats random masks with the
@@ -305,15 +305,22 @@ def test_chapter3_numbers(executed, monkeypatch):
     directions = (("denoise", "sr4"), ("denoise", "inpaint"), ("sr4", "denoise"), ("inpaint", "denoise"))
     assert g["n_directions"] == len(directions)
     beats_random = 0
+    comparisons = {"woman → baby": (baby, pair)}
     for src, dst in directions:
         moved = transfer.by_variant(ex.transfer(transfer.jobs_over_rounds(native[src], tasks[dst],
                                                                           random_like_rounds=[native[src].rounds])))
+        comparisons[src, dst] = (native[dst], moved)
         numbers = transfer_comparison(native[dst].curve("imp"), transfer.curve(moved["ticket"]),
                                       transfer.curve(moved["random_like"]))
         for key in ("gap_max", "mean_gap", "transfer_max", "native_max", "random_like_max"):
             assert g[f"{src}_to_{dst}_{key}"] == pytest.approx(numbers[key]), (src, dst, key)
         beats_random += numbers["beats_random"]
     assert g["task_beats_random"] == beats_random
+    # the same transfers under the stopping rules a user has, from the same records
+    _, rules = transfer_rules(comparisons)
+    assert g["n_comparisons"] == len(comparisons)
+    for rule in ("best", "es", "final"):
+        assert g[f"rules_gap_{rule}"] == pytest.approx(rules[f"rules_gap_{rule}"]), rule
 
 
 @pytest.mark.chapter
@@ -354,6 +361,12 @@ def test_chapter4_numbers(executed, monkeypatch):
         assert g[key] == pytest.approx(tables.row_mean(table, label, own)), key
         assert 15 < g[key] < 45, key
     assert g["cross_f16_held"] == pytest.approx(tables.row_mean(table, "single image: F16", held))
+    # and under the stopping rules a user has, from the same cached fits
+    for rule in ("es", "final"):
+        by_rule = ex.tickets_on_images(tickets, own + held, crop=params["ws_crop"], key=f"{rule}_psnr")
+        for who, label in (("per_image", "shared weights, one z per image"), ("dense", "dense")):
+            assert g[f"cross_{who}_own_{rule}"] == pytest.approx(tables.row_mean(by_rule, label, own)), (who, rule)
+            assert g[f"cross_{who}_own_{rule}"] <= g[f"cross_{who}_own"] + 1e-9  # the oracle bounds them
     assert 15 < g["faces_shared_own"] < 45
     # overlap and layer densities of the stored tickets: the shared one against F16's
     shared, f16_masks = per_image.ticket(0, 3).masks, f16.ticket(0, 3).masks

@@ -56,6 +56,11 @@ def test_tasks_must_share_kind_and_size(mirror_dir):
         check_tasks([a, make_task("denoise", "set5/head", crop=96, iters=5)])
     with pytest.raises(ValueError, match="one kind"):
         check_tasks([a, make_task("sr", "set5/head", crop=64, iters=5)])
+    # Set5 head and Set14 face are one photograph (280 and 276 px): their centre crops are equal
+    head, face = (make_task("denoise", image, crop=64, iters=5) for image in ("set5/head", "set14/face"))
+    with pytest.raises(ValueError, match="set5/head and set14/face are the same picture"):
+        check_tasks([a, head, face])
+    check_tasks([a, head, make_task("denoise", "set14/foreman", crop=64, iters=5)])
 
 
 @pytest.mark.parametrize("mode", ["shared", "per_image"])

@@ -107,6 +107,30 @@ def transfer_comparison(native: dict, moved: dict, random: dict) -> dict:
                 n_seeds=moved["n"][-1], beats_random=moved["mean"][-1] > random["mean"][-1])
 
 
+def transfer_rules(comparisons: dict) -> tuple[str, dict]:
+    """Chapter 3's transfers under every stopping rule: ``comparisons`` maps a label to (the target's
+    native :class:`lipkit.lottery.imp.ImpRun`, the transferred records split by
+    :func:`lipkit.studies.transfer.by_variant`). At the transferred tickets' sparsest round, per rule,
+    the native and transferred means over seeds and their gap (dB), as a Markdown table, and
+    ``rules_gap_best``, ``rules_gap_es``, ``rules_gap_final``: the gap's mean over the labels."""
+    from lipkit.studies.transfer import curve
+
+    names = {"best": "oracle", "es": "ES-WMV", "final": "last"}
+    lines = ["| ticket from → used for | native: " + " / ".join(names.values()) + " | transferred: "
+             + " / ".join(names.values()) + " | gap: " + " / ".join(names.values()) + " |", "|---|---|---|---|"]
+    gaps: dict[str, list[float]] = {rule: [] for rule in STOPPING_RULES}
+    for label, (native_run, records) in comparisons.items():
+        at = {rule: transfer_comparison(native_run.curve("imp", field), curve(records["ticket"], field),
+                                        curve(records["random_like"], field))
+              for rule, field in STOPPING_RULES.items()}
+        for rule in STOPPING_RULES:
+            gaps[rule].append(at[rule]["gap_max"])
+        lines.append(f"| {label} | " + " / ".join(f"{at[r]['native_max']:.2f}" for r in STOPPING_RULES) + " | "
+                     + " / ".join(f"{at[r]['transfer_max']:.2f}" for r in STOPPING_RULES) + " | "
+                     + " / ".join(f"{at[r]['gap_max']:+.2f}" for r in STOPPING_RULES) + " |")
+    return "\n".join(lines), {f"rules_gap_{rule}": mean_std(g)[0] for rule, g in gaps.items()}
+
+
 def transfer_matrix(records: Sequence[dict], images: Sequence[str]) -> dict:
     """Chapter 3's matrix: one ticket (variants ``ticket``, ``random_like``, ``dense`` of
     :mod:`lipkit.studies.transfer`) on each of ``images``. Per image, in that order, ``ticket_gain`` and
@@ -197,6 +221,19 @@ def tickets_table(table: dict[str, dict[str, float]], own: Sequence[str], held_o
     for label, row in table.items():
         lines.append(f"| {label} | " + " | ".join(f"{row[c]:.2f}" for c in cols)
                      + f" | {row_mean(table, label, own):.2f} | {row_mean(table, label, held_out):.2f} |")
+    return "\n".join(lines)
+
+
+def tickets_rules_table(by_rule: dict[str, dict[str, dict[str, float]]], own: Sequence[str],
+                        held_out: Sequence[str]) -> str:
+    """Chapter 4's tables of :meth:`lipkit.experiments.Experiments.tickets_on_images`, one per stopping
+    rule (``by_rule``: rule of :data:`STOPPING_RULES` -> table), as one Markdown table: per label, the
+    means over ``own`` and over ``held_out`` under each rule (dB)."""
+    rules = " / ".join({"best": "oracle", "es": "ES-WMV", "final": "last"}[r] for r in by_rule)
+    lines = [f"| ticket | own images: {rules} | held out: {rules} |", "|---|---|---|"]
+    for label in next(iter(by_rule.values())):
+        lines.append(f"| {label} | " + " / ".join(f"{row_mean(t, label, own):.2f}" for t in by_rule.values()) + " | "
+                     + " / ".join(f"{row_mean(t, label, held_out):.2f}" for t in by_rule.values()) + " |")
     return "\n".join(lines)
 
 
