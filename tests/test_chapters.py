@@ -538,6 +538,7 @@ def test_chapter9_numbers(executed, monkeypatch):
     jobs_a = cross_task.ticket_classifier_jobs(restoration["denoise"], settings, levels, random_levels=levels[-1:])
     records_a = ex.classifiers(jobs_a)
     numbers = {f"a_{k}": v for k, v in pages.accuracy_numbers(pages.accuracy_curves(classification, records_a)).items()}
+    numbers.update(a_train_seconds=sum(r["seconds"] for r in records_a) / len(records_a))
     records_b = {}
     for name in restoration:
         records_b[name] = ex.transfer(cross_task.classification_ticket_jobs(classification, ex.paper_task(name), levels))
