@@ -27,7 +27,7 @@ def level_numbers(run, recovered: Sequence[Mapping], dense_mom: Mapping, *, tol_
     MOM MSE of its recovery (``recovered``: records labelled ``"<criterion> <round>"``), beside the dense
     generator's (``dense_mom``); how many rounds the ticket beats random pruning; the largest miss of
     a measured count against ``rate``; the bound the first ticket must stay under
-    (``tol_factor`` × dense MSE + ``tol_abs``)."""
+    (``tol_factor`` × dense MSE + ``tol_abs``) and whether it does (``first_ticket_verdict``)."""
     mse = {tuple(r["label"].split()): r["mean_mse"] for r in recovered}
     rate = run.config["rate"]
     dense = run.records("magnitude" if "magnitude" in run.criteria else run.criteria[0])[0]
@@ -47,8 +47,11 @@ def level_numbers(run, recovered: Sequence[Mapping], dense_mom: Mapping, *, tol_
                 max_error = max(max_error, abs(rec[which]["nonzero"] - round(rec[which]["total"] * (1 - rate) ** k)))
             rows.append(f"| {label}, round {k} | {100 * rec['G']['sparsity']:.2f} % | {rec['G']['params_left']:,} | "
                         f"{100 * rec['D']['sparsity']:.2f} % | {value:.4f} |")
-    numbers.update(max_sparsity_error=max_error, tol_factor=tol_factor, tol_abs=tol_abs,
-                   first_ticket_bound=tol_factor * dense_mom["mean_mse"] + tol_abs)
+    bound = tol_factor * dense_mom["mean_mse"] + tol_abs
+    numbers.update(max_sparsity_error=max_error, tol_factor=tol_factor, tol_abs=tol_abs, first_ticket_bound=bound)
+    if "ticket_mse_1" in numbers:
+        numbers["first_ticket_verdict"] = ("stays below it: as good as the dense generator by this measure"
+                                           if numbers["ticket_mse_1"] <= bound else "does not stay below it")
     if set(run.criteria) == set(CHAINS):
         numbers.update(ticket_beats_random=sum(numbers[f"ticket_mse_{k}"] < numbers[f"random_mse_{k}"]
                                                for k in range(1, rounds + 1)),
