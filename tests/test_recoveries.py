@@ -76,8 +76,8 @@ def test_chapter6s_table_is_the_runs_records_and_the_recoveries(setting):
         assert numbers[f"random_d_sparsity_{k}"] == 100 * run.record("random", k)["D"]["sparsity"]
     assert numbers["ticket_beats_random"] == sum(by_label[f"magnitude {k}"] < by_label[f"random {k}"] for k in (1, 2))
     assert numbers["first_ticket_bound"] == 2 * dense["mean_mse"] + 0.1
-    within = numbers["ticket_mse_1"] <= numbers["first_ticket_bound"]
-    assert numbers["first_ticket_verdict"].startswith("stays below" if within else "does not")
+    loose, _ = compressive.level_numbers(run, levels, dense, tol_factor=1, tol_abs=10)  # a bound every ticket meets
+    assert loose["first_ticket_verdict"].startswith("stays below it")
     strict, _ = compressive.level_numbers(run, levels, dense, tol_factor=0, tol_abs=-1)  # a bound no ticket meets
     assert strict["first_ticket_verdict"] == "does not stay below it"
     assert numbers["ticket_mse_max"] == by_label["magnitude 2"] and numbers["sparsity_max"] == numbers["ticket_sparsity_2"]

@@ -176,3 +176,49 @@ def test_chapter2_numbers_and_table():
     assert table[2] == "| Denoising | 30.50 | 83.90 % | 171 | **28.50** ± 0.50 | 25.00 ± 0.00 | 27.50 ± 0.50 | 26.50 ± 0.50 |"
     # the best of the pruned nets is in bold, whichever it is: random pruning for SR ×4
     assert table[3] == "| SR ×4 | 24.00 | 83.90 % | 171 | 22.00 ± 0.00 | **23.50** ± 0.00 | 21.00 ± 0.00 | 20.00 ± 0.00 |"
+
+
+def test_chapter2_a_tie_with_a_baseline_counts_for_imp_and_is_bold_in_both():
+    from lipkit.book.tables import imp_numbers, imp_table
+
+    kept = {0: 1000, 1: 400}
+    runs = {"t": FakeImpRun([imp_record("imp", k, s, 30.0 - k, kept[k]) for k in kept for s in (0, 1)]
+                            + [imp_record("random_global", 1, s, 29.0, 400) for s in (0, 1)])}
+    n = imp_numbers(runs, ["random_global"], rate=0.6, titles={"t": "T"})
+    assert (n["imp_wins"], n["imp_behind_text"], n["n_methods"]) == (1, "none", 2)
+    row = imp_table(runs, {"t": "T"}, ["random_global"]).splitlines()[2]
+    assert row.count("**29.00**") == 2  # the count and the bold follow one rule
+
+
+def transferred(round_, best, es, final, variant="ticket"):
+    return dict(variant=variant, source={"round": round_}, best_psnr=best, es_psnr=es, final_psnr=final,
+                conv_sparsity=0.5 * round_, unpruned_params=100 - 10 * round_)
+
+
+def test_chapter3_transfers_under_every_stopping_rule():
+    from lipkit.book.tables import transfer_rules
+
+    # the native run has a round more than the transferred tickets: compare at their sparsest round (2)
+    native = FakeImpRun([dict(imp_record("imp", k, 0, 30.0 - k, 1000 // (k + 1)), es_psnr=29.0 - k, final_psnr=28.0 - k)
+                         for k in (0, 1, 2, 3)])
+    records = {"ticket": [transferred(k, 29.5 - k, 27.0 - k, 26.5 - k) for k in (1, 2)],
+               "random_like": [transferred(2, 20.0, 19.0, 18.0, "random_like")]}
+    table, numbers = transfer_rules({"pair": (native, records)})
+    lines = table.splitlines()
+    assert lines[0] == ("| ticket from → used for | native: oracle / ES-WMV / last | transferred: oracle / ES-WMV / last "
+                        "| gap: oracle / ES-WMV / last |")
+    assert lines[2] == "| pair | 28.00 / 27.00 / 26.00 | 27.50 / 25.00 / 24.50 | -0.50 / -2.00 / -1.50 |"
+    assert (numbers["rules_gap_best"], numbers["rules_gap_es"], numbers["rules_gap_final"]) == (-0.5, -2.0, -1.5)
+
+
+def test_chapter4_tables_under_every_stopping_rule():
+    from lipkit.book.tables import tickets_rules_table
+
+    by_rule = {"best": {"shared": {"a": 30.0, "b": 32.0, "c": 25.0}},
+               "es": {"shared": {"a": 29.0, "b": 31.0, "c": 24.0}},
+               "final": {"shared": {"a": 28.0, "b": 30.0, "c": 20.0}}}
+    lines = tickets_rules_table(by_rule, ["a", "b"], ["c"]).splitlines()
+    assert lines[0] == "| ticket | own images: oracle / ES-WMV / last | held out: oracle / ES-WMV / last |"
+    assert lines[2] == "| shared | 31.00 / 30.00 / 29.00 | 25.00 / 24.00 / 20.00 |"
+    with pytest.raises(ValueError, match="no stopping rule"):
+        tickets_rules_table({}, ["a"], ["c"])

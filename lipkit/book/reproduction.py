@@ -14,7 +14,7 @@ or None) and ``best_psnr``, ``es_psnr``, ``final_psnr`` (means over seeds, dB).
 >>> z = row("z", "zebra, dense", "LIP Fig. 2", 25.59, dict(best_psnr=[24.7], es_psnr=[24.2], final_psnr=[24.2]),
 ...         "dense", ledger_value=25.47)
 >>> z["paper_scale"], numbers([r, z])["n_paper_scale"], numbers([r, z])["paper_scale_text"]
-(25.47, 1, 'the one published number with a paper-scale value is -0.12 dB from it')
+(25.47, 1, 'the one paper-scale value is -0.12 dB from its published number')
 """
 
 from __future__ import annotations
@@ -58,7 +58,11 @@ def fig2_rows(run, name: str, ref: dict, *, prefix: str = "fig2", dense: bool = 
     ``note`` and ``setting_note`` end the target and setting texts. ``ledger``: the ledger's rows of
     the same task and search (:func:`lipkit.runs.paper_plan.fig2_rows`), whose oracle PSNRs are the
     paper-scale values where ``results`` has none."""
-    at_scale = {r["sparsity"]: r["best_psnr"] for r in ledger if r["task"] == name}
+    mine = [r for r in ledger if r["task"] == name]
+    at_scale = {r["sparsity"]: r["best_psnr"] for r in mine}
+    if len(at_scale) < len(mine):
+        raise ValueError(f"the ledger rows hold {name!r} more than once; give the rows of one search "
+                         "(filter paper_plan.fig2_rows by search_on)")
 
     curve = run.curve("imp")
     rows = [row(f"{prefix}_{name}_dense", f"{ref['image']}, dense{note}", "LIP Fig. 2", ref["dense"],
@@ -96,7 +100,7 @@ def _at_scale_text(diffs: Sequence[float]) -> str:
     if not diffs:
         return "no published number has a paper-scale value yet"
     if len(diffs) == 1:
-        return f"the one published number with a paper-scale value is {diffs[0]:+.2f} dB from it"
+        return f"the one paper-scale value is {diffs[0]:+.2f} dB from its published number"
     return (f"at paper scale the oracle is {mean_std(diffs)[0]:+.2f} dB from the published number on average over "
             f"the {len(diffs)} that have one ({min(diffs):+.2f} to {max(diffs):+.2f} dB)")
 

@@ -130,7 +130,8 @@ def rival_numbers(summary: Sequence[dict], density_of: dict[int, float], *, curv
         published_oes_minus_imp_final=published_final,
         published_oes_minus_imp_best=OES_SET14["oes"]["best"] - OES_SET14["imp"]["best"],
         published_dense_drop=OES_SET14["dense"]["best"] - OES_SET14["dense"]["final"],
-        oes_order_vs_published=("the same order as the published table"
+        oes_order_vs_published=("level with IMP, unlike the published table" if oes["final_psnr"] == imp["final_psnr"]
+                                else "the same order as the published table"
                                 if (oes["final_psnr"] > imp["final_psnr"]) == (published_final > 0)
                                 else "the reverse of the published order"),
         best_final_label=best_final["label"], best_final_psnr=best_final["final_psnr"],

@@ -11,8 +11,8 @@ Means and stds over seeds are :func:`lipkit.summaries.mean_std` (population std)
 'within about a standard deviation of each other'
 >>> spread_verdict(-0.9, spread=0.5, ahead="ticket", behind="deep decoder")
 'more than a standard deviation apart, the deep decoder ahead'
->>> count_text(0, 4), count_text(3, 4), count_text(4, 4)
-('none of the 4', '3 of the 4', 'all 4')
+>>> count_text(0, 4), count_text(3, 4), count_text(4, 4), count_text(1, 1)
+('none of the 4', '3 of the 4', 'all 4', 'the one')
 >>> claim_verdict(0, 4), claim_verdict(3, 4), claim_verdict(4, 4)
 ('contradicts it', 'supports it only in part', 'supports it')
 >>> bold_larger(24.1, 31.5, "24.10 ± 0.13", "31.45 ± 0.33")
@@ -26,6 +26,7 @@ from typing import Iterable, Sequence
 from lipkit.summaries import mean_std
 
 STOPPING_RULES = {"best": "best_psnr", "es": "es_psnr", "final": "final_psnr"}  # rule -> record field (dB)
+RULE_NAMES = {"best": "oracle", "es": "ES-WMV", "final": "last"}  # rule -> a table column's short name
 
 
 def mean_std_text(row: dict, key: str) -> str:
@@ -36,11 +37,15 @@ def mean_std_text(row: dict, key: str) -> str:
 def count_text(hits: int, n: int) -> str:
     """``hits`` of ``n`` in words for a sentence ("none of the 4", "3 of the 4", "all 4"), so that a
     page's claim reads right whichever way the run went."""
+    if n == 1:
+        return "the one" if hits else "not the one"
     return "none of the %d" % n if hits == 0 else "all %d" % n if hits == n else f"{hits} of the {n}"
 
 
 def claim_verdict(hits: int, n: int) -> str:
     """What a run that found a paper's claim true in ``hits`` of ``n`` cases does to the claim."""
+    if n == 0:
+        return "cannot test it"
     return "contradicts it" if hits == 0 else "supports it" if hits == n else "supports it only in part"
 
 
@@ -102,7 +107,8 @@ def transfer_comparison(native: dict, moved: dict, random: dict) -> dict:
     ``random_like_max``, ``sparsity_max`` (0-1), ``n_seeds`` and ``beats_random`` (transferred
     above random there)."""
     gaps = [moved["mean"][i] - native["mean"][native["round"].index(k)] for i, k in enumerate(moved["round"])]
-    return dict(gaps=gaps, mean_gap=mean_std(gaps)[0], gap_max=gaps[-1], native_max=native["mean"][-1],
+    return dict(gaps=gaps, mean_gap=mean_std(gaps)[0], gap_max=gaps[-1],
+                native_max=native["mean"][native["round"].index(moved["round"][-1])],
                 transfer_max=moved["mean"][-1], random_like_max=random["mean"][-1], sparsity_max=moved["sparsity"][-1],
                 n_seeds=moved["n"][-1], beats_random=moved["mean"][-1] > random["mean"][-1])
 
@@ -115,9 +121,8 @@ def transfer_rules(comparisons: dict) -> tuple[str, dict]:
     ``rules_gap_best``, ``rules_gap_es``, ``rules_gap_final``: the gap's mean over the labels."""
     from lipkit.studies.transfer import curve
 
-    names = {"best": "oracle", "es": "ES-WMV", "final": "last"}
-    lines = ["| ticket from → used for | native: " + " / ".join(names.values()) + " | transferred: "
-             + " / ".join(names.values()) + " | gap: " + " / ".join(names.values()) + " |", "|---|---|---|---|"]
+    names = " / ".join(RULE_NAMES[rule] for rule in STOPPING_RULES)
+    lines = [f"| ticket from → used for | native: {names} | transferred: {names} | gap: {names} |", "|---|---|---|---|"]
     gaps: dict[str, list[float]] = {rule: [] for rule in STOPPING_RULES}
     for label, (native_run, records) in comparisons.items():
         at = {rule: transfer_comparison(native_run.curve("imp", field), curve(records["ticket"], field),
@@ -198,8 +203,8 @@ def race_numbers(by_task: dict[str, list[dict]]) -> dict:
                beats_narrow=sum(out[f"{n}_vs_narrow"] > 0 for n in names),
                unstructured_speedup=mean_std(out[f"{n}_unstructured_speedup"] for n in names)[0],
                ticket_on_front=sum("channel_ticket" in fronts[n] for n in names),
-               dd_leads=sum(max(rows, key=lambda r: r["best_psnr"])["contender"] == "deep_decoder"
-                            for rows in by_task.values()),
+               dd_leads=sum(next(r for r in rows if r["contender"] == "deep_decoder")["best_psnr"]
+                            >= max(r["best_psnr"] for r in rows) for rows in by_task.values()),
                ticket_max_std=max(next(r for r in by_task[n] if r["contender"] == "channel_ticket")["best_psnr_std"]
                                   for n in names),
                target_verdict="meets the target" if met else "does not meet the target")
@@ -229,7 +234,9 @@ def tickets_rules_table(by_rule: dict[str, dict[str, dict[str, float]]], own: Se
     """Chapter 4's tables of :meth:`lipkit.experiments.Experiments.tickets_on_images`, one per stopping
     rule (``by_rule``: rule of :data:`STOPPING_RULES` -> table), as one Markdown table: per label, the
     means over ``own`` and over ``held_out`` under each rule (dB)."""
-    rules = " / ".join({"best": "oracle", "es": "ES-WMV", "final": "last"}[r] for r in by_rule)
+    if not by_rule:
+        raise ValueError("no stopping rule given: by_rule maps rules of STOPPING_RULES to tables")
+    rules = " / ".join(RULE_NAMES[r] for r in by_rule)
     lines = [f"| ticket | own images: {rules} | held out: {rules} |", "|---|---|---|"]
     for label in next(iter(by_rule.values())):
         lines.append(f"| {label} | " + " / ".join(f"{row_mean(t, label, own):.2f}" for t in by_rule.values()) + " | "
@@ -262,10 +269,10 @@ def imp_numbers(runs: dict, baselines: Sequence[str], rate: float, titles: dict[
     """Chapter 2's numbers at each run's sparsest round (means over seeds, dB): per task name
     ``<name>_dense``, ``_imp_max``, ``_es_max``, ``_final_max``, ``_dense_es``, ``_dense_final``,
     ``_sparsity_max`` (%), ``_params_max`` and ``_<baseline>_max``; over the tasks ``imp_wins`` (tasks
-    where IMP beats every baseline), ``imp_behind_text`` (the others, by ``titles`` or name, or
-    "none"), ``<method>_mean_max``, ``imp_es_mean_max``, ``imp_final_mean_max``, ``n_tasks``,
-    ``n_convs`` and ``max_sparsity_error`` (largest distance, in weights, of any round's kept count
-    from ``total·(1 − rate)^round``)."""
+    where IMP is at least as good as every baseline), ``imp_behind_text`` (the others, by ``titles``
+    or name, or "none"), ``n_methods`` (IMP and the baselines), ``<method>_mean_max``,
+    ``imp_es_mean_max``, ``imp_final_mean_max``, ``n_tasks``, ``n_convs`` and ``max_sparsity_error``
+    (largest distance, in weights, of any round's kept count from ``total·(1 − rate)^round``)."""
     out: dict = {}
     wins = max_error = n_layers = 0
     behind = []
@@ -279,7 +286,7 @@ def imp_numbers(runs: dict, baselines: Sequence[str], rate: float, titles: dict[
                     f"{name}_sparsity_max": 100 * imp_c["sparsity"][last],
                     f"{name}_params_max": int(imp_c["unpruned_params"][last])})
         out.update({f"{name}_{m}_max": at_max[m] for m in baselines})
-        won = all(imp_c["mean"][last] > v for v in at_max.values())
+        won = imp_c["mean"][last] >= max(at_max.values(), default=float("-inf"))  # the table's bold: ties too
         wins += won
         if not won:
             behind.append((titles or {}).get(name, name))
@@ -288,7 +295,7 @@ def imp_numbers(runs: dict, baselines: Sequence[str], rate: float, titles: dict[
         for r in records:
             max_error = max(max_error, abs(r["conv_nonzero"] - round(total * (1 - rate) ** r["round"])))
     out.update(imp_wins=wins, n_tasks=len(runs), max_sparsity_error=max_error, n_convs=n_layers,
-               imp_behind_text=", ".join(behind) or "none")
+               imp_behind_text=", ".join(behind) or "none", n_methods=1 + len(baselines))
     for m in ["imp"] + list(baselines):
         out[f"{m}_mean_max"] = mean_std(run.curve(m)["mean"][-1] for run in runs.values())[0]
     out["imp_es_mean_max"] = mean_std(run.curve("imp", "es_psnr")["mean"][-1] for run in runs.values())[0]
