@@ -49,9 +49,16 @@ def claim_verdict(hits: int, n: int) -> str:
     return "contradicts it" if hits == 0 else "supports it" if hits == n else "supports it only in part"
 
 
+def bold_highest(values: Sequence[float], texts: Sequence[str]) -> list[str]:
+    """The cells ``texts`` of a table row comparing ``values`` (higher is better), the highest in bold
+    (ties all bold): one rule for every table that marks a winner."""
+    top = max(values)
+    return [f"**{t}**" if v == top else t for v, t in zip(values, texts)]
+
+
 def bold_larger(a: float, b: float, a_text: str, b_text: str) -> tuple[str, str]:
-    """The two cells of a table comparing ``a`` and ``b`` (higher is better), the larger in bold."""
-    return (f"**{a_text}**", b_text) if a > b else (a_text, f"**{b_text}**") if b > a else (a_text, b_text)
+    """The two cells of a table comparing ``a`` and ``b``: :func:`bold_highest` of the pair."""
+    return tuple(bold_highest([a, b], [a_text, b_text]))
 
 
 def spread_verdict(gap: float, spread: float, *, ahead: str, behind: str) -> str:
@@ -314,8 +321,8 @@ def imp_table(runs: dict, titles: dict[str, str], baselines: Sequence[str]) -> s
         last = len(imp_c["round"]) - 1
         at_max = [run.curve(m) for m in baselines]  # each curve reads the run's records once
         pruned = [(imp_c["mean"][last], imp_c["std"][last])] + [(c["mean"][-1], c["std"][-1]) for c in at_max]
-        top = max(m for m, _ in pruned)
-        cells = [f"**{m:.2f}** ± {s:.2f}" if m == top else f"{m:.2f} ± {s:.2f}" for m, s in pruned]
+        means = [m for m, _ in pruned]
+        cells = [f"{mean} ± {s:.2f}" for mean, (_, s) in zip(bold_highest(means, [f"{m:.2f}" for m in means]), pruned)]
         lines.append(
             f"| {titles[name]} | {imp_c['mean'][0]:.2f} | {100 * imp_c['sparsity'][last]:.2f} % | "
             f"{int(imp_c['unpruned_params'][last]):,} | " + " | ".join(cells)
